@@ -1,0 +1,118 @@
+"""The `pipeline` command: arguments, progress, report rendering, exit codes -- nothing else.
+
+One module per subcommand (run, validate, convert, verify, fixity) so that each stays small;
+this module holds the group, the shared options and the renderers.  Only this package catches
+exceptions, and only `PipelineError`: anything else is a bug and keeps its traceback.
+
+Exit codes: 0 success, 1 rejected or failed, 2 usage, 3 fixity problems found.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, Iterable, Optional
+
+import click
+
+from .. import __version__
+from ..errors import PipelineError, Problem
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FIXITY = 0, 1, 2, 3
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, prog_name="pipeline")
+def cli() -> None:
+    """Turn folders of photographs and captions into sealed preservation packages.
+
+    \b
+    Exit codes: 0 success, 1 rejected or failed, 2 usage, 3 fixity problems found.
+    """
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Write a machine-readable JSON report to stdout.")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+
+
+class ProgressBar:
+    """A one-line progress bar with throughput and ETA on stderr, only on a terminal."""
+
+    def __init__(self, quiet: bool = False, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = not quiet and self.stream.isatty()
+        self.stage = None
+        self.started = 0.0
+        self.last = 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if stage != self.stage:
+            if self.stage is not None:
+                self.stream.write("\n")
+            self.stage, self.started, self.last = stage, now, 0.0
+        if done < total and now - self.last < 0.1:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = done / elapsed
+        width = 30
+        filled = int(width * done / total) if total else width
+        eta = (total - done) / rate if rate > 0 else 0
+        eta_s = f"ETA {int(eta // 60)}:{int(eta % 60):02d}" if done < total else f"{elapsed:.1f}s"
+        self.stream.write(f"\r{stage:<9} [{'#' * filled}{'.' * (width - filled)}] "
+                          f"{done}/{total} {rate:.1f}/s {eta_s}  ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.stage is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.stage = None
+
+
+def echo_problems(problems: Iterable[Problem], err: bool = False) -> None:
+    for p in problems:
+        prefix = "warning: " if not p.is_error else ""
+        click.echo(f"{prefix}{p.render()}", err=err)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False))
+
+
+def fail(message: str, code: int = EXIT_INVALID) -> None:
+    """A one-line error on stderr, then exit."""
+    click.echo(f"pipeline: error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    try:
+        rv = cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Abort:
+        click.echo("pipeline: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("pipeline: interrupted; rerun to finish (work in staging is reused)", err=True)
+        sys.exit(130)
+    except PipelineError as exc:
+        if exc.problems:
+            echo_problems(exc.problems, err=True)
+        click.echo(f"pipeline: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+# Subcommands register themselves on `cli` when imported.
+from . import run as _run, validate as _validate, convert as _convert, verify as _verify, fixity as _fixity  # noqa: E402,F401

@@ -1,0 +1,50 @@
+"""`pipeline validate [COLLECTION...]`"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from ..errors import errors_in
+from ..executor import validate_collection
+from ..stage import Settings
+from . import EXIT_INVALID, EXIT_OK, ProgressBar, cli, echo_json, echo_problems, json_option, quiet_option
+from .options import collections_in, ingest_option, pixel_limit_option, workers_option
+
+
+@cli.command()
+@click.argument("collections", nargs=-1)
+@ingest_option
+@pixel_limit_option
+@workers_option
+@json_option
+@quiet_option
+def validate(collections, ingest, pixel_limit, workers, as_json, quiet):
+    """Check records against the schemas and images by their content; write nothing.
+
+    COLLECTIONS are folders (or names inside --ingest); default: every collection in ingest/.
+    Every problem is reported, one line each: path:field: reason [code].
+    """
+    settings = Settings(pixel_limit=pixel_limit, workers=workers)
+    bar = ProgressBar(quiet or as_json)
+    reports, worst = [], EXIT_OK
+    for folder in collections_in(ingest, tuple(collections)):
+        package = validate_collection(folder, settings, progress=bar)
+        bar.close()
+        problems = package.all_problems
+        errors = errors_in(problems)
+        if errors:
+            worst = EXIT_INVALID
+        reports.append({"collection": folder.name, "items": len(package.items),
+                        "valid": not errors, "errors": len(errors),
+                        "warnings": len(problems) - len(errors),
+                        "problems": [p.as_dict() for p in problems]})
+        if not as_json:
+            echo_problems(problems)
+            verdict = "valid" if not errors else "INVALID"
+            click.echo(f"{folder.name}: {verdict}: {len(package.items)} items, "
+                       f"{len(errors)} errors, {len(problems) - len(errors)} warnings")
+    if as_json:
+        echo_json({"command": "validate", "valid": worst == EXIT_OK, "collections": reports})
+    return worst

@@ -1,0 +1,1 @@
+"""Registry files of problem codes, one TOML file per area (see pipeline/errors.py)."""

@@ -1,0 +1,189 @@
+"""Runs the stages over a collection: per-item work in parallel, staging, lock, publish.
+
+    discover -> validate -> convert -> describe -> package
+
+Validation runs before anything is written; if it finds errors the run stops with
+`RejectedError` and `output/` is untouched.  Writing stages work in `output/.staging/<name>/`;
+the package stage seals the bag there and renames it into `output/` (see stages/package.py).
+A lock file in `output/.staging/` keeps two runs off the same collection.
+"""
+from __future__ import annotations
+
+import fcntl
+import importlib
+import os
+from concurrent.futures import ProcessPoolExecutor, FIRST_COMPLETED, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+from .errors import PipelineError, RejectedError, UsageError, errors_in
+from .model import Item, Package
+from .stage import Context, Settings, Stage
+
+STAGE_NAMES = ("discover", "validate", "convert", "describe", "package")
+
+# progress(stage_name, done, total) -- called in the main process only
+Progress = Callable[[str, int, int], None]
+
+
+def load_stage(name: str) -> Optional[Stage]:
+    """The stage's `STAGE` object, or None when that stage is not built yet."""
+    try:
+        module = importlib.import_module(f"pipeline.stages.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"pipeline.stages.{name}":
+            return None
+        raise
+    return getattr(module, "STAGE", None)
+
+
+@dataclass
+class RunResult:
+    package: Package
+    stages_run: list[str] = field(default_factory=list)
+    stages_missing: list[str] = field(default_factory=list)
+    published: list[Path] = field(default_factory=list)
+
+
+def worker_count(settings: Settings) -> int:
+    return settings.workers if settings.workers > 0 else (os.cpu_count() or 1)
+
+
+def _call(fn, item: Item, ctx: Context) -> Item:
+    return fn(item, ctx)
+
+
+def map_items(fn, items: Sequence[Item], ctx: Context, stage: str,
+              progress: Optional[Progress] = None) -> list[Item]:
+    """Apply a per-item function to every item, in order, over the configured executor.
+
+    Local: a process pool with at most 2 x workers items in flight, so memory depends on the
+    number of workers, not on the number of items.
+    """
+    total = len(items)
+    if progress:
+        progress(stage, 0, total)
+    if ctx.settings.executor == "dask":
+        from .cluster import map_on_dask  # optional extra
+        return map_on_dask(fn, items, ctx, stage, progress)
+    workers = min(worker_count(ctx.settings), max(total, 1))
+    results: list[Optional[Item]] = [None] * total
+    if workers <= 1:
+        for i, item in enumerate(items):
+            results[i] = fn(item, ctx)
+            if progress:
+                progress(stage, i + 1, total)
+        return results  # type: ignore[return-value]
+    done = 0
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending = {}
+        it = iter(enumerate(items))
+        exhausted = False
+        while pending or not exhausted:
+            while not exhausted and len(pending) < 2 * workers:
+                try:
+                    i, item = next(it)
+                except StopIteration:
+                    exhausted = True
+                    break
+                pending[pool.submit(_call, fn, item, ctx)] = i
+            if not pending:
+                break
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                i = pending.pop(fut)
+                results[i] = fut.result()
+                done += 1
+                if progress:
+                    progress(stage, done, total)
+    return results  # type: ignore[return-value]
+
+
+def run_stage(stage: Stage, package: Package, ctx: Context,
+              progress: Optional[Progress] = None) -> Package:
+    if stage.per_item is not None:
+        items = map_items(stage.per_item, package.items, ctx, stage.name, progress)
+        package = replace(package, items=tuple(items))
+    if stage.collect is not None:
+        package = stage.collect(package, ctx)
+    return replace(package, stages_done=package.stages_done + (stage.name,))
+
+
+def _check_collection(collection: Path) -> Path:
+    collection = Path(collection)
+    if not collection.is_dir():
+        raise UsageError(f"{collection}: not a collection folder")
+    return collection
+
+
+def _empty_package(collection: Path) -> Package:
+    return Package(name=collection.name, source=collection.resolve(), collection=None)
+
+
+@contextmanager
+def collection_lock(output: Path, name: str) -> Iterator[None]:
+    """An exclusive, non-blocking lock per collection; released when the process ends."""
+    locks = output / ".staging"
+    locks.mkdir(parents=True, exist_ok=True)
+    path = locks / f"{name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise PipelineError(f"{name}: another run is working on this collection "
+                                f"(lock {path}); try again when it has finished") from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+def validate_collection(collection: Path, settings: Settings = Settings(),
+                        progress: Optional[Progress] = None) -> Package:
+    """Discover and validate one collection; write nothing.  Problems are on the package."""
+    collection = _check_collection(collection)
+    ctx = Context.create(settings, collection.resolve(), Path("output"), collection.name)
+    package = _empty_package(collection)
+    for name in ("discover", "validate"):
+        stage = load_stage(name)
+        if stage is None:
+            continue
+        package = run_stage(stage, package, ctx, progress)
+        if name == "discover" and package.collection is not None:
+            ctx = replace(ctx, collection_id=str(package.collection.data.get("identifier") or ctx.collection_id))
+    return package
+
+
+def run(collection: Path, output: Path, settings: Settings = Settings(),
+        until: Optional[str] = None, progress: Optional[Progress] = None) -> RunResult:
+    """Run every stage that exists over one collection, up to and including `until`."""
+    collection = _check_collection(collection)
+    if until is not None and until not in STAGE_NAMES:
+        raise UsageError(f"--until must be one of {', '.join(STAGE_NAMES)}, not {until!r}")
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    ctx = Context.create(settings, collection.resolve(), output.resolve(), collection.name)
+    result = RunResult(package=_empty_package(collection))
+    with collection_lock(output, collection.name):
+        for name in STAGE_NAMES:
+            stage = load_stage(name)
+            if stage is None:
+                result.stages_missing.append(name)
+                continue
+            result.package = run_stage(stage, result.package, ctx, progress)
+            result.stages_run.append(name)
+            if name == "discover" and result.package.collection is not None:
+                ident = str(result.package.collection.data.get("identifier") or "")
+                ctx = replace(ctx, collection_id=ident or ctx.collection_id)
+            if name == "validate":
+                errors = errors_in(result.package.all_problems)
+                if errors:
+                    raise RejectedError(
+                        f"{collection.name}: rejected with {len(errors)} problem(s); nothing was written",
+                        result.package.all_problems)
+            if name == until:
+                break
+    result.published = [output / p for p in getattr(result.package, "published", ())]
+    return result
