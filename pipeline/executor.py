@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
-from .errors import PipelineError, RejectedError, UsageError, errors_in
+from .errors import PipelineError, ProcessingError, RejectedError, UsageError, errors_in
 from .model import Item, Package
 from .stage import Context, Settings, Stage
 
@@ -177,12 +177,15 @@ def run(collection: Path, output: Path, settings: Settings = Settings(),
             if name == "discover" and result.package.collection is not None:
                 ident = str(result.package.collection.data.get("identifier") or "")
                 ctx = replace(ctx, collection_id=ident or ctx.collection_id)
-            if name == "validate":
-                errors = errors_in(result.package.all_problems)
-                if errors:
+            errors = errors_in(result.package.all_problems)
+            if errors:
+                if name in ("discover", "validate"):
                     raise RejectedError(
                         f"{collection.name}: rejected with {len(errors)} problem(s); nothing was written",
                         result.package.all_problems)
+                raise ProcessingError(
+                    f"{collection.name}: {name} failed with {len(errors)} problem(s); no bag was published",
+                    result.package.all_problems)
             if name == until:
                 break
     result.published = [output / p for p in getattr(result.package, "published", ())]

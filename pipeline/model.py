@@ -26,7 +26,7 @@ METADATA = "metadata"
 class Agent:
     """A PREMIS agent: the software, the organization, or a person."""
 
-    id: str                      # deterministic identifier value (e.g. "preservation-pipeline-0.1.0")
+    id: str                      # deterministic identifier value, e.g. "software:Pillow/13.0.0"
     name: str
     type: str                    # "software" | "organization" | "person"
     version: str = ""
@@ -44,7 +44,7 @@ class Event:
     detail: str = ""
     outcome: str = "success"     # "success" | "failure" | "warning"
     outcome_detail: str = ""
-    agents: tuple[tuple[str, str], ...] = ()    # (agent id, role label e.g. "executing program")
+    agents: tuple[tuple[Agent, str], ...] = ()  # (agent, role label e.g. "executing program")
     objects: tuple[tuple[str, str], ...] = ()   # (object id, role "source" | "outcome")
     extra: Mapping[str, Any] = field(default_factory=dict)  # stage-specific machine data
 
@@ -126,3 +126,12 @@ class Package:
             out.extend(item.masters)
         out.extend(self.metadata_files)
         return sorted(out, key=lambda f: f.bagpath)
+
+
+def software_agent(name: str, version: str, note: str = "") -> Agent:
+    return Agent(id=f"software:{name}/{version}", name=name, type="software", version=version, note=note)
+
+
+def pipeline_agent() -> Agent:
+    from . import __version__
+    return software_agent("preservation-pipeline", __version__)

@@ -1,0 +1,136 @@
+"""XML in and out: one hardened parser, offline XSD validation, namespaces declared once.
+
+* Every XML the pipeline reads goes through `parse()`: no entity expansion, no DTD loading, no
+  network.
+* `load_schema(xsd_dir)` builds one driver schema that imports every official schema from a local
+  folder (the recipe of shared/xsd/README.md) through a resolver that refuses any remote URL.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Optional
+
+from lxml import etree
+
+from .errors import UsageError
+
+NS = {
+    "mets": "http://www.loc.gov/METS/",
+    "premis": "http://www.loc.gov/premis/v3",
+    "xlink": "http://www.w3.org/1999/xlink",
+    "xsi": "http://www.w3.org/2001/XMLSchema-instance",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "dcterms": "http://purl.org/dc/terms/",
+    "dcmitype": "http://purl.org/dc/dcmitype/",
+    "oai_dc": "http://www.openarchives.org/OAI/2.0/oai_dc/",
+    "mix": "http://www.loc.gov/mix/v20",
+    "xml": "http://www.w3.org/XML/1998/namespace",
+}
+
+SCHEMA_LOCATIONS = {
+    NS["mets"]: "http://www.loc.gov/standards/mets/version1121/mets.xsd",
+    NS["premis"]: "http://www.loc.gov/standards/premis/v3/premis.xsd",
+    NS["dc"]: "http://dublincore.org/schemas/xmls/qdc/2008/02/11/dc.xsd",
+    NS["dcterms"]: "http://dublincore.org/schemas/xmls/qdc/2008/02/11/dcterms.xsd",
+    NS["oai_dc"]: "http://www.openarchives.org/OAI/2.0/oai_dc.xsd",
+    NS["mix"]: "http://www.loc.gov/standards/mix/mix20/mix20.xsd",
+    NS["xlink"]: "http://www.loc.gov/standards/xlink/xlink.xsd",
+}
+
+# Remote locations found inside the official XSDs, and the local file each one means.
+REMOTE_TO_LOCAL = {
+    "http://www.loc.gov/standards/xlink/xlink.xsd": "xlink.xsd",
+    "http://www.w3.org/2001/03/xml.xsd": "xml.xsd",
+    "http://www.w3.org/2001/xml.xsd": "xml.xsd",
+    "http://dublincore.org/schemas/xmls/simpledc20021212.xsd": "dc.xsd",
+    "http://dublincore.org/schemas/xmls/qdc/2008/02/11/dc.xsd": "dc.xsd",
+    "http://dublincore.org/schemas/xmls/qdc/2008/02/11/dcterms.xsd": "dcterms.xsd",
+    "http://dublincore.org/schemas/xmls/qdc/2008/02/11/dcmitype.xsd": "dcmitype.xsd",
+    "http://www.loc.gov/standards/mets/version1121/mets.xsd": "mets.xsd",
+    "http://www.loc.gov/standards/mets/mets.xsd": "mets.xsd",
+    "http://www.loc.gov/standards/premis/v3/premis.xsd": "premis.xsd",
+    "http://www.openarchives.org/OAI/2.0/oai_dc.xsd": "oai_dc.xsd",
+    "http://www.loc.gov/standards/mix/mix20/mix20.xsd": "mix20.xsd",
+}
+
+DRIVER_ORDER = ("xml.xsd", "xlink.xsd", "dc.xsd", "dcmitype.xsd", "dcterms.xsd", "oai_dc.xsd",
+                "premis.xsd", "mix20.xsd", "mets.xsd")
+_TARGETS = {"xml.xsd": NS["xml"], "xlink.xsd": NS["xlink"], "dc.xsd": NS["dc"],
+            "dcmitype.xsd": NS["dcmitype"], "dcterms.xsd": NS["dcterms"], "oai_dc.xsd": NS["oai_dc"],
+            "premis.xsd": NS["premis"], "mix20.xsd": NS["mix"], "mets.xsd": NS["mets"]}
+
+
+class NetworkRefused(Exception):
+    pass
+
+
+class LocalResolver(etree.Resolver):
+    """Maps the official remote schema URLs to files in one folder; refuses any other remote URL."""
+
+    def __init__(self, xsd_dir: Path) -> None:
+        super().__init__()
+        self.xsd_dir = Path(xsd_dir)
+        self.refused: list[str] = []
+
+    def resolve(self, url, pubid, context):
+        if url in REMOTE_TO_LOCAL:
+            return self.resolve_filename(str(self.xsd_dir / REMOTE_TO_LOCAL[url]), context)
+        if url and url.split(":", 1)[0].lower() in ("http", "https", "ftp"):
+            self.refused.append(url)
+            # An empty document: the import fails locally instead of reaching the network.
+            return self.resolve_string("<refused/>", context)
+        return None
+
+
+def safe_parser(**extra) -> etree.XMLParser:
+    """The parser for any XML the pipeline reads: no entities, no DTD, no network."""
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                           dtd_validation=False, huge_tree=False, remove_blank_text=False, **extra)
+
+
+def parse(source) -> etree._ElementTree:
+    """Parse a file path, file object or bytes with the hardened parser."""
+    parser = safe_parser()
+    if isinstance(source, (bytes, bytearray)):
+        return etree.ElementTree(etree.fromstring(bytes(source), parser))
+    return etree.parse(str(source) if isinstance(source, Path) else source, parser)
+
+
+_cache: dict[Path, etree.XMLSchema] = {}
+_lock = threading.Lock()
+
+
+def load_schema(xsd_dir: Path) -> etree.XMLSchema:
+    """One XMLSchema covering METS, PREMIS, DC, dcterms, oai_dc, MIX and xlink, loaded offline."""
+    xsd_dir = Path(xsd_dir).resolve()
+    with _lock:
+        if xsd_dir in _cache:
+            return _cache[xsd_dir]
+        missing = [n for n in DRIVER_ORDER if not (xsd_dir / n).is_file()]
+        if missing:
+            raise UsageError(f"{xsd_dir}: not a folder of the official schemas (missing {', '.join(missing)})")
+        imports = "".join(f'<xs:import namespace="{_TARGETS[n]}" schemaLocation="{n}"/>' for n in DRIVER_ORDER)
+        driver = ('<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" '
+                  'targetNamespace="urn:preservation-pipeline:driver" elementFormDefault="qualified">'
+                  f"{imports}</xs:schema>")
+        parser = etree.XMLParser(no_network=True, resolve_entities=False)
+        resolver = LocalResolver(xsd_dir)
+        parser.resolvers.add(resolver)
+        doc = etree.fromstring(driver.encode(), parser, base_url=(xsd_dir / "driver.xsd").as_uri())
+        schema = etree.XMLSchema(etree.ElementTree(doc))
+        _cache[xsd_dir] = schema
+        return schema
+
+
+def validation_errors(doc, schema: etree.XMLSchema) -> list[str]:
+    """Schema errors as 'line N: message' strings (empty when valid)."""
+    tree = doc if isinstance(doc, etree._ElementTree) else etree.ElementTree(doc)
+    if schema.validate(tree):
+        return []
+    return [f"line {e.line}: {e.message}" for e in schema.error_log]
+
+
+def canonical(doc) -> bytes:
+    """Exclusive C14N bytes, for golden-file comparison."""
+    return etree.tostring(doc, method="c14n", exclusive=True)
