@@ -1,0 +1,46 @@
+"""The command line as users meet it: help everywhere, usage errors exit 2, no tracebacks."""
+import pytest
+
+from conftest import no_traceback, run_cli
+
+SUBCOMMANDS = ["run", "validate", "convert", "verify", "fixity"]
+
+
+def test_top_level_help_lists_every_subcommand():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in proc.stdout
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_subcommand_has_help(name):
+    proc = run_cli(name, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage:" in proc.stdout
+
+
+def test_unknown_subcommand_is_usage_error():
+    proc = run_cli("frobnicate")
+    assert proc.returncode == 2
+    assert no_traceback(proc)
+
+
+def test_unknown_option_is_usage_error():
+    proc = run_cli("run", "--no-such-option")
+    assert proc.returncode == 2
+    assert no_traceback(proc)
+
+
+def test_missing_collection_is_one_line_usage_error(tmp_path):
+    proc = run_cli("run", "--ingest", tmp_path / "nowhere", "--output", tmp_path / "out")
+    assert proc.returncode == 2
+    assert no_traceback(proc)
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "nowhere" in proc.stderr
+
+
+def test_version():
+    proc = run_cli("--version")
+    assert proc.returncode == 0
+    assert "pipeline" in proc.stdout
