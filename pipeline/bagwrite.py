@@ -1,0 +1,112 @@
+"""Writing a bag's tag files (RFC 8493): bagit.txt, bag-info.txt, manifests, tag manifests.
+
+Payload manifests are written from the checksums the earlier stages computed while they wrote
+each file (`FileInfo.checksums`); no payload file is read here.  Tag files are hashed as they are
+written (`hashing.write_hashed`), and the tag manifests list every one of them.  Manifest paths
+are percent-encoded with `bag.encode_path` (CR, LF and `%` only); unicode names are kept as given.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+from . import __version__
+from .bag import encode_path
+from .hashing import write_hashed
+from .model import FileInfo
+
+BAGIT_TXT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+
+# The identifier of schemas/bagit-profile.json (its BagIt-Profile-Info/BagIt-Profile-Identifier).
+PROFILE_ID = "urn:preservation-pipeline:bagit-profile:1.0"
+
+_TAG_NAME = re.compile(r"^(bagit\.txt|bag-info\.txt|fetch\.txt|(tag)?manifest-[A-Za-z0-9]+\.txt)$")
+_SPACE = re.compile(r"[\s\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def is_tag_file_name(name: str) -> bool:
+    """A top-level name this module writes (or a stale one of its kind, e.g. another algorithm)."""
+    return bool(_TAG_NAME.match(name))
+
+
+def tag_value(value: Any) -> str:
+    """One line of text: whitespace and control characters folded into single spaces."""
+    return _SPACE.sub(" ", str(value)).strip()
+
+
+def manifest_text(files: Iterable[FileInfo], algorithm: str) -> str:
+    lines = sorted(f"{f.checksums[algorithm].lower()}  {encode_path(f.bagpath)}\n" for f in files)
+    return "".join(lines)
+
+
+def payload_oxum(files: Sequence[FileInfo]) -> str:
+    return f"{sum(f.size for f in files)}.{len(files)}"
+
+
+def human_size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} bytes"
+
+
+def organization_tags(collection: Mapping[str, Any], override: str = "") -> list[tuple[str, str]]:
+    """Source-Organization, Organization-Address and Contact-* from the collection record's
+    `organization` object (schemas/collection.schema.json); `override` (Settings.organization)
+    replaces the organization's name."""
+    org = collection.get("organization") or {}
+    if not isinstance(org, Mapping):
+        org = {"name": org}
+    pairs = [("Source-Organization", override or org.get("name")),
+             ("Organization-Address", org.get("address")),
+             ("Contact-Name", org.get("contact_name")),
+             ("Contact-Phone", org.get("contact_phone")),
+             ("Contact-Email", org.get("contact_email"))]
+    return [(k, tag_value(v)) for k, v in pairs if v and tag_value(v)]
+
+
+def bag_info(*, collection: Mapping[str, Any], identifier: str, description: str, date: str,
+             files: Sequence[FileInfo], organization: str = "",
+             group: Optional[tuple[str, int, int]] = None) -> list[tuple[str, str]]:
+    """The bag-info.txt labels and values, in a fixed order."""
+    pairs = organization_tags(collection, organization)
+    pairs += [("External-Identifier", tag_value(identifier)),
+              ("External-Description", tag_value(description)),
+              ("Bagging-Date", date),
+              ("Bag-Software-Agent", f"preservation-pipeline {__version__}"),
+              ("BagIt-Profile-Identifier", PROFILE_ID),
+              ("Payload-Oxum", payload_oxum(files)),
+              ("Bag-Size", human_size(sum(f.size for f in files)))]
+    if group is not None:
+        group_id, number, count = group
+        pairs += [("Bag-Group-Identifier", tag_value(group_id)), ("Bag-Count", f"{number} of {count}")]
+    return [(k, v) for k, v in pairs if v]
+
+
+def tag_text(pairs: Iterable[tuple[str, str]]) -> str:
+    return "".join(f"{label}: {value}\n" for label, value in pairs)
+
+
+def write_tag_files(bag: Path, files: Sequence[FileInfo], info: Sequence[tuple[str, str]],
+                    algorithms: Sequence[str]) -> list[str]:
+    """Write every tag file of `bag`; returns their names.  Stale tag files are removed first."""
+    for entry in bag.iterdir():
+        if entry.is_file() and is_tag_file_name(entry.name):
+            entry.unlink()
+    written: dict[str, dict[str, str]] = {}
+
+    def put(name: str, text: str) -> None:
+        _, digests = write_hashed(bag / name, text.encode("utf-8"), algorithms)
+        written[name] = digests
+
+    put("bagit.txt", BAGIT_TXT)
+    put("bag-info.txt", tag_text(info))
+    for alg in algorithms:
+        put(f"manifest-{alg}.txt", manifest_text(files, alg))
+    tagged = sorted(written)
+    for alg in algorithms:
+        lines = "".join(f"{written[name][alg]}  {encode_path(name)}\n" for name in tagged)
+        put(f"tagmanifest-{alg}.txt", lines)
+    return sorted(written)

@@ -1,0 +1,175 @@
+"""Publishing sealed bags from `output/.staging/` into `output/`, atomically, never overwriting.
+
+    output/.staging/<name>/              the bag under construction (ctx.staging)
+    output/.staging/<name>-K-of-N/       split bags, once sealed
+    output/.staging/<bag>.<ext>.part     serialized bag and its .sha256 sidecar, once written
+    output/.staging/<name>.publish       the journal: what is being moved into output/
+    output/.staging/<name>.lock          the executor's lock (one run per collection)
+
+Everything is built and checked in `.staging/` (same file system as `output/`), then moved with
+rename(2), which is atomic: `output/` gains whole bags or nothing.  When one package publishes
+several things (split bags, a serialized copy and its sidecar), the list is written to a journal
+first (fsynced); a run killed between two renames leaves the journal, and the next run finishes
+those renames before anything else (`preflight`).  A name that already exists in `output/` is
+never replaced: the rename itself refuses (renameat2 RENAME_NOREPLACE where the kernel has it).
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import PackagingError, Problem
+from .hashing import write_hashed
+
+SUFFIXES = (".tar", ".tar.gz", ".zip", ".tar.sha256", ".tar.gz.sha256", ".zip.sha256")
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def staging_root(output: Path) -> Path:
+    return Path(output) / ".staging"
+
+
+def journal_path(output: Path, name: str) -> Path:
+    return staging_root(output) / f"{name}.publish"
+
+
+def part_name(name: str, number: int, count: int) -> str:
+    return f"{name}-{number}-of-{count}"
+
+
+def is_own_name(name: str, candidate: str) -> bool:
+    """True when `candidate` is a name this collection publishes (bag, split bag, archive)."""
+    stem = candidate
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if candidate.endswith(suffix):
+            stem = candidate[: -len(suffix)]
+            break
+    return stem == name or bool(re.fullmatch(re.escape(name) + r"-\d+-of-\d+", stem))
+
+
+def existing_targets(output: Path, name: str) -> list[str]:
+    output = Path(output)
+    if not output.is_dir():
+        return []
+    return sorted(e.name for e in os.scandir(output) if is_own_name(name, e.name))
+
+
+def refuse_existing(output: Path, name: str, found: Sequence[str]) -> PackagingError:
+    problems = [Problem("output.exists", f, f"already in {output}; an existing package is never "
+                        "overwritten (move it away to package this collection again)") for f in found]
+    return PackagingError(f"{name}: {found[0]} already exists in {output}; nothing was overwritten",
+                          problems)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _renameat2():
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn
+
+
+def rename_noreplace(src: Path, dst: Path) -> None:
+    """rename(2) that fails with FileExistsError instead of replacing `dst`."""
+    fn = _renameat2()
+    if fn is not None:
+        if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise FileExistsError(err, os.strerror(err), str(dst))
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), str(src))
+    if os.path.lexists(dst):  # the file system has no RENAME_NOREPLACE: check, then rename
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+    os.rename(src, dst)
+
+
+def remove_tree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
+
+
+def preflight(output: Path, name: str) -> tuple[str, ...]:
+    """Before a run does any work: finish a publish a killed run left half done (returns what it
+    published), or refuse when this collection's package is already in `output/`."""
+    if journal_path(output, name).exists():
+        return finish(output, name)
+    found = existing_targets(output, name)
+    if found:
+        raise refuse_existing(output, name, found)
+    return ()
+
+
+def publish(output: Path, name: str, moves: Iterable[tuple[Path, str]]) -> tuple[str, ...]:
+    """Move each sealed `(path in .staging, name in output)` into `output/`; all or, after a
+    crash, the rest on the next run."""
+    output = Path(output)
+    root = staging_root(output)
+    entries = []
+    for src, dst in moves:
+        entries.append([Path(src).relative_to(root).as_posix(), dst])
+    found = [dst for _, dst in entries if os.path.lexists(output / dst)]
+    if found:
+        raise refuse_existing(output, name, found)
+    write_hashed(journal_path(output, name), json.dumps({"moves": entries}, indent=1).encode(), ())
+    fsync_dir(root)
+    return finish(output, name)
+
+
+def finish(output: Path, name: str) -> tuple[str, ...]:
+    """Carry out the journal's renames that are not done yet; then drop journal and staging."""
+    output = Path(output)
+    root = staging_root(output)
+    journal = journal_path(output, name)
+    try:
+        moves = json.loads(journal.read_text(encoding="utf-8"))["moves"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise PackagingError(f"{journal}: unreadable publish journal ({exc}); remove it and rerun") from exc
+    for src, dst in moves:
+        source, target = root / src, output / dst
+        if not os.path.lexists(source) and os.path.lexists(target):
+            continue  # moved before the crash
+        try:
+            rename_noreplace(source, target)
+        except FileExistsError as exc:
+            raise refuse_existing(output, name, [dst]) from exc
+        except OSError as exc:
+            raise PackagingError(f"{dst}: could not move into {output}: {exc.strerror or exc}") from exc
+    fsync_dir(output)
+    journal.unlink()
+    remove_tree(root / name)  # the unsplit staging, when the bags were split from it
+    fsync_dir(root)
+    return tuple(dst for _, dst in moves)
+
+
+def clear_leftovers(output: Path, name: str) -> None:
+    """Remove what a killed run left in `.staging/` besides `<name>/` itself: split bags and
+    serialized parts that never reached the journal.  Call with the collection's lock held."""
+    root = staging_root(output)
+    if not root.is_dir():
+        return
+    for entry in os.scandir(root):
+        base = entry.name[: -len(".part")] if entry.name.endswith(".part") else None
+        if base is not None and is_own_name(name, base):
+            remove_tree(Path(entry.path))
+        elif entry.name != name and is_own_name(name, entry.name) and entry.is_dir(follow_symlinks=False):
+            remove_tree(Path(entry.path))

@@ -1,0 +1,129 @@
+"""A bag as one file for deposit: tar, tar.gz or zip, written deterministically.
+
+Same bag, same timestamp => same bytes: entries sorted, one top-level folder named after the bag,
+every mtime the run's timestamp, uid/gid 0 and no user or group names, fixed modes, gzip header
+without a file name.  The archive is hashed (SHA-256) while it is written, for the `.sha256`
+sidecar (`<digest>  <file name>`, the format `sha256sum -c` reads).
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tarfile
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import PackagingError
+from .hashing import CHUNK
+
+EXTENSIONS = {"tar": ".tar", "tar.gz": ".tar.gz", "zip": ".zip"}
+MEDIA_TYPES = {"tar": "application/x-tar", "tar.gz": "application/gzip", "zip": "application/zip"}
+ZIP_EPOCH = datetime(1980, 1, 1, tzinfo=timezone.utc)
+
+
+class HashingWriter:
+    """A write-only, non-seekable file that hashes and counts what passes through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.raw.write(data)
+        self.sha256.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def seekable(self) -> bool:
+        return False
+
+    def seek(self, *args):
+        raise OSError("not seekable")
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+def bag_entries(bag: Path) -> list[tuple[str, Path]]:
+    """(relative POSIX path, path) of every folder and file in the bag, parents first, sorted."""
+    out: list[tuple[str, Path]] = []
+    for folder, dirs, names in os.walk(bag):
+        base = Path(folder)
+        for name in dirs + names:
+            path = base / name
+            if path.is_symlink():
+                raise PackagingError(f"{path}: a symbolic link cannot be serialized")
+            out.append((path.relative_to(bag).as_posix(), path))
+    return sorted(out, key=lambda e: e[0].split("/"))
+
+
+def _write_tar(entries, root: str, out: BinaryIO, mtime: int) -> None:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8") as tar:
+        for rel, path in [("", None), *entries]:
+            info = tarfile.TarInfo(f"{root}/{rel}".rstrip("/"))
+            info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
+            if path is None or path.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+                continue
+            info.mode, info.size = 0o644, path.stat().st_size
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
+
+
+def _write_zip(entries, root: str, out: BinaryIO, when: datetime) -> None:
+    stamp = max(when, ZIP_EPOCH).timetuple()[:6]
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        for rel, path in [("", None), *entries]:
+            is_dir = path is None or path.is_dir()
+            info = zipfile.ZipInfo(f"{root}/{rel}".rstrip("/") + ("/" if is_dir else ""), stamp)
+            info.create_system = 3
+            if is_dir:
+                info.external_attr = (0o40755 << 16) | 0x10
+                zf.writestr(info, b"")
+                continue
+            info.external_attr = 0o100644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            size = path.stat().st_size
+            with open(path, "rb") as fin, zf.open(info, "w", force_zip64=size >= zipfile.ZIP64_LIMIT) as fout:
+                while chunk := fin.read(CHUNK):
+                    fout.write(chunk)
+
+
+def write_archive(bag: Path, dest: Path, fmt: str, when: datetime, root: str = "") -> str:
+    """Write `bag` as one `fmt` file at `dest` (fsynced); returns its SHA-256 hex digest.
+
+    `root` is the archive's top-level folder (default: the bag folder's name).
+    """
+    if fmt not in EXTENSIONS:
+        raise PackagingError(f"unknown serialization {fmt!r} (use {', '.join(EXTENSIONS)})")
+    root = root or bag.name
+    entries = bag_entries(bag)
+    mtime = int(when.timestamp())
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(dest, "wb") as raw:
+            out = HashingWriter(raw)
+            if fmt == "zip":
+                _write_zip(entries, root, out, when.astimezone(timezone.utc))
+            elif fmt == "tar":
+                _write_tar(entries, root, out, mtime)
+            else:
+                with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=mtime, compresslevel=6) as gz:
+                    _write_tar(entries, root, gz, mtime)
+            raw.flush()
+            os.fsync(raw.fileno())
+    except OSError as exc:
+        raise PackagingError(f"{dest}: could not write the {fmt} file: {exc.strerror or exc}") from exc
+    return out.sha256.hexdigest()
+
+
+def sidecar_text(digest: str, archive_name: str) -> str:
+    return f"{digest}  {archive_name}\n"

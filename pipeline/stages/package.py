@@ -1,0 +1,207 @@
+"""package: seal the staging folder as a BagIt 1.0 bag (or several) and publish it into output/.
+
+Runs last.  Every payload file is already in `ctx.staging/data/...`, and `package.files()` lists
+each with the checksums computed while it was written.  The stage
+
+  1. finishes a publish that a killed run left half done, or refuses when this collection's
+     package already exists in output/ (before any work);
+  2. checks, by stat alone, that the staging payload is exactly the package's files;
+  3. splits the items over several bags when --max-bag-size asks for it (each bag: its items'
+     originals and masters, plus all the metadata), hard-linking from the staging folder;
+  4. writes bagit.txt, bag-info.txt, the manifests (from the recorded checksums) and the tag
+     manifests; checks the sealed bag (bagit-python's fast validation, manifests read back);
+  5. writes the serialized copies (--serialize) and their .sha256 sidecars in .staging/;
+  6. renames everything into output/ (publish.py).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import bagit
+
+from .. import bagwrite, publish, serialize
+from ..bag import find_manifests, is_inside, parse_manifest
+from ..errors import PackagingError, Problem, errors_in
+from ..hashing import hash_file, write_hashed
+from ..model import FileInfo, Item, Package
+from ..stage import Context, Stage
+
+
+def _is_leftover(name: str) -> bool:
+    """A temporary name of hashing.write_hashed/copy_hashed left by a killed run."""
+    return name.startswith(".") and name.endswith(".part")
+
+
+def check_payload(staging: Path, files: Sequence[FileInfo], algorithms: Sequence[str]) -> list[Problem]:
+    """Stat-only completeness check: every listed file present with its size; nothing unlisted."""
+    problems: list[Problem] = []
+    listed = {f.bagpath for f in files}
+    for f in files:
+        if not f.bagpath.startswith("data/") or not is_inside(staging, f.bagpath):
+            problems.append(Problem("package.unexpected", f.bagpath, "payload path is not under data/"))
+            continue
+        lacking = [a for a in algorithms if a not in f.checksums]
+        if lacking:
+            problems.append(Problem("package.checksum", f.bagpath, f"no {', '.join(lacking)} checksum recorded"))
+        try:
+            st = os.lstat(staging / f.bagpath)
+        except FileNotFoundError:
+            problems.append(Problem("package.missing", f.bagpath, "not in the staging folder"))
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            problems.append(Problem("package.symlink", f.bagpath, "is a symbolic link"))
+        elif not stat.S_ISREG(st.st_mode):
+            problems.append(Problem("package.missing", f.bagpath, "is not a regular file"))
+        elif st.st_size != f.size:
+            problems.append(Problem("package.size", f.bagpath, f"{st.st_size} bytes, {f.size} recorded"))
+    data = staging / "data"
+    for folder, dirs, names in os.walk(data):
+        for name in dirs + names:
+            path = Path(folder) / name
+            rel = path.relative_to(staging).as_posix()
+            if rel in listed:
+                continue
+            if path.is_symlink():
+                problems.append(Problem("package.symlink", rel, "a symbolic link in the payload"))
+            elif name in names and _is_leftover(name):
+                path.unlink()
+            elif name in names:
+                problems.append(Problem("package.unlisted", rel, "in staging but not part of the package "
+                                        "(left by an earlier run? remove the staging folder and rerun)"))
+    for entry in sorted(os.listdir(staging)):
+        if entry != "data" and not bagwrite.is_tag_file_name(entry):
+            problems.append(Problem("package.unexpected", entry, "not data/ nor a tag file"))
+    return problems
+
+
+def item_files(item: Item) -> list[FileInfo]:
+    return ([item.original] if item.original else []) + list(item.masters)
+
+
+def split(package: Package, limit: int) -> tuple[list[list[Item]], list[Problem]]:
+    """Items grouped in order so that each bag (its items plus all metadata) stays under `limit`."""
+    items = list(package.items)
+    meta = sum(f.size for f in package.metadata_files)
+    total = meta + sum(f.size for i in items for f in item_files(i))
+    if limit <= 0 or total <= limit or len(items) <= 1:
+        return [items], []
+    groups: list[list[Item]] = [[]]
+    used, warnings = meta, []
+    for item in items:
+        size = sum(f.size for f in item_files(item))
+        if meta + size > limit:
+            warnings.append(Problem("package.oversize", item.relpath,
+                                    f"{size + meta} bytes with the metadata, over --max-bag-size {limit}"))
+        if groups[-1] and used + size > limit:
+            groups.append([])
+            used = meta
+        groups[-1].append(item)
+        used += size
+    return groups, warnings
+
+
+def link_bag(staging: Path, bag: Path, files: Sequence[FileInfo]) -> None:
+    """A new bag folder holding `files` of `staging`, hard-linked (copied where links fail)."""
+    publish.remove_tree(bag)
+    for f in files:
+        dest = bag / f.bagpath
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(staging / f.bagpath, dest)
+        except OSError:
+            shutil.copyfile(staging / f.bagpath, dest)
+
+
+def check_sealed(bag: Path, files: Sequence[FileInfo], algorithms: Sequence[str]) -> list[Problem]:
+    """The sealed bag, read back cheaply: bagit-python's fast validation (structure, bagit.txt,
+    Payload-Oxum), every manifest naming exactly the payload, tag manifests against the tag files."""
+    problems: list[Problem] = []
+    try:
+        bagit.Bag(str(bag)).validate(fast=True)
+    except bagit.BagError as exc:
+        problems.append(Problem("package.invalid", bag.name, f"bagit-python: {exc}"))
+    payload = {f.bagpath for f in files}
+    for path in find_manifests(bag):
+        manifest = parse_manifest(path)
+        named = {e.path for e in manifest.entries}
+        if not manifest.tag and named != payload:
+            problems.append(Problem("package.invalid", path.name, "does not list exactly the payload files"))
+        if manifest.tag:
+            for entry in manifest.entries:
+                _, digests = hash_file(bag / entry.path, [manifest.algorithm])
+                if digests[manifest.algorithm] != entry.digest:
+                    problems.append(Problem("package.invalid", entry.path, f"{path.name} does not match"))
+    return problems
+
+
+def _description(record: dict, name: str) -> str:
+    return str(record.get("description") or record.get("title") or f"Photographs of the collection {name}")
+
+
+def seal(bag: Path, package: Package, ctx: Context, files: Sequence[FileInfo],
+         group: Optional[tuple[str, int, int]] = None) -> None:
+    record = dict(package.collection.data) if package.collection else {}
+    info = bagwrite.bag_info(collection=record, identifier=ctx.collection_id,
+                             description=_description(record, package.name),
+                             date=ctx.started.strftime("%Y-%m-%d"), files=files,
+                             organization=ctx.settings.organization, group=group)
+    bagwrite.write_tag_files(bag, files, info, ctx.settings.algorithms)
+    problems = check_sealed(bag, files, ctx.settings.algorithms)
+    if problems:
+        raise PackagingError(f"{package.name}: the sealed bag failed its checks; nothing was published",
+                             problems)
+
+
+def serialize_bag(bag: Path, name: str, ctx: Context) -> list[tuple[Path, str]]:
+    """Write `<name>.<ext>` and its `.sha256` sidecar under temporary names in .staging/."""
+    fmt = ctx.settings.serialize
+    archive = name + serialize.EXTENSIONS[fmt]
+    root = publish.staging_root(ctx.output)
+    part = root / f"{archive}.part"
+    digest = serialize.write_archive(bag, part, fmt, ctx.started, root=name)
+    sidecar = root / f"{archive}.sha256.part"
+    write_hashed(sidecar, serialize.sidecar_text(digest, archive).encode("ascii"), ())
+    return [(part, archive), (sidecar, f"{archive}.sha256")]
+
+
+def package_collection(package: Package, ctx: Context) -> Package:
+    done = publish.preflight(ctx.output, package.name)
+    if done:
+        return replace(package, published=done)
+    publish.clear_leftovers(ctx.output, package.name)
+    files = package.files()
+    if not files or not ctx.staging.is_dir():
+        raise PackagingError(f"{package.name}: nothing to package (no payload was written)",
+                             [Problem("package.empty", "data", "no payload files")])
+    problems = check_payload(ctx.staging, files, ctx.settings.algorithms)
+    if errors_in(problems):
+        raise PackagingError(f"{package.name}: the staging folder does not hold exactly the package's "
+                             "files; nothing was published", problems)
+    groups, warnings = split(package, ctx.settings.max_bag_size)
+    bags: list[tuple[Path, str]] = []
+    if len(groups) == 1:
+        seal(ctx.staging, package, ctx, files)
+        bags.append((ctx.staging, package.name))
+    else:
+        meta = list(package.metadata_files)
+        for number, items in enumerate(groups, start=1):
+            name = publish.part_name(package.name, number, len(groups))
+            bag = publish.staging_root(ctx.output) / name
+            part_files = sorted([f for i in items for f in item_files(i)] + meta, key=lambda f: f.bagpath)
+            link_bag(ctx.staging, bag, part_files)
+            seal(bag, package, ctx, part_files, (ctx.collection_id, number, len(groups)))
+            bags.append((bag, name))
+    moves = list(bags)
+    if ctx.settings.serialize:
+        for bag, name in bags:
+            moves += serialize_bag(bag, name, ctx)
+    published = publish.publish(ctx.output, package.name, moves)
+    return replace(package, published=published, problems=package.problems + tuple(warnings))
+
+
+STAGE = Stage("package", per_item=None, collect=package_collection)
