@@ -12,6 +12,8 @@ from __future__ import annotations
 import fcntl
 import importlib
 import os
+import signal
+import time
 from concurrent.futures import ProcessPoolExecutor, FIRST_COMPLETED, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -20,6 +22,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from .errors import PipelineError, ProcessingError, RejectedError, UsageError, errors_in
 from .model import Item, Package
+from .report import StageReport, stage_report
 from .stage import Context, Settings, Stage
 
 STAGE_NAMES = ("discover", "validate", "convert", "describe", "package")
@@ -45,6 +48,7 @@ class RunResult:
     stages_run: list[str] = field(default_factory=list)
     stages_missing: list[str] = field(default_factory=list)
     published: list[Path] = field(default_factory=list)
+    stages: list[StageReport] = field(default_factory=list)
 
 
 def worker_count(settings: Settings) -> int:
@@ -55,19 +59,25 @@ def _call(fn, item: Item, ctx: Context) -> Item:
     return fn(item, ctx)
 
 
+def _ignore_interrupt() -> None:
+    """Pool workers leave Ctrl-C to the main process, which stops handing out work."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def map_items(fn, items: Sequence[Item], ctx: Context, stage: str,
-              progress: Optional[Progress] = None) -> list[Item]:
+              progress: Optional[Progress] = None, client=None) -> list[Item]:
     """Apply a per-item function to every item, in order, over the configured executor.
 
     Local: a process pool with at most 2 x workers items in flight, so memory depends on the
-    number of workers, not on the number of items.
+    number of workers, not on the number of items.  Dask: see cluster.map_on_dask (`client`, an
+    open distributed.Client, is reused when given).
     """
     total = len(items)
     if progress:
         progress(stage, 0, total)
     if ctx.settings.executor == "dask":
         from .cluster import map_on_dask  # optional extra
-        return map_on_dask(fn, items, ctx, stage, progress)
+        return map_on_dask(fn, items, ctx, stage, progress, client=client)
     workers = min(worker_count(ctx.settings), max(total, 1))
     results: list[Optional[Item]] = [None] * total
     if workers <= 1:
@@ -77,8 +87,9 @@ def map_items(fn, items: Sequence[Item], ctx: Context, stage: str,
                 progress(stage, i + 1, total)
         return results  # type: ignore[return-value]
     done = 0
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending = {}
+    pending: dict = {}
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupt)
+    try:
         it = iter(enumerate(items))
         exhausted = False
         while pending or not exhausted:
@@ -98,13 +109,17 @@ def map_items(fn, items: Sequence[Item], ctx: Context, stage: str,
                 done += 1
                 if progress:
                     progress(stage, done, total)
+    finally:
+        # On an error or Ctrl-C: drop the queued items; the running ones finish their
+        # atomic writes (temp name, rename), so staging holds only whole files for a rerun.
+        pool.shutdown(wait=True, cancel_futures=True)
     return results  # type: ignore[return-value]
 
 
 def run_stage(stage: Stage, package: Package, ctx: Context,
-              progress: Optional[Progress] = None) -> Package:
+              progress: Optional[Progress] = None, client=None) -> Package:
     if stage.per_item is not None:
-        items = map_items(stage.per_item, package.items, ctx, stage.name, progress)
+        items = map_items(stage.per_item, package.items, ctx, stage.name, progress, client=client)
         package = replace(package, items=tuple(items))
     if stage.collect is not None:
         package = stage.collect(package, ctx)
@@ -156,9 +171,27 @@ def validate_collection(collection: Path, settings: Settings = Settings(),
     return package
 
 
+@contextmanager
+def _cluster(settings: Settings) -> Iterator[object]:
+    """The run's Dask client when the executor is dask (connected once, before any work)."""
+    if settings.executor != "dask":
+        yield None
+        return
+    from .cluster import connect  # optional extra
+    with connect(settings.scheduler) as client:
+        yield client
+
+
 def run(collection: Path, output: Path, settings: Settings = Settings(),
-        until: Optional[str] = None, progress: Optional[Progress] = None) -> RunResult:
-    """Run every stage that exists over one collection, up to and including `until`."""
+        until: Optional[str] = None, progress: Optional[Progress] = None,
+        on_stage: Optional[Callable[[StageReport], None]] = None) -> RunResult:
+    """Run every stage that exists over one collection, up to and including `until`.
+
+    `on_stage` receives each stage's StageReport as soon as the stage ends (also when a later
+    stage fails), for run reports; the same reports are on RunResult.stages.
+    Staging (output/.staging/<name>/) is never wiped here: a rerun after a crash or Ctrl-C
+    reuses what the stages left there.
+    """
     collection = _check_collection(collection)
     if until is not None and until not in STAGE_NAMES:
         raise UsageError(f"--until must be one of {', '.join(STAGE_NAMES)}, not {until!r}")
@@ -166,14 +199,19 @@ def run(collection: Path, output: Path, settings: Settings = Settings(),
     output.mkdir(parents=True, exist_ok=True)
     ctx = Context.create(settings, collection.resolve(), output.resolve(), collection.name)
     result = RunResult(package=_empty_package(collection))
-    with collection_lock(output, collection.name):
+    with collection_lock(output, collection.name), _cluster(settings) as client:
         for name in STAGE_NAMES:
             stage = load_stage(name)
             if stage is None:
                 result.stages_missing.append(name)
                 continue
-            result.package = run_stage(stage, result.package, ctx, progress)
+            before, started = result.package, time.monotonic()
+            result.package = run_stage(stage, before, ctx, progress, client=client)
+            report = stage_report(name, time.monotonic() - started, before, result.package)
+            result.stages.append(report)
             result.stages_run.append(name)
+            if on_stage:
+                on_stage(report)
             if name == "discover" and result.package.collection is not None:
                 ident = str(result.package.collection.data.get("identifier") or "")
                 ctx = replace(ctx, collection_id=ident or ctx.collection_id)

@@ -1,0 +1,151 @@
+"""Per-item work on an existing Dask distributed cluster (`--executor dask --scheduler ADDRESS`).
+
+The collection and the output folder must be on a filesystem that every worker mounts at the
+same path (the context carries absolute paths), and the workers must have this package installed
+in the same version.  Items and the context are small and picklable; each item is one task.
+
+At most 2 x (threads in the cluster) tasks are in flight, so the scheduler never holds the whole
+collection.  A lost worker is Dask's to handle (it reschedules that worker's tasks); the run fails
+with ClusterError when the scheduler cannot be reached, when a task killed workers too often, or
+when no worker is left for `NO_WORKER_GRACE` seconds.  The caller (executor.run) publishes
+nothing after such a failure.
+
+The connect timeout is Dask's `distributed.comm.timeouts.connect` setting (environment variable
+`DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT`, 30 s by default).
+"""
+from __future__ import annotations
+
+import queue
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, Sequence
+
+from .errors import ClusterError, UsageError
+from .model import Item
+from .stage import Context
+
+INSTALL_HINT = "the dask executor needs the optional extra: pip install 'preservation-pipeline[dask]'"
+POLL_SECONDS = 1.0
+NO_WORKER_GRACE = 30.0
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError as exc:
+        raise UsageError(INSTALL_HINT) from exc
+    return distributed
+
+
+@contextmanager
+def connect(address: str) -> Iterator[object]:
+    """An open distributed.Client on `address`, closed on exit; ClusterError if unreachable."""
+    if not address:
+        raise UsageError("--executor dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
+    distributed = _distributed()
+    try:
+        client = distributed.Client(address, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterError(f"cannot reach the Dask scheduler at {address}: {_one_line(exc)}") from exc
+    try:
+        yield client
+    finally:
+        try:
+            client.close(timeout=10)
+        except (OSError, TimeoutError):
+            pass  # the scheduler is already gone; nothing is left to release
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _thread_count(client, address: str) -> int:
+    try:
+        return sum(client.nthreads().values())
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"lost the Dask scheduler at {address}: {_one_line(exc)}") from exc
+
+
+def map_on_dask(fn: Callable[[Item, Context], Item], items: Sequence[Item], ctx: Context, stage: str,
+                progress: Optional[Callable[[str, int, int], None]] = None, client=None,
+                grace: float = NO_WORKER_GRACE) -> list[Item]:
+    """Apply `fn` to every item on the cluster at ctx.settings.scheduler; results in input order.
+
+    `client`: an open distributed.Client to reuse (else one is opened for this call); `grace`:
+    seconds without any worker before the run fails.
+    """
+    address = ctx.settings.scheduler
+    if client is None:
+        with connect(address) as own:
+            return map_on_dask(fn, items, ctx, stage, progress, client=own, grace=grace)
+    total = len(items)
+    results: list[Optional[Item]] = [None] * total
+    pending: dict = {}
+    finished: queue.Queue = queue.Queue()  # futures land here when done, failed or cancelled
+    try:
+        window = 2 * max(_thread_count(client, address), 1)
+        it = iter(enumerate(items))
+        exhausted, done, idle_since = False, 0, None
+        while pending or not exhausted:
+            while not exhausted and len(pending) < window:
+                try:
+                    i, item = next(it)
+                except StopIteration:
+                    exhausted = True
+                    break
+                fut = client.submit(fn, item, ctx, pure=False)
+                pending[fut] = i
+                fut.add_done_callback(finished.put)
+            if not pending:
+                break
+            try:
+                fut = finished.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                idle_since = _check_workers(client, address, stage, idle_since, grace)
+                continue
+            idle_since = None
+            i = pending.pop(fut)
+            results[i] = _result(fut, items[i], stage)
+            done += 1
+            if progress:
+                progress(stage, done, total)
+    finally:
+        if pending:
+            try:
+                client.cancel(list(pending))
+            except (OSError, TimeoutError):
+                pass  # the scheduler is gone, and with it the tasks
+    return results  # type: ignore[return-value]
+
+
+def _check_workers(client, address: str, stage: str, idle_since: Optional[float],
+                   grace: float) -> Optional[float]:
+    """Fail when the cluster has had no worker for `grace` seconds."""
+    if _thread_count(client, address) > 0:
+        return None
+    now = time.monotonic()
+    if idle_since is None:
+        return now
+    if now - idle_since >= grace:
+        raise ClusterError(f"{stage}: no Dask worker left on {address} for {grace:g} s; "
+                           "no bag was published")
+    return idle_since
+
+
+def _result(fut, item: Item, stage: str) -> Item:
+    distributed = _distributed()
+    if fut.status == "cancelled":
+        raise ClusterError(f"{stage}: {item.relpath}: the Dask cluster cancelled the task "
+                           "(scheduler lost?); no bag was published")
+    if fut.status == "error":
+        exc = fut.exception()
+        if isinstance(exc, distributed.KilledWorker):
+            raise ClusterError(f"{stage}: {item.relpath}: Dask workers died while running it "
+                               f"({_one_line(exc)}); no bag was published") from exc
+    try:
+        return fut.result()
+    except distributed.CancelledError as exc:
+        raise ClusterError(f"{stage}: {item.relpath}: the Dask cluster cancelled the task "
+                           "(scheduler lost?); no bag was published") from exc

@@ -1,0 +1,56 @@
+"""Run report data: what each stage did, how long it took, what it found.  No printing here.
+
+The command line renders it for people or as JSON (`pipeline run --json`).  Durations come from a
+monotonic timer; they describe the run, never go into a bag, and so do not touch determinism.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .model import Package
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """One stage of one run.
+
+    `bytes`: payload the package holds after the stage (originals, masters, metadata files);
+    `bytes_added`: what this stage added to it (e.g. the masters, for convert).
+    `problems` / `errors`: problems this stage added (all severities / errors only).
+    """
+
+    stage: str
+    seconds: float
+    items: int
+    bytes: int
+    bytes_added: int
+    problems: int
+    errors: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def payload_bytes(package: Package) -> int:
+    total = sum(f.size for f in package.metadata_files)
+    for item in package.items:
+        if item.original is not None:
+            total += item.original.size
+        total += sum(f.size for f in item.masters)
+    return total
+
+
+def problem_counts(package: Package) -> tuple[int, int]:
+    """(all problems, errors) on the package and its items."""
+    problems = package.all_problems
+    return len(problems), sum(1 for p in problems if p.is_error)
+
+
+def stage_report(stage: str, seconds: float, before: Package, after: Package) -> StageReport:
+    bytes_before, bytes_after = payload_bytes(before), payload_bytes(after)
+    problems_before, errors_before = problem_counts(before)
+    problems_after, errors_after = problem_counts(after)
+    return StageReport(stage=stage, seconds=round(seconds, 3), items=len(after.items),
+                       bytes=bytes_after, bytes_added=max(bytes_after - bytes_before, 0),
+                       problems=max(problems_after - problems_before, 0),
+                       errors=max(errors_after - errors_before, 0))

@@ -1,0 +1,69 @@
+"""A real Dask cluster for tests: one `dask scheduler` and N `dask worker` processes.
+
+Workers run without a nanny, so killing one (SIGKILL) really loses it, and with tests/ on their
+PYTHONPATH, so the per-item functions of helpers_stages import there.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+
+
+class DaskCluster:
+    def __init__(self, workdir: Path, workers: int = 2) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.scheduler_file = workdir / "scheduler.json"
+        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        self.scheduler = self._spawn("scheduler", "--host", "127.0.0.1", "--port", "0",
+                                     "--no-dashboard", "--scheduler-file", str(self.scheduler_file))
+        self.address = self._wait_for_address()
+        self.workers = [self._spawn("worker", "--scheduler-file", str(self.scheduler_file),
+                                    "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny",
+                                    "--no-dashboard", "--name", f"w{i}", "--memory-limit", "2GB")
+                        for i in range(workers)]
+        self.wait_for_workers(workers)
+
+    def _spawn(self, kind: str, *args: str) -> subprocess.Popen:
+        log = open(self.workdir / f"{kind}-{time.monotonic_ns()}.log", "wb")
+        return subprocess.Popen([sys.executable, "-m", "dask", kind, *args], env=self.env,
+                                cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
+
+    def _wait_for_address(self, timeout: float = 30) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.scheduler.poll() is not None:
+                raise RuntimeError("dask scheduler exited early; see its log in " + str(self.workdir))
+            try:
+                return json.loads(self.scheduler_file.read_text())["address"]
+            except (FileNotFoundError, ValueError, KeyError):
+                time.sleep(0.1)
+        raise RuntimeError("dask scheduler did not start")
+
+    def wait_for_workers(self, n: int, timeout: float = 60) -> None:
+        from distributed import Client
+        with Client(self.address, set_as_default=False, timeout="20s") as client:
+            client.wait_for_workers(n, timeout=timeout)
+
+    def kill_worker(self, index: int = 0) -> None:
+        self.workers[index].send_signal(signal.SIGKILL)
+        self.workers[index].wait(timeout=10)
+
+    def close(self) -> None:
+        for proc in [*self.workers, self.scheduler]:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in [*self.workers, self.scheduler]:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

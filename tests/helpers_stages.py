@@ -1,0 +1,64 @@
+"""Small per-item stage functions for the executor and cluster tests.
+
+Module-level so that process pools and Dask workers can import them by name (the Dask workers in
+tests/test_cluster.py get tests/ on their PYTHONPATH).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from pipeline.errors import ConversionError, Problem
+from pipeline.hashing import write_hashed
+from pipeline.model import Item, Record
+from pipeline.stage import Context
+
+
+def make_items(ctx: Context, n: int) -> list[Item]:
+    return [Item(id=ctx.make_id(f"img{i:04d}.jpg"), relpath=f"img{i:04d}.jpg",
+                 record=Record(path=f"img{i:04d}.json", data={"identifier": f"id-{i}"}))
+            for i in range(n)]
+
+
+def digest_item(item: Item, ctx: Context) -> Item:
+    """Deterministic work that depends only on the item and the context."""
+    digest = hashlib.sha256(f"{ctx.collection_id}/{item.relpath}".encode()).hexdigest()
+    return replace(item, image={"digest": digest, "when": ctx.now()})
+
+
+def where_item(item: Item, ctx: Context) -> Item:
+    """Records which process ran the item (to show the work really left the main process)."""
+    return replace(item, image={"pid": os.getpid()})
+
+
+def slow_item(item: Item, ctx: Context) -> Item:
+    time.sleep(0.3)
+    return digest_item(item, ctx)
+
+
+def stage_file_item(item: Item, ctx: Context) -> Item:
+    """Writes one file per item into staging, as a converting stage would."""
+    data = f"{item.id} {item.relpath}\n".encode()
+    size, digests = write_hashed(ctx.staging / "work" / f"{item.relpath}.txt", data, ("sha256",))
+    return replace(item, image={"size": size, "sha256": digests["sha256"]})
+
+
+def failing_item(item: Item, ctx: Context) -> Item:
+    """Fails on the third item with a pipeline error, as a stage does on a broken image."""
+    if item.relpath == "img0002.jpg":
+        raise ConversionError(f"{item.relpath}: cannot be converted")
+    return digest_item(item, ctx)
+
+
+def problem_item(item: Item, ctx: Context) -> Item:
+    """Adds an error problem to one item (the way stages report input problems)."""
+    if item.relpath == "img0001.jpg":
+        return replace(item, problems=(Problem("io.read", item.relpath, "unreadable"),))
+    return item
+
+
+def staged_files(ctx: Context) -> list[Path]:
+    return sorted((ctx.staging / "work").glob("*.txt"))

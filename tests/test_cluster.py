@@ -1,0 +1,123 @@
+"""The Dask executor on a real local cluster: a `dask scheduler` and two `dask worker` processes."""
+from __future__ import annotations
+
+import os
+
+import dask
+import pytest
+
+import helpers_stages as hs
+from conftest import no_traceback, run_cli
+from dask_cluster import DaskCluster
+from pipeline.cluster import map_on_dask
+from pipeline.errors import ClusterError, ConversionError
+from pipeline.executor import map_items
+from test_executor import CountingItems, make_ctx
+
+UNREACHABLE = "tcp://127.0.0.1:9"  # the discard port: nothing listens there
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = DaskCluster(tmp_path_factory.mktemp("dask"), workers=2)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    """A cluster of its own, for tests that kill its workers."""
+    c = DaskCluster(tmp_path / "dask", workers=2)
+    yield c
+    c.close()
+
+
+def test_dask_results_equal_local_results(cluster, tmp_path):
+    local_ctx = make_ctx(tmp_path, workers=2)
+    dask_ctx = make_ctx(tmp_path, executor="dask", scheduler=cluster.address)
+    items = hs.make_items(local_ctx, 30)
+    assert map_items(hs.digest_item, items, dask_ctx, "convert") == \
+        map_items(hs.digest_item, items, local_ctx, "convert")
+
+
+def test_dask_work_runs_in_the_worker_processes(cluster, tmp_path):
+    ctx = make_ctx(tmp_path, executor="dask", scheduler=cluster.address)
+    out = map_items(hs.where_item, hs.make_items(ctx, 8), ctx, "convert")
+    pids = {i.image["pid"] for i in out}
+    assert pids <= {w.pid for w in cluster.workers}
+
+
+def test_dask_workers_write_into_shared_staging(cluster, tmp_path):
+    ctx = make_ctx(tmp_path, executor="dask", scheduler=cluster.address)
+    out = map_items(hs.stage_file_item, hs.make_items(ctx, 5), ctx, "convert")
+    assert len(hs.staged_files(ctx)) == 5
+    assert all(i.image["size"] > 0 for i in out)
+
+
+def test_dask_submission_window_bounded(cluster, tmp_path):
+    ctx = make_ctx(tmp_path, executor="dask", scheduler=cluster.address)
+    items = CountingItems(hs.make_items(ctx, 40))
+    seen = []
+    map_items(hs.digest_item, items, ctx, "convert", lambda s, d, t: seen.append((d, items.taken)))
+    assert seen[-1] == (40, 40)
+    assert max(taken - done for done, taken in seen) <= 2 * 2  # two workers of one thread
+
+
+def test_pipeline_error_on_a_worker_reaches_the_caller_unchanged(cluster, tmp_path):
+    ctx = make_ctx(tmp_path, executor="dask", scheduler=cluster.address)
+    with pytest.raises(ConversionError, match="img0002.jpg: cannot be converted"):
+        map_items(hs.failing_item, hs.make_items(ctx, 6), ctx, "convert")
+
+
+def test_unreachable_scheduler_is_a_cluster_error(tmp_path):
+    ctx = make_ctx(tmp_path, executor="dask", scheduler=UNREACHABLE)
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        with pytest.raises(ClusterError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9") as info:
+            map_items(hs.digest_item, hs.make_items(ctx, 2), ctx, "convert")
+    assert "\n" not in str(info.value)
+
+
+def test_cli_unreachable_scheduler_one_line_exit_1(tmp_path):
+    (tmp_path / "ingest" / "coll").mkdir(parents=True)
+    proc = run_cli("run", "--ingest", tmp_path / "ingest", "--output", tmp_path / "output",
+                   "--executor", "dask", "--scheduler", UNREACHABLE,
+                   env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"})
+    assert proc.returncode == 1, proc.stderr
+    assert no_traceback(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the Dask scheduler" in lines[0]
+    assert not [p for p in (tmp_path / "output").iterdir() if p.name != ".staging"]
+
+
+def test_cli_dask_executor_without_scheduler_is_usage_error(tmp_path):
+    (tmp_path / "ingest" / "coll").mkdir(parents=True)
+    proc = run_cli("run", "--ingest", tmp_path / "ingest", "--output", tmp_path / "output",
+                   "--executor", "dask")
+    assert proc.returncode == 2
+    assert no_traceback(proc)
+
+
+def test_worker_killed_mid_run_the_run_completes(own_cluster, tmp_path):
+    ctx = make_ctx(tmp_path, executor="dask", scheduler=own_cluster.address)
+    items = hs.make_items(ctx, 12)
+
+    def kill_after_two(stage, done, total):
+        if done == 2:
+            own_cluster.kill_worker(0)
+
+    out = map_items(hs.slow_item, items, ctx, "convert", kill_after_two)
+    assert own_cluster.workers[0].poll() is not None  # the worker really died
+    assert out == [hs.digest_item(i, ctx) for i in items]
+
+
+def test_every_worker_lost_fails_with_cluster_error(own_cluster, tmp_path):
+    ctx = make_ctx(tmp_path, executor="dask", scheduler=own_cluster.address)
+
+    def kill_all(stage, done, total):
+        if done == 1:
+            own_cluster.kill_worker(0)
+            own_cluster.kill_worker(1)
+
+    with pytest.raises(ClusterError, match="no Dask worker left") as info:
+        map_on_dask(hs.slow_item, hs.make_items(ctx, 10), ctx, "convert", kill_all, grace=2)
+    assert "\n" not in str(info.value)

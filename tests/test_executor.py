@@ -1,0 +1,116 @@
+"""The local executor: a real process pool, bounded in-flight work, order, errors, lock, reports."""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import pytest
+
+import helpers_stages as hs
+from pipeline.errors import ConversionError, PipelineError
+from pipeline.executor import collection_lock, map_items, run_stage
+from pipeline.model import FileInfo, Package
+from pipeline.report import stage_report
+from pipeline.stage import Context, Settings, Stage
+
+
+def make_ctx(tmp_path, workers=2, executor="local", scheduler=""):
+    settings = Settings(workers=workers, executor=executor, scheduler=scheduler)
+    return Context.create(settings, tmp_path / "ingest" / "coll", tmp_path / "output", "coll")
+
+
+class CountingItems:
+    """A sequence that counts how many items the executor has taken from it."""
+
+    def __init__(self, items):
+        self.items, self.taken = items, 0
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+    def __iter__(self):
+        for item in self.items:
+            self.taken += 1
+            yield item
+
+
+def test_pool_results_match_serial_run_in_input_order(tmp_path):
+    ctx = make_ctx(tmp_path, workers=2)
+    items = hs.make_items(ctx, 40)
+    pooled = map_items(hs.digest_item, items, ctx, "convert")
+    serial = map_items(hs.digest_item, items, replace(ctx, settings=Settings(workers=1)), "convert")
+    assert pooled == serial
+    assert [i.relpath for i in pooled] == [i.relpath for i in items]
+
+
+def test_pool_runs_items_in_other_processes(tmp_path):
+    ctx = make_ctx(tmp_path, workers=2)
+    out = map_items(hs.where_item, hs.make_items(ctx, 8), ctx, "convert")
+    pids = {i.image["pid"] for i in out}
+    assert os.getpid() not in pids
+
+
+def test_in_flight_items_bounded_by_twice_the_workers(tmp_path):
+    ctx = make_ctx(tmp_path, workers=2)
+    items = CountingItems(hs.make_items(ctx, 60))
+    seen = []
+
+    def progress(stage, done, total):
+        seen.append((done, items.taken))
+
+    map_items(hs.digest_item, items, ctx, "convert", progress)
+    assert seen[-1] == (60, 60)
+    assert max(taken - done for done, taken in seen) <= 2 * 2
+
+
+def test_progress_reports_every_item_with_the_stage_name(tmp_path):
+    ctx = make_ctx(tmp_path, workers=2)
+    calls = []
+    map_items(hs.digest_item, hs.make_items(ctx, 7), ctx, "validate", lambda *a: calls.append(a))
+    assert calls[0] == ("validate", 0, 7)
+    assert [c[1] for c in calls] == list(range(8))
+    assert {c[0] for c in calls} == {"validate"}
+
+
+def test_pipeline_error_in_a_worker_reaches_the_caller_unchanged(tmp_path):
+    ctx = make_ctx(tmp_path, workers=2)
+    with pytest.raises(ConversionError, match="img0002.jpg: cannot be converted"):
+        map_items(hs.failing_item, hs.make_items(ctx, 10), ctx, "convert")
+
+
+def test_workers_write_into_staging_and_it_is_kept(tmp_path):
+    ctx = make_ctx(tmp_path, workers=2)
+    stage = Stage("convert", per_item=hs.stage_file_item)
+    pkg = Package(name="coll", source=ctx.ingest, collection=None, items=tuple(hs.make_items(ctx, 6)))
+    out = run_stage(stage, pkg, ctx)
+    assert out.stages_done == ("convert",)
+    assert len(hs.staged_files(ctx)) == 6
+    assert all(len(i.image["sha256"]) == 64 for i in out.items)
+
+
+def test_empty_collection_maps_to_nothing(tmp_path):
+    ctx = make_ctx(tmp_path, workers=2)
+    assert map_items(hs.digest_item, [], ctx, "convert") == []
+
+
+def test_output_locked_second_run_on_same_collection_refused(tmp_path):
+    with collection_lock(tmp_path, "coll"):
+        with pytest.raises(PipelineError, match="another run is working on this collection"):
+            with collection_lock(tmp_path, "coll"):
+                pass
+    with collection_lock(tmp_path, "coll"):  # released: a later run may take it
+        pass
+
+
+def test_stage_report_counts_items_bytes_and_new_problems(tmp_path):
+    ctx = make_ctx(tmp_path, workers=2)
+    items = tuple(replace(i, original=FileInfo("original", f"data/objects/originals/{i.relpath}", 100, {}))
+                  for i in hs.make_items(ctx, 3))
+    before = Package(name="coll", source=ctx.ingest, collection=None, items=items)
+    after = run_stage(Stage("validate", per_item=hs.problem_item), before, ctx)
+    report = stage_report("validate", 0.5, before, after)
+    assert report.as_dict() == {"stage": "validate", "seconds": 0.5, "items": 3, "bytes": 300,
+                                "bytes_added": 0, "problems": 1, "errors": 1}
