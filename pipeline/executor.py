@@ -122,7 +122,11 @@ def run_stage(stage: Stage, package: Package, ctx: Context,
         items = map_items(stage.per_item, package.items, ctx, stage.name, progress, client=client)
         package = replace(package, items=tuple(items))
     if stage.collect is not None:
+        if progress and stage.per_item is None:
+            progress(stage.name, 0, len(package.items))
         package = stage.collect(package, ctx)
+        if progress and stage.per_item is None:
+            progress(stage.name, len(package.items), len(package.items))
     return replace(package, stages_done=package.stages_done + (stage.name,))
 
 

@@ -62,3 +62,25 @@ def problem_item(item: Item, ctx: Context) -> Item:
 
 def staged_files(ctx: Context) -> list[Path]:
     return sorted((ctx.staging / "work").glob("*.txt"))
+
+
+def make_collection(root: Path, n: int = 4, size: tuple[int, int] = (48, 32), name: str = "coll") -> Path:
+    """A small valid collection: collection.json, n JPEGs with sidecar records."""
+    import json
+
+    from PIL import Image
+
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "collection.json").write_text(json.dumps({
+        "identifier": name, "title": f"Test collection {name}", "creator": "Test Photographer",
+        "description": "Generated for the executor tests.", "rights": "CC0",
+        "organization": {"name": "Test Archive"}}), encoding="utf-8")
+    for i in range(n):
+        img = Image.new("RGB", size, (i * 40 % 256, 80, 160))
+        img.putpixel((i % size[0], 0), (255, 255, 255))
+        img.save(folder / f"img{i:04d}.jpg", quality=90)
+        (folder / f"img{i:04d}.json").write_text(json.dumps({
+            "identifier": f"{name}-{i:04d}", "date": "1992-02", "place": ["Azerbaijan", "Aghdam"],
+            "caption": f"Photograph {i}"}), encoding="utf-8")
+    return folder

@@ -1,15 +1,18 @@
 """`pipeline run [COLLECTION...]`"""
 from __future__ import annotations
 
-import os
+import logging
+import time
 from pathlib import Path
+from typing import Optional
 
 import click
 
-from ..errors import PipelineError
-from ..executor import STAGE_NAMES, run as run_collection
+from ..errors import ClusterError, PipelineError, UsageError
+from ..executor import STAGE_NAMES, RunResult, run as run_collection
+from ..report import StageReport
 from ..stage import Settings
-from . import EXIT_INVALID, EXIT_OK, ProgressBar, cli, echo_json, echo_problems, json_option, quiet_option
+from . import EXIT_OK, ProgressBar, cli, echo_json, echo_problems, json_option, quiet_option
 from .options import collections_in, ingest_option, parse_size, pixel_limit_option, workers_option
 
 
@@ -41,6 +44,9 @@ def run(collections, ingest, output, until, compression, algorithms, schemas, ma
     """
     if executor == "dask" and not scheduler:
         raise click.UsageError("--executor dask needs --scheduler ADDRESS")
+    if executor == "dask":
+        # The cluster's own log lines would only repeat our one-line ClusterError as noise.
+        logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
     settings = Settings(pixel_limit=pixel_limit, compression=compression,
                         algorithms=tuple(algorithms) or ("sha256", "sha512"), workers=workers,
                         executor=executor, scheduler=scheduler, schemas_dir=schemas,
@@ -49,30 +55,55 @@ def run(collections, ingest, output, until, compression, algorithms, schemas, ma
     bar = ProgressBar(quiet or as_json)
     reports, worst = [], EXIT_OK
     for folder in collections_in(ingest, tuple(collections)):
+        stages: list[StageReport] = []
+        started = time.monotonic()
         try:
-            result = run_collection(folder, output, settings, until=until, progress=bar)
+            try:
+                result = run_collection(folder, output, settings, until=until, progress=bar,
+                                        on_stage=stages.append)
+            finally:
+                bar.close()  # end the bar's line before any message
+        except (ClusterError, UsageError):
+            raise  # the same for every collection: stop here with one line
         except PipelineError as exc:
-            bar.close()
-            if not as_json:
-                raise
             worst = max(worst, exc.exit_code)
-            reports.append({"collection": folder.name, "ok": False, "error": str(exc),
-                            "problems": [p.as_dict() for p in exc.problems]})
+            reports.append(collection_report(folder.name, stages, started, error=exc))
+            if not as_json:
+                echo_problems(exc.problems, err=True)
+                click.echo(f"pipeline: error: {exc}", err=True)
             continue
-        bar.close()
-        problems = result.package.all_problems
-        reports.append({"collection": folder.name, "ok": True, "items": len(result.package.items),
-                        "stages_run": result.stages_run, "stages_missing": result.stages_missing,
-                        "published": [str(p) for p in result.published],
-                        "problems": [p.as_dict() for p in problems]})
+        reports.append(collection_report(folder.name, stages, started, result=result))
         if not as_json:
-            echo_problems(problems)
-            click.echo(f"{folder.name}: {len(result.package.items)} items; stages run: "
-                       f"{', '.join(result.stages_run)}")
-            if result.stages_missing:
-                click.echo(f"{folder.name}: not built yet, skipped: {', '.join(result.stages_missing)}")
-            for p in result.published:
-                click.echo(f"{folder.name}: published {p}")
+            echo_human(folder.name, result, stages)
     if as_json:
         echo_json({"command": "run", "ok": worst == EXIT_OK, "collections": reports})
     return worst
+
+
+def collection_report(name: str, stages: list[StageReport], started: float,
+                      result: Optional[RunResult] = None, error: Optional[PipelineError] = None) -> dict:
+    """One collection's part of the JSON run report."""
+    problems = error.problems if error is not None else result.package.all_problems
+    out = {"collection": name, "ok": error is None,
+           "seconds": round(time.monotonic() - started, 3),
+           "items": stages[-1].items if stages else 0,
+           "stages": [s.as_dict() for s in stages]}
+    if error is not None:
+        out["error"] = str(error)
+    else:
+        out.update(stages_run=result.stages_run, stages_missing=result.stages_missing,
+                   published=[str(p) for p in result.published])
+    out["problems"] = [p.as_dict() for p in problems]
+    return out
+
+
+def echo_human(name: str, result: RunResult, stages: list[StageReport]) -> None:
+    echo_problems(result.package.all_problems)
+    for s in stages:
+        rate = f", {s.items / s.seconds:.1f} items/s" if s.seconds > 0 and s.items else ""
+        click.echo(f"{name}: {s.stage}: {s.items} items in {s.seconds:.1f} s{rate}, "
+                   f"{s.bytes_added / 1e6:.1f} MB written, {s.problems} problem(s)")
+    if result.stages_missing:
+        click.echo(f"{name}: not built yet, skipped: {', '.join(result.stages_missing)}")
+    for p in result.published:
+        click.echo(f"{name}: published {p}")

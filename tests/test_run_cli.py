@@ -1,0 +1,129 @@
+"""`pipeline run` as users meet it: progress only on a terminal, the --json run report, exit codes."""
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+
+import pytest
+
+import helpers_stages as hs
+from conftest import no_traceback, run_cli
+from pipeline.executor import STAGE_NAMES
+
+STAGE_KEYS = {"stage", "seconds", "items", "bytes", "bytes_added", "problems", "errors"}
+PROBLEM_KEYS = {"code", "severity", "path", "field", "reason"}
+
+
+@pytest.fixture
+def ingest(tmp_path):
+    hs.make_collection(tmp_path / "ingest", n=3)
+    return tmp_path / "ingest"
+
+
+def run_json(ingest, output, *extra):
+    proc = run_cli("run", "--ingest", ingest, "--output", output, "--json", *extra)
+    assert no_traceback(proc), proc.stderr
+    return proc, json.loads(proc.stdout)
+
+
+def test_json_report_shape(ingest, tmp_path):
+    proc, report = run_json(ingest, tmp_path / "output")
+    assert report["command"] == "run"
+    assert proc.returncode == (0 if report["ok"] else 1)
+    [coll] = report["collections"]
+    assert coll["collection"] == "coll"
+    assert coll["items"] == 3
+    assert coll["seconds"] >= 0
+    names = [s["stage"] for s in coll["stages"]]
+    assert names and names == [n for n in STAGE_NAMES if n in names]
+    for s in coll["stages"]:
+        assert set(s) == STAGE_KEYS
+        assert s["items"] == 3 and s["seconds"] >= 0 and s["bytes"] >= s["bytes_added"] >= 0
+    assert all(set(p) == PROBLEM_KEYS for p in coll["problems"])
+    if coll["ok"]:
+        assert set(coll["stages_run"]) == set(names)
+    else:
+        assert coll["error"]
+
+
+def test_record_no_image_rejected_json_exit_1(ingest, tmp_path):
+    (ingest / "coll" / "img0001.jpg").unlink()
+    proc, report = run_json(ingest, tmp_path / "output")
+    assert proc.returncode == 1
+    [coll] = report["collections"]
+    assert coll["ok"] is False and report["ok"] is False
+    assert "rejected" in coll["error"]
+    assert "record.no_image" in {p["code"] for p in coll["problems"]}
+    assert [s["stage"] for s in coll["stages"]][0] == "discover"
+    assert not [p for p in (tmp_path / "output").iterdir() if p.name != ".staging"]
+
+
+def test_record_no_image_rejected_human_one_line_per_problem(ingest, tmp_path):
+    (ingest / "coll" / "img0001.jpg").unlink()
+    proc = run_cli("run", "--ingest", ingest, "--output", tmp_path / "output")
+    assert proc.returncode == 1
+    assert no_traceback(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert any(line.startswith("img0001.json") and line.endswith("[record.no_image]") for line in lines)
+    assert lines[-1].startswith("pipeline: error: coll: rejected")
+
+
+def test_one_rejected_collection_does_not_stop_the_others(ingest, tmp_path):
+    hs.make_collection(ingest, n=2, name="other")
+    (ingest / "coll" / "img0001.jpg").unlink()
+    proc, report = run_json(ingest, tmp_path / "output")
+    assert proc.returncode == 1
+    assert [c["collection"] for c in report["collections"]] == ["coll", "other"]
+    assert report["collections"][1]["items"] == 2
+
+
+def test_no_progress_when_stderr_is_not_a_terminal(ingest, tmp_path):
+    proc = run_cli("run", "--ingest", ingest, "--output", tmp_path / "output", "--until", "discover")
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr and "[#" not in proc.stderr
+    assert "coll: discover: 3 items" in proc.stdout
+
+
+def run_on_terminal(*args):
+    """Run the CLI with stderr on a pseudo-terminal; returns (exit code, what the terminal got)."""
+    master, slave = pty.openpty()
+    env = dict(os.environ)
+    env.pop("SOURCE_DATE_EPOCH", None)
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.communicate(timeout=120)
+    os.close(master)
+    return proc.returncode, seen.decode("utf-8", "replace")
+
+
+def test_progress_bar_on_a_terminal(ingest, tmp_path):
+    code, seen = run_on_terminal("run", "--ingest", ingest, "--output", tmp_path / "output",
+                                 "--until", "discover")
+    assert code == 0
+    assert "discover" in seen and "3/3" in seen and "/s" in seen
+
+
+def test_quiet_silences_the_progress_bar_on_a_terminal(ingest, tmp_path):
+    code, seen = run_on_terminal("run", "--ingest", ingest, "--output", tmp_path / "output",
+                                 "--until", "discover", "--quiet")
+    assert code == 0
+    assert "3/3" not in seen
+
+
+def test_until_unknown_stage_is_usage_error(ingest, tmp_path):
+    proc = run_cli("run", "--ingest", ingest, "--output", tmp_path / "output", "--until", "nowhere")
+    assert proc.returncode == 2
+    assert no_traceback(proc)
