@@ -14,6 +14,7 @@ from typing import Optional
 from lxml import etree
 
 from .errors import UsageError
+from .hashing import new_hashers
 
 NS = {
     "mets": "http://www.loc.gov/METS/",
@@ -26,6 +27,7 @@ NS = {
     "oai_dc": "http://www.openarchives.org/OAI/2.0/oai_dc/",
     "mix": "http://www.loc.gov/mix/v20",
     "xml": "http://www.w3.org/XML/1998/namespace",
+    "qdc": "urn:preservation-pipeline:qualifieddc",
 }
 
 SCHEMA_LOCATIONS = {
@@ -111,9 +113,15 @@ def load_schema(xsd_dir: Path) -> etree.XMLSchema:
         if missing:
             raise UsageError(f"{xsd_dir}: not a folder of the official schemas (missing {', '.join(missing)})")
         imports = "".join(f'<xs:import namespace="{_TARGETS[n]}" schemaLocation="{n}"/>' for n in DRIVER_ORDER)
+        # The driver also declares the container of a standalone qualified DC record, as DCMI's
+        # XML guidelines (2008) ask an application to do: an element of the official type
+        # dcterms:elementOrRefinementContainer, in this project's namespace (NS["qdc"]).
         driver = ('<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" '
-                  'targetNamespace="urn:preservation-pipeline:driver" elementFormDefault="qualified">'
-                  f"{imports}</xs:schema>")
+                  f'xmlns:dcterms="{NS["dcterms"]}" '
+                  f'targetNamespace="{NS["qdc"]}" elementFormDefault="qualified">'
+                  f"{imports}"
+                  '<xs:element name="qualifieddc" type="dcterms:elementOrRefinementContainer"/>'
+                  "</xs:schema>")
         parser = etree.XMLParser(no_network=True, resolve_entities=False)
         resolver = LocalResolver(xsd_dir)
         parser.resolvers.add(resolver)
@@ -129,6 +137,40 @@ def validation_errors(doc, schema: etree.XMLSchema) -> list[str]:
     if schema.validate(tree):
         return []
     return [f"line {e.line}: {e.message}" for e in schema.error_log]
+
+
+def xml_char_problem(text: str) -> str:
+    """'' when XML 1.0 can hold `text`, else a reason naming the first character it cannot."""
+    for i, ch in enumerate(text):
+        cp = ord(ch)
+        if cp in (0x9, 0xA, 0xD) or 0x20 <= cp <= 0xD7FF or 0xE000 <= cp <= 0xFFFD or 0x10000 <= cp <= 0x10FFFF:
+            continue
+        return f"character U+{cp:04X} at position {i} cannot be written in XML 1.0"
+    return ""
+
+
+def to_bytes(element) -> bytes:
+    """A document as written by the pipeline: UTF-8, XML declaration, indented."""
+    return etree.tostring(element, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+class HashingWriter:
+    """A binary file wrapper that hashes every byte written (for streamed documents)."""
+
+    def __init__(self, raw, algorithms) -> None:
+        self.raw = raw
+        self.size = 0
+        self.hashers = new_hashers(algorithms)
+
+    def write(self, data) -> int:
+        self.raw.write(data)
+        self.size += len(data)
+        for h in self.hashers.values():
+            h.update(data)
+        return len(data)
+
+    def digests(self) -> dict[str, str]:
+        return {alg: h.hexdigest() for alg, h in self.hashers.items()}
 
 
 def canonical(doc) -> bytes:

@@ -1,0 +1,396 @@
+"""The package's METS 1.12.1 document, written section by section as it streams.
+
+One builder per section (as metsrw decomposes its serializer): `header`, `dmd_sec`, `dmd_ref`,
+`amd_sec`, `file_element` (fileSec) and `item_div` (structMap).  `write_mets` streams them into
+the file with `lxml.etree.xmlfile`, one section at a time, hashing the bytes as they are written:
+memory holds one section, never the whole document.
+
+IDs (all valid xs:ID, derived from the deterministic object, item and event UUIDs):
+  dmd-collection, dmdref-collection    the collection's oai_dc (inline) and dcterms (mdRef)
+  dmd-<item>, dmdref-<item>            the same for each photograph
+  amd-<file>                           one amdSec per file, holding
+    techmd-<file>                        PREMIS object
+    mix-<file>                           MIX (images with known dimensions)
+    event-<event>                        PREMIS events placed with this file
+  amd-package                          collection-level events and every agent:
+    event-<event>, agent-<uuid>
+  file-<file>, group-<item>            fileSec files; GROUPID ties an original to its masters
+  div-collection, div-<item>           physical structMap
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from urllib.parse import quote
+
+from lxml import etree
+
+from . import __version__
+from .model import Agent, Event, FileInfo, Item, Package, ORIGINAL, PRESERVATION, METADATA
+from .premis import agent_element, agent_key, event_element, object_element
+from .xmlio import NS, SCHEMA_LOCATIONS, HashingWriter
+
+METS_PATH = "data/metadata/mets.xml"
+GROUPS = (ORIGINAL, PRESERVATION, METADATA)
+NSMAP = {k: NS[k] for k in ("mets", "xlink", "xsi", "premis", "mix", "oai_dc", "dc")}
+SCHEMA_LOCATION = " ".join(f"{NS[k]} {SCHEMA_LOCATIONS[NS[k]]}" for k in ("mets", "premis", "mix", "oai_dc"))
+
+
+def _m(name: str) -> str:
+    return f"{{{NS['mets']}}}{name}"
+
+
+def _el(name: str, attrib: Optional[Mapping[str, str]] = None, *children: etree._Element) -> etree._Element:
+    el = etree.Element(_m(name), dict(attrib or {}))
+    el.extend(children)
+    return el
+
+
+def _sub(parent: etree._Element, name: str, attrib: Optional[Mapping[str, str]] = None,
+         text: Optional[str] = None) -> etree._Element:
+    el = etree.SubElement(parent, _m(name), dict(attrib or {}))
+    if text is not None:
+        el.text = text
+    return el
+
+
+CHECKSUM_TYPES = (("sha256", "SHA-256"), ("sha512", "SHA-512"), ("sha1", "SHA-1"), ("md5", "MD5"))
+
+
+def checksum_attrs(info: FileInfo) -> dict[str, str]:
+    """CHECKSUM and CHECKSUMTYPE: SHA-256 when the file has it (the default), else the strongest."""
+    for alg, name in CHECKSUM_TYPES:
+        if alg in info.checksums:
+            return {"CHECKSUM": info.checksums[alg], "CHECKSUMTYPE": name}
+    return {}
+
+
+def href(bagpath: str, mets_path: str = METS_PATH) -> str:
+    """A bag path as a URL relative to the METS file (percent-encoded UTF-8)."""
+    rel = os.path.relpath(bagpath, PurePosixPath(mets_path).parent.as_posix())
+    return quote(PurePosixPath(rel).as_posix(), safe="/")
+
+
+# --- section builders -------------------------------------------------------------------------
+
+def header(created: str, organization: str, admids: Sequence[str] = ()) -> etree._Element:
+    """metsHdr: creation date; the software (with version) and the organization as agents."""
+    hdr = _el("metsHdr", {"CREATEDATE": created, "RECORDSTATUS": "Complete"})
+    if admids:
+        hdr.set("ADMID", " ".join(admids))
+    agent = _sub(hdr, "agent", {"ROLE": "CREATOR", "TYPE": "OTHER", "OTHERTYPE": "SOFTWARE"})
+    _sub(agent, "name", text="preservation-pipeline")
+    _sub(agent, "note", text=f"version {__version__}")
+    if organization:
+        org = _sub(hdr, "agent", {"ROLE": "CUSTODIAN", "TYPE": "ORGANIZATION"})
+        _sub(org, "name", text=organization)
+    return hdr
+
+
+def _md_wrap(mdtype: str, content: etree._Element, label: str = "") -> etree._Element:
+    attrib = {"MDTYPE": mdtype}
+    if mdtype.startswith("OTHER:"):
+        attrib = {"MDTYPE": "OTHER", "OTHERMDTYPE": mdtype[6:]}
+    if label:
+        attrib["LABEL"] = label
+    return _el("mdWrap", attrib, _el("xmlData", None, content))
+
+
+def dmd_sec(dmd_id: str, record: etree._Element) -> etree._Element:
+    """dmdSec with an oai_dc record wrapped inline (MDTYPE DC)."""
+    return _el("dmdSec", {"ID": dmd_id}, _md_wrap("DC", record, "oai_dc"))
+
+
+def dmd_ref(dmd_id: str, info: FileInfo) -> etree._Element:
+    """dmdSec pointing at the qualified dcterms record file, with its size and checksum."""
+    ref = _el("mdRef", {"LOCTYPE": "URL", f"{{{NS['xlink']}}}href": href(info.bagpath),
+                        "MDTYPE": "DC", "LABEL": "dcterms", "MIMETYPE": info.mimetype or "application/xml",
+                        "SIZE": str(info.size), **checksum_attrs(info)})
+    return _el("dmdSec", {"ID": dmd_id}, ref)
+
+
+def has_mix(technical: Mapping) -> bool:
+    return bool(technical.get("width") and technical.get("height"))
+
+
+def mix(technical: Mapping) -> Optional[etree._Element]:
+    """NISO MIX 2.0 from an item's technical data (width, height, mode, bits, samples, dpi)."""
+    if not has_mix(technical):
+        return None
+    width, height = technical["width"], technical["height"]
+    M = NS["mix"]
+    root = etree.Element(f"{{{M}}}mix", nsmap={"mix": M})
+
+    def sub(parent, name, text=None):
+        el = etree.SubElement(parent, f"{{{M}}}{name}")
+        if text is not None:
+            el.text = str(text)
+        return el
+
+    chars = sub(sub(root, "BasicImageInformation"), "BasicImageCharacteristics")
+    sub(chars, "imageWidth", int(width))
+    sub(chars, "imageHeight", int(height))
+    space = COLOR_SPACES.get(str(technical.get("mode", "")))
+    if space:
+        sub(sub(chars, "PhotometricInterpretation"), "colorSpace", space)
+    bits = technical.get("bits_per_sample") or technical.get("bits")
+    samples = technical.get("samples_per_pixel") or technical.get("samples")
+    dpi = technical.get("dpi") or technical.get("resolution")
+    if bits or samples or dpi:
+        assess = sub(root, "ImageAssessmentMetadata")
+        if dpi:
+            xy = dpi if isinstance(dpi, (list, tuple)) else (dpi, dpi)
+            spatial = sub(assess, "SpatialMetrics")
+            sub(spatial, "samplingFrequencyUnit", "in.")
+            for axis, value in zip(("x", "y"), xy):
+                rational = sub(spatial, f"{axis}SamplingFrequency")
+                num, den = float(value).as_integer_ratio()
+                sub(rational, "numerator", num)
+                sub(rational, "denominator", den)
+        if bits or samples:
+            enc = sub(assess, "ImageColorEncoding")
+            if bits:
+                per = sub(enc, "BitsPerSample")
+                for b in (bits if isinstance(bits, (list, tuple)) else [bits]):
+                    sub(per, "bitsPerSampleValue", int(b))
+                sub(per, "bitsPerSampleUnit", "integer")
+            if samples:
+                sub(enc, "samplesPerPixel", int(samples))
+    return root
+
+
+COLOR_SPACES = {"1": "BlackIsZero", "L": "BlackIsZero", "LA": "BlackIsZero", "I;16": "BlackIsZero",
+                "I;16B": "BlackIsZero", "I": "BlackIsZero", "RGB": "RGB", "RGBA": "RGB",
+                "RGB;16": "RGB", "RGBA;16": "RGB", "CMYK": "CMYK", "YCbCr": "YCbCr", "LAB": "CIELab"}
+
+
+def amd_sec(amd_id: str, sections: Iterable[tuple[str, str, str, etree._Element]]) -> etree._Element:
+    """amdSec from (kind, ID, MDTYPE, content): kind techMD or digiprovMD."""
+    amd = _el("amdSec", {"ID": amd_id})
+    for kind, md_id, mdtype, content in sections:
+        amd.append(_el(kind, {"ID": md_id}, _md_wrap(mdtype, content)))
+    return amd
+
+
+def file_element(info: FileInfo, admids: Sequence[str], group: str = "") -> etree._Element:
+    """mets:file with MIMETYPE, SIZE, SHA-256 CHECKSUM, ADMID, GROUPID and its FLocat."""
+    attrib = {"ID": file_id(info), "MIMETYPE": info.mimetype or "application/octet-stream",
+              "SIZE": str(info.size), **checksum_attrs(info)}
+    if admids:
+        attrib["ADMID"] = " ".join(admids)
+    if group:
+        attrib["GROUPID"] = group
+    return _el("file", attrib, _el("FLocat", {"LOCTYPE": "URL", f"{{{NS['xlink']}}}href": href(info.bagpath),
+                                               f"{{{NS['xlink']}}}type": "simple"}))
+
+
+def item_div(item: Item, order: int) -> etree._Element:
+    """One photograph: its descriptive records and a pointer to its original and each master."""
+    div = _el("div", {"ID": f"div-{item.id}", "TYPE": "photograph", "ORDER": str(order),
+                      "LABEL": item.identifier or item.relpath,
+                      "DMDID": f"dmd-{item.id} dmdref-{item.id}"})
+    for info in item_files(item):
+        _sub(div, "fptr", {"FILEID": file_id(info)})
+    return div
+
+
+# --- ids and placement ---------------------------------------------------------------------------
+
+def file_id(info: FileInfo) -> str:
+    return f"file-{info.id}"
+
+
+def item_files(item: Item) -> list[FileInfo]:
+    return ([item.original] if item.original else []) + list(item.masters)
+
+
+def place_events(item: Item) -> dict[str, list[Event]]:
+    """Each event of an item goes once, into the amdSec of the first of the item's files it
+    links (original first); an event that links none of them goes with the original."""
+    files = item_files(item)
+    placed: dict[str, list[Event]] = {f.id: [] for f in files}
+    for event in item.events:
+        linked = {oid for oid, _ in event.objects}
+        target = next((f.id for f in files if f.id in linked), files[0].id if files else None)
+        if target is not None:
+            placed[target].append(event)
+    return placed
+
+
+def _events_of(item: Item, oid: str) -> list[str]:
+    return [e.id for e in item.events if any(o == oid for o, _ in e.objects)]
+
+
+def _derivation_event(item: Item) -> str:
+    return next((e.id for e in item.events if e.type == "normalization"), "")
+
+
+def file_amd(item: Optional[Item], info: FileInfo, events: Sequence[Event]) -> etree._Element:
+    """The amdSec of one file: PREMIS object, MIX, and the events placed with it."""
+    sources: list[str] = []
+    derivatives: list[str] = []
+    linked: list[str] = []
+    if item is not None:
+        original = item.original
+        if info.role == PRESERVATION and original is not None:
+            sources = [original.id]
+        elif info.role == ORIGINAL:
+            derivatives = [m.id for m in item.masters]
+        linked = _events_of(item, info.id)
+    obj = object_element(info, sources=sources, derivatives=derivatives,
+                         derivation_event=_derivation_event(item) if (sources or derivatives) else "",
+                         events=linked)
+    sections = [("techMD", f"techmd-{info.id}", "PREMIS:OBJECT", obj)]
+    image = mix(info.technical) if info.role != METADATA else None
+    if image is not None:
+        sections.append(("techMD", f"mix-{info.id}", "NISOIMG", image))
+    default = ((info.id, "source"),)
+    sections += [("digiprovMD", f"event-{e.id}", "PREMIS:EVENT", event_element(e, default)) for e in events]
+    return amd_sec(f"amd-{info.id}", sections)
+
+
+def agents_of(package: Package) -> list[Agent]:
+    """Every distinct agent of the package (by identifier), in order of first appearance."""
+    seen: dict[str, Agent] = {}
+    for agent in package.agents:
+        seen.setdefault(agent_key(agent), agent)
+    for event in package.events:
+        for agent, _ in event.agents:
+            seen.setdefault(agent_key(agent), agent)
+    for item in package.items:
+        for event in item.events:
+            for agent, _ in event.agents:
+                seen.setdefault(agent_key(agent), agent)
+    return list(seen.values())
+
+
+# --- streaming -------------------------------------------------------------------------------------
+
+_XML_ATTR = f"{{{NS['xml']}}}"
+
+
+def _stream(xf, el: etree._Element) -> None:
+    """Write one element through xmlfile, reusing the namespace declarations in scope.
+
+    lxml's xmlfile maps the reserved xml: prefix wrongly on attributes it writes itself, so an
+    element with xml:lang is written whole (it then repeats its own namespace declaration).
+    """
+    with xf.element(el.tag, el.attrib):
+        if el.text:
+            xf.write(el.text)
+        for child in el:
+            if any(key.startswith(_XML_ATTR) for key in child.attrib):
+                xf.write(child)  # tail included
+                continue
+            _stream(xf, child)
+            if child.tail:
+                xf.write(child.tail)
+
+
+def _emit(xf, el: etree._Element, level: int = 1) -> None:
+    etree.indent(el, space="  ", level=level)
+    xf.write("\n" + "  " * level)
+    _stream(xf, el)
+
+
+def write_mets(dest: Path, package: Package, *, created: str, organization: str,
+               dc_record: Callable[[Optional[Item]], etree._Element], agent_md_id: Callable[[Agent], str],
+               dcterms_files: Mapping[str, FileInfo], algorithms: Sequence[str]) -> tuple[int, dict[str, str]]:
+    """Stream the METS of `package` to `dest` (temp name, fsync, rename); return size and digests.
+
+    `dc_record(item)` gives an item's oai_dc element (None: the collection's);
+    `dcterms_files` maps "collection" and each item id to its qualified DC FileInfo.
+    """
+    agents = agents_of(package)
+    agent_ids = [agent_md_id(a) for a in agents]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.part")
+    with open(tmp, "wb") as raw:
+        out = HashingWriter(raw, algorithms)
+        with etree.xmlfile(out, encoding="UTF-8") as xf:
+            xf.write_declaration()
+            coll = package.collection.data if package.collection else {}
+            root = {f"{{{NS['xsi']}}}schemaLocation": SCHEMA_LOCATION,
+                    "OBJID": str(coll.get("identifier") or package.name),
+                    "LABEL": str(coll.get("title") or package.name), "TYPE": "photograph collection"}
+            with xf.element(_m("mets"), root, nsmap=NSMAP):
+                _emit(xf, header(created, organization, agent_ids))
+                _write_dmd(xf, package, dc_record, dcterms_files)
+                _write_amd(xf, package, agents, agent_ids)
+                _write_file_sec(xf, package)
+                _write_struct_map(xf, package, coll)
+                xf.write("\n")
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.replace(tmp, dest)
+    return out.size, out.digests()
+
+
+def _write_dmd(xf, package: Package, dc_record, dcterms_files: Mapping[str, FileInfo]) -> None:
+    _emit(xf, dmd_sec("dmd-collection", dc_record(None)))
+    if "collection" in dcterms_files:
+        _emit(xf, dmd_ref("dmdref-collection", dcterms_files["collection"]))
+    for item in package.items:
+        _emit(xf, dmd_sec(f"dmd-{item.id}", dc_record(item)))
+        _emit(xf, dmd_ref(f"dmdref-{item.id}", dcterms_files[item.id]))
+
+
+def _write_amd(xf, package: Package, agents: Sequence[Agent], agent_ids: Sequence[str]) -> None:
+    for item in package.items:
+        placed = place_events(item)
+        for info in item_files(item):
+            _emit(xf, file_amd(item, info, placed[info.id]))
+    for info in package.metadata_files:
+        _emit(xf, file_amd(None, info, ()))
+    sections = [("digiprovMD", f"event-{e.id}", "PREMIS:EVENT", event_element(e)) for e in package.events]
+    sections += [("digiprovMD", md_id, "PREMIS:AGENT", agent_element(a)) for a, md_id in zip(agents, agent_ids)]
+    _emit(xf, amd_sec("amd-package", sections))
+
+
+def _admids(info: FileInfo, events: Sequence[Event]) -> list[str]:
+    """The IDs of a file's amdSec children, as file_amd writes them."""
+    ids = [f"techmd-{info.id}"]
+    if info.role != METADATA and has_mix(info.technical):
+        ids.append(f"mix-{info.id}")
+    return ids + [f"event-{e.id}" for e in events]
+
+
+def _files_by_group(package: Package) -> Iterator[tuple[str, Iterator[etree._Element]]]:
+    def items_of(role: str) -> Iterator[etree._Element]:
+        for item in package.items:
+            placed = place_events(item)
+            for info in item_files(item):
+                if info.role == role:
+                    yield file_element(info, _admids(info, placed[info.id]), f"group-{item.id}")
+
+    yield ORIGINAL, items_of(ORIGINAL)
+    yield PRESERVATION, items_of(PRESERVATION)
+    yield METADATA, (file_element(info, _admids(info, ())) for info in package.metadata_files)
+
+
+def _write_file_sec(xf, package: Package) -> None:
+    xf.write("\n  ")
+    with xf.element(_m("fileSec")):
+        for use, files in _files_by_group(package):
+            xf.write("\n    ")
+            with xf.element(_m("fileGrp"), {"ID": f"grp-{use}", "USE": use}):
+                for el in files:
+                    _emit(xf, el, level=3)
+                xf.write("\n    ")
+        xf.write("\n  ")
+
+
+def _write_struct_map(xf, package: Package, coll: Mapping) -> None:
+    xf.write("\n  ")
+    with xf.element(_m("structMap"), {"ID": "structmap-physical", "TYPE": "physical"}):
+        xf.write("\n    ")
+        attrib = {"ID": "div-collection", "TYPE": "collection",
+                  "LABEL": str(coll.get("title") or package.name), "DMDID": "dmd-collection dmdref-collection"}
+        if package.events:
+            attrib["ADMID"] = " ".join(f"event-{e.id}" for e in package.events)
+        with xf.element(_m("div"), attrib):
+            for order, item in enumerate(package.items, start=1):
+                _emit(xf, item_div(item, order), level=3)
+            xf.write("\n    ")
+        xf.write("\n  ")

@@ -1,0 +1,116 @@
+"""Consistency (and, given the official schemas, validity) of a package's METS document.
+
+`check_mets(bag_root, schemas_dir)` is what the describe stage runs before sealing and what
+`pipeline verify` runs on our own bags:
+  * every FLocat and mdRef names a file inside the bag that exists, with the SIZE and CHECKSUM
+    the METS states (re-hashed here, one read per file);
+  * every ID is unique and every ADMID, DMDID and FILEID reference resolves;
+  * with `schemas_dir`, the document is valid against the official schemas (errors with lines).
+
+The consistency pass streams (iterparse, elements cleared as they are read); schema validation
+needs the whole tree in memory, which libxml2 requires to report line numbers.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path, PurePosixPath
+from typing import Optional
+from urllib.parse import unquote
+
+from lxml import etree
+
+from .bag import is_inside
+from .errors import PipelineError, Problem
+from .hashing import hash_file
+from .mets import METS_PATH
+from .xmlio import NS, load_schema, parse, validation_errors
+
+HASH_NAMES = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
+LOCATED = {f"{{{NS['mets']}}}FLocat", f"{{{NS['mets']}}}mdRef"}
+IDREFS = ("ADMID", "DMDID", "FILEID")
+HREF = f"{{{NS['xlink']}}}href"
+
+
+def check_mets(bag_root: Path, schemas_dir: Path | None = None) -> list[Problem]:
+    """Every problem of the METS of the bag at `bag_root` (empty when consistent and valid)."""
+    bag_root = Path(bag_root)
+    mets = bag_root / METS_PATH
+    if not mets.is_file():
+        return [Problem("describe.mets_missing", METS_PATH, "the package has no METS document")]
+    problems = _consistency(bag_root, mets)
+    if schemas_dir is not None and not any(p.code == "describe.mets_unreadable" for p in problems):
+        problems += schema_problems(mets, Path(schemas_dir))
+    return problems
+
+
+def schema_problems(path: Path, schemas_dir: Path, shown_as: str = METS_PATH) -> list[Problem]:
+    """XSD errors of one document, one Problem per error, with its line."""
+    schema = load_schema(schemas_dir)
+    try:
+        doc = parse(path)
+    except (etree.XMLSyntaxError, OSError) as exc:
+        return [Problem("describe.mets_unreadable", shown_as, f"cannot be read as XML: {exc}")]
+    return [Problem("describe.mets_schema", shown_as, msg.split(": ", 1)[1], msg.split(": ", 1)[0])
+            for msg in validation_errors(doc, schema)]
+
+
+def _consistency(bag_root: Path, mets: Path) -> list[Problem]:
+    problems: list[Problem] = []
+    ids: set[str] = set()
+    refs: list[tuple[str, str, int]] = []
+    base = PurePosixPath(METS_PATH).parent
+    try:
+        for _, el in etree.iterparse(str(mets), events=("end",), resolve_entities=False, no_network=True,
+                                     load_dtd=False, huge_tree=True):
+            ident = el.get("ID")
+            if ident is not None:
+                if ident in ids:
+                    problems.append(Problem("describe.mets_duplicate_id", METS_PATH,
+                                            f"ID {ident!r} is used more than once", f"line {el.sourceline}"))
+                ids.add(ident)
+            for attr in IDREFS:
+                for ref in (el.get(attr) or "").split():
+                    refs.append((attr, ref, el.sourceline or 0))
+            if el.tag in LOCATED:
+                holder = el.getparent() if el.tag.endswith("FLocat") else el
+                problems += _located(bag_root, base, el.get(HREF, ""), holder, el.sourceline or 0)
+            if el.tag in (f"{{{NS['mets']}}}file", f"{{{NS['mets']}}}dmdSec", f"{{{NS['mets']}}}amdSec"):
+                el.clear(keep_tail=True)
+                while el.getprevious() is not None:
+                    del el.getparent()[0]
+    except etree.XMLSyntaxError as exc:
+        return problems + [Problem("describe.mets_unreadable", METS_PATH, f"not well-formed XML: {exc.msg}",
+                                   f"line {exc.lineno}")]
+    except OSError as exc:
+        return problems + [Problem("describe.mets_unreadable", METS_PATH, f"cannot be read: {exc}")]
+    for attr, ref, line in refs:
+        if ref not in ids:
+            problems.append(Problem("describe.mets_idref", METS_PATH,
+                                    f"{attr} {ref!r} names no element of the document", f"line {line}"))
+    return problems
+
+
+def _located(bag_root: Path, base: PurePosixPath, href: str, holder: etree._Element,
+             line: int) -> list[Problem]:
+    """The file an FLocat/mdRef points at: inside the bag, present, right size and checksum."""
+    where = f"line {line}"
+    target = os.path.normpath((base / unquote(href)).as_posix()) if href else ""
+    if not href or "://" in href or not is_inside(bag_root, target) or target.startswith(".."):
+        return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r} does not name a file inside the bag", where)]
+    path = bag_root / target
+    if not path.is_file() or path.is_symlink():
+        return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r}: {target} does not exist", where)]
+    out: list[Problem] = []
+    size = holder.get("SIZE")
+    kind, expected = holder.get("CHECKSUMTYPE", ""), (holder.get("CHECKSUM") or "").lower()
+    algorithm = HASH_NAMES.get(kind)
+    if expected and algorithm is None:
+        return [Problem("describe.mets_checksum", METS_PATH, f"{target}: unknown CHECKSUMTYPE {kind!r}", where)]
+    actual_size, digests = hash_file(path, [algorithm] if algorithm else [])
+    if size is not None and size != str(actual_size):
+        out.append(Problem("describe.mets_checksum", target, f"SIZE is {size} in the METS, the file has {actual_size} bytes", where))
+    if algorithm and digests[algorithm] != expected:
+        out.append(Problem("describe.mets_checksum", target,
+                           f"{kind} is {expected} in the METS, the file's is {digests[algorithm]}", where))
+    return out

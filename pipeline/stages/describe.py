@@ -1,0 +1,179 @@
+"""Describe: Dublin Core records, the submitted records as received, and the METS/PREMIS document.
+
+Writes into the bag under construction (`ctx.staging`), in this order, each file hashed while it
+is written and returned in `package.metadata_files`:
+  data/metadata/submission/<record path>           byte-identical copies of the records received
+  data/metadata/dc/collection.{oai_dc,dcterms}.xml the collection
+  data/metadata/dc/items/<image relpath>.{oai_dc,dcterms}.xml   each photograph
+  data/metadata/mets.xml                           last, streamed, then checked (metscheck)
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import PurePosixPath
+from typing import Optional
+
+from lxml import etree
+
+from .. import dc
+from ..bag import is_inside
+from ..errors import Problem, errors_in
+from ..hashing import copy_hashed, write_hashed
+from ..mets import METS_PATH, write_mets
+from ..metscheck import check_mets
+from ..premis import agent_key
+from ..model import Agent, Event, FileInfo, Item, METADATA, Package, pipeline_agent
+from ..stage import Context, Stage
+from ..xmlio import to_bytes
+
+DC_DIR = "data/metadata/dc"
+SUBMISSION_DIR = "data/metadata/submission"
+RECORD_FORMATS = {  # suffix -> mimetype, format name, version, PRONOM
+    ".json": ("application/json", "JSON Data Interchange Format", "", "fmt/817"),
+    ".csv": ("text/csv", "Comma Separated Values", "", "x-fmt/18"),
+    ".xml": ("application/xml", "Extensible Markup Language", "1.0", "fmt/101"),
+}
+XML_FORMAT = RECORD_FORMATS[".xml"]
+
+
+def dc_paths(item: Optional[Item]) -> tuple[str, str]:
+    """Bag paths of the oai_dc and dcterms records of an item (None: of the collection)."""
+    stem = f"{DC_DIR}/collection" if item is None else f"{DC_DIR}/items/{item.relpath}"
+    return f"{stem}.oai_dc.xml", f"{stem}.dcterms.xml"
+
+
+def _info(ctx: Context, bagpath: str, size: int, digests: dict, fmt: tuple, original_name: str = "") -> FileInfo:
+    mimetype, name, version, puid = fmt
+    return FileInfo(role=METADATA, bagpath=bagpath, size=size, checksums=digests, id=ctx.make_id("file", bagpath),
+                    mimetype=mimetype, format_name=name, format_version=version, pronom=puid,
+                    original_name=original_name)
+
+
+def _organization(package: Package, ctx: Context) -> str:
+    coll = package.collection.data if package.collection else {}
+    return ctx.settings.organization or str(coll.get("organization") or "")
+
+
+def _with_agents(package: Package, ctx: Context) -> Package:
+    agents = list(package.agents)
+    org = _organization(package, ctx)
+    for agent in (pipeline_agent(), Agent(id=f"organization:{org}", name=org, type="organization") if org else None):
+        if agent is not None and all(a.id != agent.id for a in agents):
+            agents.append(agent)
+    return replace(package, agents=tuple(agents))
+
+
+def _supplement_events(item: Item, ctx: Context, agent: Agent) -> Item:
+    """Add the ingestion and message digest events an upstream stage did not record."""
+    files = ([item.original] if item.original else []) + list(item.masters)
+    if not files:
+        return item
+    events = list(item.events)
+    if not any(e.type == "ingestion" for e in events):
+        events.insert(0, Event(id=ctx.make_id("event", "ingestion", item.relpath), type="ingestion",
+                               datetime=ctx.now(), detail="photograph and record accepted into the package",
+                               agents=((agent, "executing program"),), objects=((files[0].id, "source"),)))
+    digested = {oid for e in events if e.type == "message digest calculation" for oid, _ in e.objects}
+    for info in files:
+        if info.id not in digested:
+            algs = ", ".join(sorted(info.checksums))
+            events.append(Event(id=ctx.make_id("event", "message digest calculation", info.bagpath),
+                                type="message digest calculation", datetime=ctx.now(),
+                                detail=f"{algs} computed while the file was written into the package",
+                                agents=((agent, "executing program"),), objects=((info.id, "source"),)))
+    return replace(item, events=tuple(events))
+
+
+def _copy_records(package: Package, ctx: Context) -> tuple[list[FileInfo], list[Problem]]:
+    infos, problems = [], []
+    for path in sorted({r.path for r in package.records}):
+        src = ctx.ingest / path
+        bagpath = f"{SUBMISSION_DIR}/{path}"
+        if not is_inside(ctx.ingest, path) or not src.is_file():
+            problems.append(Problem("describe.record_missing", path, "record file not found in the collection"))
+            continue
+        try:
+            size, digests = copy_hashed(src, ctx.staging / bagpath, ctx.settings.algorithms)
+        except OSError as exc:
+            problems.append(Problem("describe.record_missing", path, f"cannot be copied: {exc.strerror or exc}"))
+            continue
+        fmt = RECORD_FORMATS.get(PurePosixPath(path).suffix.lower(), ("application/octet-stream", "", "", ""))
+        infos.append(_info(ctx, bagpath, size, digests, fmt, original_name=path))
+    return infos, problems
+
+
+def _write_dc(ctx: Context, item: Optional[Item], terms: list[dc.Term]) -> list[FileInfo]:
+    out = []
+    for bagpath, build in zip(dc_paths(item), (dc.oai_dc, dc.qualified_dc)):
+        size, digests = write_hashed(ctx.staging / bagpath, to_bytes(build(terms)), ctx.settings.algorithms)
+        out.append(_info(ctx, bagpath, size, digests, XML_FORMAT))
+    return out
+
+
+def _item_terms(item: Item, collection: dict) -> list[dc.Term]:
+    master = item.masters[0] if item.masters else item.original
+    tech = master.technical if master else {}
+    extent = f"{tech['width']} x {tech['height']} pixels" if tech.get("width") and tech.get("height") else ""
+    return dc.item_terms(item.record.data if item.record else {}, collection,
+                         master.mimetype if master else "", extent)
+
+
+def _text_problems(path: str, terms: list[dc.Term]) -> list[Problem]:
+    return [Problem("describe.xml_char", path, reason, field) for field, reason in dc.text_problems(terms)]
+
+
+def describe(package: Package, ctx: Context) -> Package:
+    collection = dict(package.collection.data) if package.collection else {}
+    package = _with_agents(package, ctx)
+    agent = pipeline_agent()
+    items, problems, metadata = [], [], []
+    dcterms_files: dict[str, FileInfo] = {}
+    try:
+        infos, copy_problems = _copy_records(package, ctx)
+        metadata += infos
+        problems += copy_problems
+        terms = dc.collection_terms(collection, len(package.items))
+        problems += _text_problems(package.collection.path if package.collection else "collection.json", terms)
+        if not problems:
+            written = _write_dc(ctx, None, terms)
+            metadata += written
+            dcterms_files["collection"] = written[1]
+        for item in package.items:
+            item_problems = [] if item.original else [
+                Problem("describe.no_files", item.relpath, "no original file in the package")]
+            terms = _item_terms(item, collection)
+            item_problems += _text_problems(item.record.path if item.record else item.relpath, terms)
+            if not item_problems:
+                written = _write_dc(ctx, item, terms)
+                metadata += written
+                dcterms_files[item.id] = written[1]
+                item = _supplement_events(item, ctx, agent)
+            items.append(replace(item, problems=item.problems + tuple(item_problems)))
+    except OSError as exc:
+        return replace(package, problems=package.problems + (
+            Problem("describe.write", DC_DIR, f"cannot be written: {exc.strerror or exc}"),))
+    package = replace(package, items=tuple(items),
+                      metadata_files=package.metadata_files + tuple(sorted(metadata, key=lambda f: f.bagpath)),
+                      problems=package.problems + tuple(problems))
+    if errors_in(package.all_problems):
+        return package
+
+    def dc_record(item: Optional[Item]) -> etree._Element:
+        if item is None:
+            return dc.oai_dc(dc.collection_terms(collection, len(package.items)))
+        return dc.oai_dc(_item_terms(item, collection))
+
+    try:
+        size, digests = write_mets(ctx.staging / METS_PATH, package, created=ctx.now(),
+                                   organization=_organization(package, ctx), dc_record=dc_record,
+                                   agent_md_id=lambda a: "agent-" + ctx.make_id("agent", agent_key(a)),
+                                   dcterms_files=dcterms_files, algorithms=ctx.settings.algorithms)
+    except OSError as exc:
+        return replace(package, problems=package.problems + (
+            Problem("describe.write", METS_PATH, f"cannot be written: {exc.strerror or exc}"),))
+    mets_info = _info(ctx, METS_PATH, size, digests, XML_FORMAT)
+    package = replace(package, metadata_files=package.metadata_files + (mets_info,))
+    return replace(package, problems=package.problems + tuple(check_mets(ctx.staging, ctx.settings.schemas_dir)))
+
+
+STAGE = Stage("describe", per_item=None, collect=describe)
