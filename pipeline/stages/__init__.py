@@ -1,0 +1,1 @@
+"""The stages, one module each: discover, validate, convert, describe, package (see executor.py)."""
