@@ -1,0 +1,531 @@
+"""Decoding sources to canonical pixel arrays, writing archival TIFF masters, proving them.
+
+Decoders: Pillow wherever it is exact (8-bit and 16-bit grey, bilevel, palette, CMYK, all five
+formats); imagecodecs' libpng for 16-bit colour PNG and tifffile for 16-bit colour TIFF, because
+Pillow cuts 16-bit colour to 8 bits.  Masters are written by `pipeline.tiff` and read back by
+tifffile, an independent decoder, for the proof.
+
+Canonical pixel data (what `pixel_digest` hashes): the decoded frame after the stated palette and
+orientation steps as a C-contiguous numpy array, little-endian, one element per sample (bilevel
+images as one bool byte, 0 or 1, per pixel), prefixed by `pixels-v1 <dtype> <shape>\\n`.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import struct
+import sys
+import tempfile
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from . import tiff
+from .errors import ConversionError, Problem, UnsupportedInput
+from .exif import Metadata, read_metadata
+from .formats import Format, identify
+
+# --------------------------------------------------------------------------------------------
+# Formats, identified by signature.
+
+
+KINDS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/tiff": "TIFF", "image/gif": "GIF",
+         "image/webp": "WebP"}
+
+
+def kind_of(fmt: Format | None) -> str:
+    """The short name of a format this module converts, or "" (BigTIFF, PDF, unknown...)."""
+    if fmt is None or not fmt.supported or fmt.name == "BigTIFF":
+        return ""
+    return KINDS.get(fmt.mimetype, "")
+
+
+def describe_unsupported(data: bytes, fmt: Format | None) -> str:
+    head = data[:256].lstrip()
+    if head.startswith(b"%PDF"):
+        return "a PDF document, not an image this pipeline converts"
+    if head.startswith((b"<svg", b"<?xml")) and b"<svg" in data[:4096]:
+        return "an SVG drawing (vector), not a raster image this pipeline converts"
+    if fmt is not None:
+        return f"{fmt.name} ({fmt.mimetype}) is not a format this pipeline converts"
+    return "not a JPEG, PNG, TIFF, GIF or WebP image"
+
+
+# --------------------------------------------------------------------------------------------
+# Library noise: warnings and C-level stderr become messages of the item's report.
+
+
+@contextmanager
+def captured(messages: list[str]) -> Iterator[None]:
+    """Collect Python warnings and anything C libraries write to file descriptor 2."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                text = sink.read(64 * 1024).decode("utf-8", "replace")
+                messages.extend(line.strip() for line in text.splitlines() if line.strip())
+    messages.extend(f"{w.category.__name__}: {w.message}" for w in caught
+                    if w.category.__name__ != "DecompressionBombWarning")
+
+
+# --------------------------------------------------------------------------------------------
+# Pixels.
+
+
+def pixel_digest(pixels: np.ndarray) -> str:
+    """sha256 of the canonical pixel data (see the module docstring)."""
+    arr = np.ascontiguousarray(pixels)
+    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    shape = "x".join(str(n) for n in arr.shape)
+    h = hashlib.sha256(f"pixels-v1 {arr.dtype.str} {shape}\n".encode())
+    h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+# EXIF Orientation -> (transform applied to bake it in, as numpy on an (H, W[, S]) array)
+ORIENTATIONS: dict[int, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
+    1: ("none", lambda a: a),
+    2: ("mirror horizontal", lambda a: a[:, ::-1]),
+    3: ("rotate 180", lambda a: a[::-1, ::-1]),
+    4: ("mirror vertical", lambda a: a[::-1]),
+    5: ("transpose (mirror horizontal, rotate 270 clockwise)", lambda a: a.swapaxes(0, 1)),
+    6: ("rotate 90 clockwise", lambda a: np.rot90(a, -1)),
+    7: ("transverse (mirror horizontal, rotate 90 clockwise)", lambda a: a[::-1, ::-1].swapaxes(0, 1)),
+    8: ("rotate 270 clockwise", lambda a: np.rot90(a, 1)),
+}
+
+
+def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    name, fn = ORIENTATIONS.get(orientation, ORIENTATIONS[1])
+    return pixels if orientation == 1 else np.ascontiguousarray(fn(pixels))
+
+
+@dataclass
+class Frame:
+    pixels: np.ndarray              # canonical: palette expanded, orientation baked
+    layout: tiff.Layout
+    mode: str                       # the source mode as decoded
+    steps: list[str]
+
+
+@dataclass
+class Source:
+    """A decoded source: what it is, its metadata, and its frames (decoded one at a time)."""
+
+    format: Format
+    width: int
+    height: int
+    mode: str
+    frames: int
+    decoder: tuple[str, str]        # (library, version)
+    meta: Metadata
+    resolution: tuple               # ((xn, xd), (yn, yd), unit) as written into the master
+    resolution_assumed: bool
+    iter_frames: Callable[[], Iterator[Frame]]
+    messages: list[str] = field(default_factory=list)
+
+
+def _fail(code: str, path: str, reason: str, cls=ConversionError):
+    return cls(f"{path}: {reason}", [Problem(code, path, reason)])
+
+
+# Pillow modes kept as they are -> (photometric, extrasamples, inkset)
+PILLOW_LAYOUTS = {
+    "1": tiff.Layout(tiff.MINISBLACK), "L": tiff.Layout(tiff.MINISBLACK),
+    "LA": tiff.Layout(tiff.MINISBLACK, (tiff.UNASSOCIATED_ALPHA,)),
+    "RGB": tiff.Layout(tiff.RGB), "RGBA": tiff.Layout(tiff.RGB, (tiff.UNASSOCIATED_ALPHA,)),
+    "CMYK": tiff.Layout(tiff.SEPARATED, (), True),
+    "I;16": tiff.Layout(tiff.MINISBLACK), "I;16L": tiff.Layout(tiff.MINISBLACK),
+    "I;16B": tiff.Layout(tiff.MINISBLACK), "I;16N": tiff.Layout(tiff.MINISBLACK),
+}
+
+
+def _pillow_frame(im, path: str, orientation: int) -> Frame:
+    mode, steps = im.mode, []
+    if mode in ("P", "PA"):
+        target = "RGBA" if mode == "PA" or "transparency" in im.info else "RGB"
+        im = im.convert(target)
+        steps.append(f"palette expanded to {target}" + (" (palette transparency kept as alpha)"
+                                                      if target == "RGBA" else ""))
+    elif mode in ("L", "RGB") and "transparency" in im.info:
+        target = mode + "A" if mode == "RGB" else "LA"
+        im = im.convert(target)
+        steps.append(f"transparent colour key expanded to alpha ({target})")
+    layout = PILLOW_LAYOUTS.get(im.mode)
+    if layout is None:
+        raise _fail("convert.mode", path, f"pixel mode {im.mode} is not supported for archival masters",
+                    UnsupportedInput)
+    pixels = np.asarray(im)
+    if pixels.dtype.itemsize > 1:
+        pixels = pixels.astype("<u2", copy=False)
+    if orientation != 1:
+        steps.append(f"EXIF orientation {orientation} baked in: {ORIENTATIONS[orientation][0]}")
+    return Frame(orient(pixels, orientation), layout, mode, steps)
+
+
+def _array_frame(pixels: np.ndarray, photometric: int, extrasamples: tuple, mode: str,
+                 orientation: int) -> Frame:
+    steps = [f"EXIF orientation {orientation} baked in: {ORIENTATIONS[orientation][0]}"] if orientation != 1 else []
+    pixels = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False)
+    return Frame(orient(pixels, orientation), tiff.Layout(photometric, extrasamples), mode, steps)
+
+
+def _png_header(data: bytes) -> tuple[int, int]:
+    """(bit depth, colour type) from a PNG's IHDR."""
+    return data[24], data[25]
+
+
+def _png_phys(data: bytes) -> tuple | None:
+    """A PNG's pHYs in pixels per metre (unit 1) as an exact resolution per centimetre."""
+    at = 8
+    while at + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, at)
+        if kind == b"IDAT" or kind == b"IEND":
+            return None
+        if kind == b"pHYs" and length == 9 and at + 17 <= len(data):
+            x, y, unit = struct.unpack_from(">IIB", data, at + 8)
+            return ((x, 100), (y, 100), 3) if unit == 1 and x and y else None
+        at += 12 + length
+    return None
+
+
+def _ratio(value: float) -> tuple[int, int]:
+    f = Fraction(value).limit_denominator(10000)
+    return f.numerator, f.denominator
+
+
+def _pillow_metadata(im, fmt: Format, data: bytes, path: str) -> Metadata:
+    """EXIF (relocatable), ICC, XMP, IPTC; everything not carried is listed in `dropped`."""
+    info, kind = im.info, kind_of(fmt)
+    meta = Metadata()
+    try:
+        if kind == "TIFF":
+            meta = read_metadata(data, image_ifd=True)
+        elif info.get("exif"):
+            raw = info["exif"]
+            meta = read_metadata(raw[6:] if raw.startswith(b"Exif\0\0") else raw)
+    except (ValueError, struct.error) as exc:
+        meta.dropped.append(f"EXIF (damaged: {exc})")
+    if kind != "TIFF":
+        meta.icc = info.get("icc_profile") or None
+        text = dict(getattr(im, "text", {}) or {}) if kind == "PNG" else {}
+        xmp = info.get("xmp") or text.pop("XML:com.adobe.xmp", None)
+        text.pop("XML:com.adobe.xmp", None)
+        meta.xmp = xmp.encode("utf-8") if isinstance(xmp, str) else xmp
+        for key in sorted(text):
+            meta.dropped.append(f"PNG text chunk {key!r}")
+        photoshop = info.get("photoshop") or {}
+        meta.iptc = photoshop.get(0x0404)
+        for rid in sorted(photoshop):
+            if rid != 0x0404:
+                meta.dropped.append(f"Photoshop resource 0x{rid:04X}")
+        if info.get("comment"):
+            meta.dropped.append(f"{kind} comment")
+        for key, label in (("gamma", "PNG gAMA (gamma)"), ("srgb", "PNG sRGB rendering intent"),
+                           ("chromaticity", "PNG cHRM (chromaticities)"), ("mp", "MPF index (further images)")):
+            if key in info:
+                meta.dropped.append(label)
+    if meta.icc:
+        meta.carried.append("ICC profile")
+    if meta.xmp:
+        meta.carried.append("XMP")
+    if meta.iptc:
+        meta.carried.append("IPTC-IIM")
+    return meta
+
+
+def _resolution(im, fmt: Format, data: bytes, meta: Metadata, default: float) -> tuple[tuple, bool]:
+    info, kind = (im.info if im is not None else {}), kind_of(fmt)
+    if kind == "JPEG" and info.get("jfif_unit") in (1, 2):
+        dx, dy = info.get("jfif_density", (0, 0))
+        if dx and dy:
+            return ((dx, 1), (dy, 1), 2 if info["jfif_unit"] == 1 else 3), False
+    if kind == "PNG":
+        phys = _png_phys(data)
+        if phys:
+            return phys, False
+    if meta.resolution and meta.resolution[2] in (2, 3):
+        return meta.resolution, False
+    r = _ratio(default)
+    return (r, r, 2), True
+
+
+def _xmp_orientation_reset(xmp: bytes | None, orientation: int) -> bytes | None:
+    """XMP's tiff:Orientation would contradict the baked pixels: set it to 1 too."""
+    if not xmp or orientation == 1:
+        return xmp
+    xmp = re.sub(rb'(tiff:Orientation\s*=\s*["\'])[1-8](["\'])', rb"\g<1>1\g<2>", xmp)
+    return re.sub(rb"(<tiff:Orientation>)\s*[1-8]\s*(</tiff:Orientation>)", rb"\g<1>1\g<2>", xmp)
+
+
+def _needs_tifffile(data: bytes) -> bool:
+    import tifffile
+    with tifffile.TiffFile(io.BytesIO(data)) as tf:
+        return any(p.bitspersample > 8 and p.samplesperpixel > 1 for p in tf.pages)
+
+
+def open_source(data: bytes, path: str, pixel_limit: int, default_resolution: float = 300.0) -> Source:
+    """Identify and open a source from its bytes; frames are decoded lazily by `iter_frames`.
+
+    Raises UnsupportedInput or ConversionError (with a convert.* problem) for bad input.
+    """
+    if not data:
+        raise _fail("convert.empty", path, "the file is empty (zero bytes)", UnsupportedInput)
+    fmt = identify(data[:65536])
+    kind = kind_of(fmt)
+    if not kind:
+        raise _fail("convert.unsupported", path, describe_unsupported(data, fmt), UnsupportedInput)
+    messages: list[str] = []
+    try:
+        with captured(messages):
+            if kind == "PNG" and len(data) > 26 and _png_header(data) in ((16, 2), (16, 4), (16, 6)):
+                source = _png16_source(data, path, fmt, pixel_limit, default_resolution)
+            elif kind == "TIFF" and _needs_tifffile(data):
+                source = _tifffile_source(data, path, fmt, pixel_limit, default_resolution)
+            else:
+                source = _pillow_source(data, path, fmt, pixel_limit, default_resolution)
+    except (ConversionError, UnsupportedInput):
+        raise
+    except Exception as exc:  # decoders raise anything on hostile input: wrap at the boundary
+        raise _decode_error(exc, path, fmt) from exc
+    source.messages[:0] = messages
+    return source
+
+
+def _decode_error(exc: Exception, path: str, fmt: Format) -> ConversionError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if type(exc).__name__ == "DecompressionBombError":
+        return _fail("convert.pixel_limit", path, f"too many pixels: {reason}")
+    if "truncat" in reason.lower():
+        return _fail("convert.truncated", path, f"the {kind_of(fmt)} file is truncated ({reason})")
+    return _fail("convert.undecodable", path, f"the {kind_of(fmt)} file cannot be decoded ({reason})")
+
+
+def _check_limit(path: str, width: int, height: int, frames: int, limit: int) -> None:
+    if width <= 0 or height <= 0:
+        raise _fail("convert.undecodable", path, f"the image declares {width}x{height} pixels")
+    if width * height * frames > limit:
+        raise _fail("convert.pixel_limit", path,
+                    f"{width}x{height} pixels x {frames} frame(s) exceed the pixel limit of {limit}")
+
+
+def _pillow_source(data, path, fmt, limit, default_resolution) -> Source:
+    import PIL
+    from PIL import Image, features
+    kind = kind_of(fmt)
+    im = Image.open(io.BytesIO(data))
+    frames = getattr(im, "n_frames", 1)
+    meta = _pillow_metadata(im, fmt, data, path)
+    if im.format == "MPO" and frames > 1:
+        meta.dropped.append(f"MPO: {frames - 1} further image(s) in the JPEG (only the primary image is converted)")
+        frames = 1
+    if frames > 1 and kind in ("GIF", "WebP", "PNG"):
+        meta.dropped.append("animation timing (frame durations, loop count)")
+    _check_limit(path, im.width, im.height, frames, limit)
+    resolution, assumed = _resolution(im, fmt, data, meta, default_resolution)
+    meta.xmp = _xmp_orientation_reset(meta.xmp, meta.orientation)
+    version = PIL.__version__
+    if kind == "JPEG":
+        version += f" (libjpeg-turbo {features.version('libjpeg_turbo') or features.version('jpg')})"
+
+    def iter_frames() -> Iterator[Frame]:
+        for i in range(frames):
+            if i:
+                im.seek(i)
+            im.load()
+            yield _pillow_frame(im, path, meta.orientation)
+        im.close()
+
+    return Source(fmt, im.width, im.height, im.mode, frames, ("Pillow", version), meta,
+                  resolution, assumed, iter_frames)
+
+
+def _png16_source(data, path, fmt, limit, default_resolution) -> Source:
+    import imagecodecs
+    from PIL import Image
+    im = Image.open(io.BytesIO(data))   # header and chunks only: metadata, never the pixels
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        raise _fail("convert.mode", path, "animated 16-bit PNG is not supported", UnsupportedInput)
+    _check_limit(path, im.width, im.height, 1, limit)
+    meta = _pillow_metadata(im, fmt, data, path)
+    if "transparency" in im.info:
+        meta.dropped.append("PNG tRNS colour key of a 16-bit image")
+    resolution, assumed = _resolution(im, fmt, data, meta, default_resolution)
+    meta.xmp = _xmp_orientation_reset(meta.xmp, meta.orientation)
+    channels = {2: 3, 4: 2, 6: 4}[_png_header(data)[1]]
+    mode = {3: "RGB;16", 2: "LA;16", 4: "RGBA;16"}[channels]
+
+    def iter_frames() -> Iterator[Frame]:
+        pixels = imagecodecs.png_decode(data)
+        if pixels.dtype != np.uint16 or pixels.shape[:2] != (im.height, im.width):
+            raise _fail("convert.undecodable", path, "16-bit PNG decoded to an unexpected shape")
+        extra = (tiff.UNASSOCIATED_ALPHA,) if channels in (2, 4) else ()
+        photometric = tiff.RGB if channels >= 3 else tiff.MINISBLACK
+        yield _array_frame(pixels, photometric, extra, mode, meta.orientation)
+
+    return Source(fmt, im.width, im.height, mode, 1, ("imagecodecs (libpng)", imagecodecs.__version__),
+                  meta, resolution, assumed, iter_frames)
+
+
+def _tifffile_source(data, path, fmt, limit, default_resolution) -> Source:
+    import tifffile
+    tf = tifffile.TiffFile(io.BytesIO(data))
+    pages = list(tf.pages)
+    first = pages[0]
+    total = 0
+    for page in pages:
+        if page.photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
+            raise _fail("convert.mode", path, f"16-bit {page.photometric.name} TIFF is not supported",
+                        UnsupportedInput)
+        if page.sampleformat != 1 or page.bitspersample not in (8, 16) or page.is_tiled and page.imagedepth > 1:
+            raise _fail("convert.mode", path, f"TIFF with {page.bitspersample}-bit samples of format "
+                        f"{page.sampleformat} is not supported", UnsupportedInput)
+        if any(e != tiff.UNASSOCIATED_ALPHA for e in page.extrasamples):
+            raise _fail("convert.mode", path, "TIFF extra samples other than unassociated alpha "
+                        "are not supported", UnsupportedInput)
+        total += page.imagewidth * page.imagelength
+    _check_limit(path, first.imagewidth, first.imagelength, 1, limit)
+    if total > limit:
+        _check_limit(path, first.imagewidth, first.imagelength, len(pages), limit)
+    try:
+        meta = read_metadata(data, image_ifd=True)
+    except (ValueError, struct.error) as exc:
+        meta = Metadata(dropped=[f"TIFF metadata (damaged: {exc})"])
+    for label, value in (("ICC profile", meta.icc), ("XMP", meta.xmp), ("IPTC-IIM", meta.iptc)):
+        if value:
+            meta.carried.append(label)
+    resolution, assumed = _resolution(None, fmt, data, meta, default_resolution)
+    meta.xmp = _xmp_orientation_reset(meta.xmp, meta.orientation)
+    mode = f"{'RGB' if first.photometric == 2 else 'L'}{'A' if first.extrasamples else ''};{first.bitspersample}"
+
+    def iter_frames() -> Iterator[Frame]:
+        with tf:
+            for page in pages:
+                pixels = page.asarray()
+                if page.planarconfig == 2 and pixels.ndim == 3 and page.samplesperpixel > 1:
+                    pixels = np.moveaxis(pixels, 0, -1)
+                yield _array_frame(np.ascontiguousarray(pixels), int(page.photometric),
+                                   tuple(page.extrasamples), mode, meta.orientation)
+
+    return Source(fmt, first.imagewidth, first.imagelength, mode, len(pages),
+                  ("tifffile", tifffile.__version__), meta, resolution, assumed, iter_frames)
+
+
+# --------------------------------------------------------------------------------------------
+# Masters: write, read back with an independent decoder, compare, digest.
+
+
+@dataclass
+class Master:
+    path: Path                      # the final path (after the rename)
+    size: int
+    checksums: dict[str, str]
+    technical: dict
+    proven: bool
+    mismatch: str = ""
+
+
+def icc_description(icc: bytes | None) -> str:
+    if not icc:
+        return ""
+    try:
+        from PIL import ImageCms
+        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+    except Exception:  # a damaged profile is still carried byte for byte; it just has no name
+        return "(unreadable profile description)"
+
+
+def _metadata_entries(meta: Metadata) -> list[tiff.Entry]:
+    entries = list(meta.ifd0)
+    if meta.icc:
+        entries.append(tiff.undefined(34675, meta.icc))
+    if meta.xmp:
+        entries.append(tiff.undefined(700, meta.xmp, tiff.BYTE))
+    if meta.iptc:
+        entries.append(tiff.undefined(33723, meta.iptc))
+    return entries
+
+
+def read_master(path: Path) -> np.ndarray:
+    """The master's pixels as decoded by tifffile (independent of the writer)."""
+    import tifffile
+    with tifffile.TiffFile(path) as tf:
+        if len(tf.pages) != 1:
+            raise ValueError(f"{len(tf.pages)} images in the master, expected 1")
+        return tf.pages[0].asarray()
+
+
+def write_master(source: Source, frame: Frame, dest: Path, compression: str,
+                 algorithms: tuple[str, ...]) -> Master:
+    """Write `frame` as a master at a temporary name, prove it, then rename it to `dest`.
+
+    A master that fails its proof is deleted and returned with `proven=False`.
+    """
+    code = tiff.DEFLATE if compression == "deflate" else tiff.NONE
+    tmp = dest.with_name(f".{dest.name}.proving")
+    meta = source.meta
+    try:
+        chunks = tiff.encode(frame.pixels, frame.layout, code, source.resolution,
+                             _metadata_entries(meta), meta.exif, meta.gps)
+        size, checksums = tiff.write_chunks(tmp, chunks, algorithms)
+        del chunks
+        messages: list[str] = []
+        with captured(messages):
+            decoded = read_master(tmp)
+        source.messages.extend(f"reading the master back: {m}" for m in messages)
+        if decoded.shape != frame.pixels.shape or decoded.dtype != frame.pixels.dtype:
+            mismatch = (f"master decodes to {decoded.dtype} {decoded.shape}, source is "
+                        f"{frame.pixels.dtype} {frame.pixels.shape}")
+        elif not np.array_equal(decoded, frame.pixels):
+            mismatch = f"{int(np.count_nonzero(decoded != frame.pixels))} sample(s) differ"
+        else:
+            mismatch = ""
+        master_digest = pixel_digest(decoded)
+        del decoded
+        source_digest = master_digest if not mismatch else pixel_digest(frame.pixels)
+        if mismatch:
+            tmp.unlink(missing_ok=True)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    (xn, xd), (yn, yd), unit = source.resolution
+    pixels = frame.pixels
+    technical = {
+        "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
+        "bits_per_sample": 1 if pixels.dtype == bool else pixels.dtype.itemsize * 8,
+        "samples_per_pixel": int(pixels.shape[2]) if pixels.ndim == 3 else 1,
+        "photometric": {0: "min-is-white", 1: "min-is-black", 2: "RGB", 5: "separated (CMYK)"}[frame.layout.photometric],
+        "extra_samples": "unassociated alpha" if frame.layout.extrasamples else "",
+        "compression": "deflate, horizontal predictor" if code == tiff.DEFLATE and pixels.dtype != bool
+        else ("deflate" if code == tiff.DEFLATE else "none"),
+        "icc_profile": icc_description(meta.icc),
+        "x_resolution": round(xn / xd, 4), "y_resolution": round(yn / yd, 4),
+        "resolution_unit": {1: "none", 2: "inch", 3: "centimeter"}[unit],
+        "resolution_assumed": source.resolution_assumed,
+        "orientation_applied": {"exif_orientation": meta.orientation,
+                                "transform": ORIENTATIONS[meta.orientation][0]},
+        "source_mode": frame.mode, "steps": list(frame.steps),
+        "metadata_carried": list(meta.carried), "metadata_dropped": list(meta.dropped),
+        "source_pixel_sha256": source_digest, "master_pixel_sha256": master_digest,
+    }
+    return Master(dest, size, checksums, technical, not mismatch, mismatch)

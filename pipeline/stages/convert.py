@@ -1,0 +1,227 @@
+"""convert: copy each original into the bag, write its archival TIFF master(s), prove them.
+
+Per item: read the original once; decode it once; write each frame's master at a temporary name,
+read it back with tifffile and compare every sample with the decoded source; only a proven master
+gets its final name.  Then copy the original's bytes into the bag, hashing as they are written.
+A failed item leaves no file in staging and reports convert.* problems; nothing is raised.
+
+Resumable: a proof record per item (outside the bag, in `<staging>.proofs/`) holds the digests of
+the original and of the masters and the item's files and events.  On a rerun, an item whose
+original has the same sha256 and whose files in staging still hash to the recorded values is
+reused instead of converted again (the normalization event says so).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import ssl
+from dataclasses import asdict, replace
+from pathlib import Path, PurePosixPath
+
+from ..errors import PipelineError, Problem
+from ..hashing import hash_file, write_hashed
+from ..imaging import Source, open_source, write_master
+from ..model import ORIGINAL, PRESERVATION, Agent, Event, FileInfo, Item, pipeline_agent, software_agent
+from ..stage import Context, Stage
+
+ORIGINALS = "data/objects/originals"
+PRESERVATION_DIR = "data/objects/preservation"
+RECORD_VERSION = 1
+
+
+def master_bagpaths(relpath: str, frames: int) -> list[str]:
+    """`<relpath with .tif>` for one frame; `<stem>.f0001.tif`... for multi-frame sources."""
+    rel = PurePosixPath(relpath)
+    if frames == 1:
+        return [f"{PRESERVATION_DIR}/{rel.with_suffix('.tif').as_posix()}"]
+    return [f"{PRESERVATION_DIR}/{rel.with_suffix(f'.f{i:04d}.tif').as_posix()}" for i in range(1, frames + 1)]
+
+
+def proofs_dir(ctx: Context) -> Path:
+    return ctx.staging.parent / (ctx.staging.name + ".proofs")
+
+
+def _record_path(ctx: Context, item: Item) -> Path:
+    return proofs_dir(ctx) / f"{item.id}.json"
+
+
+def _settings_key(ctx: Context) -> dict:
+    s = ctx.settings
+    return {"compression": s.compression, "default_resolution": s.default_resolution,
+            "algorithms": list(s.algorithms), "record": RECORD_VERSION}
+
+
+def _reused(item: Item, ctx: Context, original_sha256: str) -> Item | None:
+    """The item as recorded by an earlier run, when everything it wrote is still intact."""
+    path = _record_path(ctx, item)
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if rec.get("original_sha256") != original_sha256 or rec.get("settings") != _settings_key(ctx):
+        return None
+    files = [FileInfo(**f) for f in [rec["original"], *rec["masters"]]]
+    for f in files:
+        try:
+            _, digests = hash_file(ctx.staging / f.bagpath, ("sha256",))
+        except OSError:
+            return None
+        if digests["sha256"] != f.checksums.get("sha256"):
+            return None
+    events = []
+    for e in rec["events"]:
+        e = dict(e, agents=tuple((Agent(**a), role) for a, role in e["agents"]),
+                 objects=tuple(tuple(o) for o in e["objects"]))
+        if e["type"] == "normalization":
+            e["detail"] += ("; reused the master written and proven by an earlier run of this "
+                            "collection (its sha256 re-checked in staging)")
+        events.append(Event(**e))
+    problems = tuple(Problem(**p) for p in rec["problems"])
+    return replace(item, original=files[0], masters=tuple(files[1:]),
+                   events=item.events + tuple(events), problems=item.problems + problems)
+
+
+def _write_record(item: Item, ctx: Context, original_sha256: str, events, problems) -> None:
+    rec = {"original_sha256": original_sha256, "settings": _settings_key(ctx),
+           "original": asdict(item.original), "masters": [asdict(m) for m in item.masters],
+           "events": [asdict(e) for e in events], "problems": [p.as_dict() for p in problems]}
+    data = json.dumps(rec, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    write_hashed(_record_path(ctx, item), data, ("sha256",))
+
+
+def _original_info(item: Item, ctx: Context, source: Source, size: int, checksums: dict) -> FileInfo:
+    image = item.image or {}
+    fmt = source.format
+    return FileInfo(
+        role=ORIGINAL, bagpath=f"{ORIGINALS}/{item.relpath}", size=size, checksums=checksums,
+        id=ctx.make_id("original", item.relpath),
+        mimetype=image.get("mimetype") or fmt.mimetype, format_name=image.get("format_name") or fmt.name,
+        format_version=image.get("format_version") or fmt.version, pronom=image.get("pronom") or fmt.pronom,
+        original_name=item.relpath,
+        technical={"width": source.width, "height": source.height, "mode": source.mode,
+                   "frames": source.frames, "decoder": " ".join(source.decoder)})
+
+
+def _digest_event(item: Item, ctx: Context, original: FileInfo) -> Event:
+    algs = ", ".join(sorted(original.checksums))
+    return Event(
+        id=ctx.make_id("event", "message digest calculation", item.relpath),
+        type="message digest calculation", datetime=ctx.now(),
+        detail=f"{algs} of the original, computed while it was copied into the package",
+        outcome="success", outcome_detail="; ".join(f"{k} {v}" for k, v in sorted(original.checksums.items())),
+        agents=((pipeline_agent(), "executing program"),
+                (software_agent("OpenSSL (Python hashlib)", ssl.OPENSSL_VERSION.split()[1]), "executing program")),
+        objects=((original.id, "source"),), extra=dict(original.checksums))
+
+
+def _normalization_event(item: Item, ctx: Context, source: Source, original: FileInfo,
+                         masters: list[FileInfo], proven: bool, mismatch: str) -> Event:
+    import tifffile
+    tech = masters[0].technical if masters else {}
+    frames = f"{len(masters)} masters, one per frame" if len(masters) > 1 else "one master"
+    detail = (f"{original.format_name} {source.mode} {source.width}x{source.height} -> baseline TIFF 6.0 "
+              f"little-endian, {tech.get('compression', ctx.settings.compression)}, {frames}; "
+              + "; ".join(tech.get("steps", []) or ["no palette or orientation step"])
+              + f"; resolution {tech.get('x_resolution')}x{tech.get('y_resolution')} per "
+              f"{tech.get('resolution_unit')}{' (assumed default)' if source.resolution_assumed else ''}")
+    if proven:
+        outcome_detail = (f"pixel proof passed: every sample of {len(masters)} master(s), decoded by tifffile, "
+                          f"equals the decoded source")
+    else:
+        outcome_detail = f"pixel proof FAILED: {mismatch}; the master was discarded"
+    name, version = source.decoder
+    return Event(
+        id=ctx.make_id("event", "normalization", item.relpath), type="normalization",
+        datetime=ctx.now(), detail=detail, outcome="success" if proven else "failure",
+        outcome_detail=outcome_detail,
+        agents=((pipeline_agent(), "executing program"), (software_agent(name, version), "executing program"),
+                (software_agent("tifffile", tifffile.__version__), "validator")),
+        objects=((original.id, "source"), *((m.id, "outcome") for m in masters)),
+        extra={"source_pixel_sha256": [m.technical["source_pixel_sha256"] for m in masters],
+               "master_pixel_sha256": [m.technical["master_pixel_sha256"] for m in masters],
+               "pixel_digest": "sha256 over 'pixels-v1 <dtype> <shape>\\n' + C-contiguous little-endian samples",
+               "decoder": f"{name} {version}", "proof_decoder": f"tifffile {tifffile.__version__}",
+               "orientation_applied": tech.get("orientation_applied", {}),
+               "resolution_assumed": source.resolution_assumed,
+               "metadata_carried": list(source.meta.carried), "metadata_dropped": list(source.meta.dropped)})
+
+
+def _warnings(item: Item, source: Source) -> list[Problem]:
+    out = [Problem("convert.library_message", item.relpath, m) for m in dict.fromkeys(source.messages)]
+    if source.meta.dropped:
+        out.append(Problem("convert.metadata_dropped", item.relpath,
+                           "not carried into the master: " + "; ".join(source.meta.dropped)))
+    if source.resolution_assumed:
+        out.append(Problem("convert.resolution_assumed", item.relpath,
+                           "no resolution recorded; the default was written into the master"))
+    return out
+
+
+def convert_item(item: Item, ctx: Context) -> Item:
+    """Convert and prove one item (see the module docstring).  Never raises for bad input."""
+    written: list[Path] = []
+    try:
+        try:
+            data = (ctx.ingest / item.relpath).read_bytes()
+        except OSError as exc:
+            return replace(item, problems=item.problems + (
+                Problem("convert.read", item.relpath, f"cannot read the original: {exc.strerror or exc}"),))
+        original_sha256 = hashlib.sha256(data).hexdigest()
+        reused = _reused(item, ctx, original_sha256)
+        if reused is not None:
+            return reused
+        return _convert(item, ctx, data, original_sha256, written)
+    except PipelineError as exc:
+        _remove(written)
+        return replace(item, problems=item.problems + (exc.problems or (
+            Problem("convert.undecodable", item.relpath, str(exc)),)))
+    except OSError as exc:
+        _remove(written)
+        return replace(item, problems=item.problems + (
+            Problem("convert.write", item.relpath, f"cannot write into staging: {exc.strerror or exc}"),))
+
+
+def _remove(paths: list[Path]) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
+def _convert(item: Item, ctx: Context, data: bytes, original_sha256: str, written: list[Path]) -> Item:
+    s = ctx.settings
+    source = open_source(data, item.relpath, s.pixel_limit, s.default_resolution)
+    bagpaths = master_bagpaths(item.relpath, source.frames)
+    masters, proven, mismatch = [], True, ""
+    for bagpath, frame in zip(bagpaths, source.iter_frames()):
+        dest = ctx.staging / bagpath
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        m = write_master(source, frame, dest, s.compression, s.algorithms)
+        del frame
+        if not m.proven:
+            proven, mismatch = False, f"{bagpath}: {m.mismatch}"
+            break
+        written.append(dest)
+        tech = dict(m.technical, frames=source.frames)
+        masters.append(FileInfo(
+            role=PRESERVATION, bagpath=bagpath, size=m.size, checksums=m.checksums,
+            id=ctx.make_id("preservation", bagpath), mimetype="image/tiff", format_name="TIFF",
+            format_version="6.0", pronom="fmt/353", original_name=item.relpath, technical=tech))
+    if not proven:
+        _remove(written)
+        original = _original_info(item, ctx, source, len(data), {"sha256": original_sha256})
+        event = _normalization_event(item, ctx, source, original, masters, False, mismatch)
+        return replace(item, events=item.events + (event,), problems=item.problems + tuple(_warnings(item, source)) + (
+            Problem("convert.proof", item.relpath, f"pixel proof failed: {mismatch}; no master was kept"),))
+    original_path = ctx.staging / ORIGINALS / item.relpath
+    written.append(original_path)
+    size, checksums = write_hashed(original_path, data, s.algorithms)
+    original = _original_info(item, ctx, source, size, checksums)
+    events = (_digest_event(item, ctx, original),
+              _normalization_event(item, ctx, source, original, masters, True, ""))
+    warnings = _warnings(item, source)
+    item = replace(item, original=original, masters=tuple(masters), events=item.events + events,
+                   problems=item.problems + tuple(warnings))
+    _write_record(item, ctx, original_sha256, events, warnings)
+    return item
+
+
+STAGE = Stage("convert", per_item=convert_item)
