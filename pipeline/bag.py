@@ -5,6 +5,7 @@ decoded per RFC 8493 section 2.1.3: `%0D`, `%0A` and `%25` (either case) and not
 """
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -43,50 +44,72 @@ class Manifest:
     entries: list[ManifestEntry] = field(default_factory=list)
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line, reason) for bad lines
     legacy_lines: list[int] = field(default_factory=list)         # md5sum-style "digest *path"
+    bom: bool = False                                             # started with a byte-order mark
+
+
+_LINE = re.compile(r"^([^ \t]*)[ \t]+(.*)$", re.S)
 
 
 def parse_manifest(path: Path, encoding: str = "utf-8") -> Manifest:
-    m = MANIFEST_RE.match(path.name)
+    return parse_manifest_bytes(path.name, path.read_bytes(), encoding)
+
+
+def parse_manifest_bytes(name: str, data: bytes, encoding: str = "utf-8") -> Manifest:
+    """Parse a manifest's bytes.  Raises UnicodeDecodeError/LookupError when they do not decode."""
+    m = MANIFEST_RE.match(name)
     if not m:
-        raise ValueError(f"{path.name} is not a manifest name")
-    manifest = Manifest(name=path.name, algorithm=m.group(2).lower(), tag=bool(m.group(1)))
-    text = path.read_bytes().decode(encoding)
-    # Only LF and CRLF end lines here: a literal U+2028 or other separator is part of a name.
-    for number, raw in enumerate(text.split("\n"), start=1):
-        line = raw[:-1] if raw.endswith("\r") else raw
-        if line == "":
+        raise ValueError(f"{name} is not a manifest name")
+    manifest = Manifest(name=name, algorithm=m.group(2).lower(), tag=bool(m.group(1)))
+    text = data.decode(encoding)
+    if text.startswith("\ufeff"):
+        manifest.bom = True
+        text = text[1:]
+    # Only LF, CRLF and CR end lines here: a literal U+2028 or other separator is part of a name.
+    for number, raw in enumerate(re.split(r"\r\n|\n|\r", text), start=1):
+        if raw == "":
             continue
-        digest, sep, rest = line.partition(" ")
-        if not sep:
-            digest, sep, rest = line.partition("\t")
-        if not sep or not rest.strip(" \t"):
+        match = _LINE.match(raw)
+        if not match or not match.group(1) or not match.group(2).strip(" \t"):
             manifest.errors.append((number, "not a 'checksum path' line"))
             continue
+        digest, rest = match.groups()
         # Separator is one or more spaces/tabs; the path keeps any trailing spaces.
-        stripped = rest.lstrip(" \t")
-        if stripped.startswith("*"):
+        if rest.startswith("*"):
             manifest.legacy_lines.append(number)
-            stripped = stripped[1:]
+            rest = rest[1:]
         if not re.fullmatch(r"[0-9A-Fa-f]+", digest):
             manifest.errors.append((number, f"checksum {digest!r} is not hexadecimal"))
             continue
-        manifest.entries.append(ManifestEntry(decode_path(stripped), digest.lower(), number))
+        manifest.entries.append(ManifestEntry(decode_path(rest), digest.lower(), number))
     return manifest
 
 
 def read_tag_file(path: Path, encoding: str = "utf-8") -> list[tuple[str, str]]:
     """Labels and values of a tag file (bagit.txt, bag-info.txt), continuation lines folded."""
-    pairs: list[tuple[str, str]] = []
-    for raw in path.read_bytes().decode(encoding).splitlines():
-        if raw[:1] in (" ", "\t") and pairs:
-            label, value = pairs[-1]
-            pairs[-1] = (label, value + " " + raw.strip())
+    return [(t.label, t.value) for t in parse_tags(path.read_bytes().decode(encoding))]
+
+
+@dataclass
+class Tag:
+    label: str         # as written, surrounding whitespace stripped
+    value: str         # continuation lines folded with one space
+    line: int          # 1-based line of the label
+    raw_label: str     # as written, before the colon (may carry whitespace)
+    colon: bool = True  # False: a line with no colon at all
+
+
+def parse_tags(text: str) -> list[Tag]:
+    """The tags of a tag file's text; lines end with LF, CRLF or CR (RFC 8493 section 2.2.2)."""
+    tags: list[Tag] = []
+    for number, raw in enumerate(re.split(r"\r\n|\n|\r", text), start=1):
+        if raw[:1] in (" ", "\t") and tags and raw.strip():
+            tags[-1].value = (tags[-1].value + " " + raw.strip()).strip()
             continue
         if not raw.strip():
             continue
         label, sep, value = raw.partition(":")
-        pairs.append((label, value.strip()) if sep else (raw, ""))
-    return pairs
+        tags.append(Tag(label.strip(), value.strip(), number, label, bool(sep)))
+    return tags
 
 
 def is_inside(bag: Path, relpath: str) -> bool:
@@ -118,3 +141,34 @@ def payload_files(bag: Path) -> list[str]:
 
 def find_manifests(bag: Path) -> list[Path]:
     return sorted(p for p in bag.iterdir() if p.is_file() and MANIFEST_RE.match(p.name))
+
+
+@dataclass
+class Listing:
+    """What is inside a bag folder, read without following any link."""
+
+    files: dict[str, int] = field(default_factory=dict)   # regular files: relpath -> size
+    links: list[str] = field(default_factory=list)        # symbolic links (never followed)
+    special: list[str] = field(default_factory=list)      # fifos, sockets, devices
+    dirs: list[str] = field(default_factory=list)         # every folder, relpath
+
+
+def list_bag(bag: Path) -> Listing:
+    """Every entry of the bag, walked with os.scandir and never through a symlink."""
+    out = Listing()
+    stack = [("", str(bag))]
+    while stack:
+        prefix, folder = stack.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                rel = prefix + entry.name
+                if entry.is_symlink():
+                    out.links.append(rel)
+                elif entry.is_dir(follow_symlinks=False):
+                    out.dirs.append(rel)
+                    stack.append((rel + "/", entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    out.files[rel] = entry.stat(follow_symlinks=False).st_size
+                else:
+                    out.special.append(rel)
+    return out

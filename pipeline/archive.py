@@ -1,0 +1,258 @@
+"""Serialized bags (tar, tar.gz, tar.bz2, tar.xz, zip) read as streams, never unpacked to disk.
+
+The bag is the single top-level folder of the archive.  Entries that would land outside it (an
+absolute name, a `..` component, a drive letter: "zip-slip"), links and devices are refused with a
+problem and never read.  Top-level tag files are kept in memory; every other file is hashed while
+it streams past.  A tar is read once with `tarfile` in streaming mode ('r|*'): its files are
+hashed with the algorithms of the manifests seen so far (or SHA-256 and SHA-512 before any), and a
+second streaming pass computes only what the first one could not guess.  A zip is read through its
+central directory: tag files first, then each payload member streamed once with the right
+algorithms.
+"""
+from __future__ import annotations
+
+import re
+import stat
+import tarfile
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Iterator, Mapping, Optional
+
+from .bag import MANIFEST_RE, Listing
+from .errors import Problem
+from .hashing import hash_bytes, hash_file, hash_stream, new_hashers
+
+GUESS = ("sha256", "sha512")       # what a tar's files are hashed with before any manifest is seen
+SPECIAL = "device, fifo or other special entry"
+KEEP_LIMIT = 256 << 20             # top-level files up to this size are kept in memory
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
+
+# MIME types of each serialization, as BagIt profiles name them in Accept-Serialization.
+MIME = {
+    "zip": ("application/zip",),
+    "tar": ("application/tar", "application/x-tar"),
+    "tar.gz": ("application/gzip", "application/x-gzip", "application/tar+gzip", "application/x-gtar"),
+    "tar.bz2": ("application/x-bzip2",),
+    "tar.xz": ("application/x-xz",),
+}
+
+Result = tuple[str, Optional[int], Optional[dict], str]   # (relpath, size, digests, error)
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file()
+
+
+def kind_of(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if zipfile.is_zipfile(path):
+        return "zip"
+    if head[:2] == b"\x1f\x8b":
+        return "tar.gz"
+    if head[:3] == b"BZh":
+        return "tar.bz2"
+    if head[:6] == b"\xfd7zXZ\x00":
+        return "tar.xz"
+    return "tar"
+
+
+def unsafe_reason(name: str) -> str:
+    """Why an archive entry name would escape the extraction folder, or ''."""
+    if name.startswith(("/", "\\")) or _DRIVE.match(name):
+        return "absolute name"
+    if ".." in re.split(r"[/\\]", name):
+        return "'..' climbs out of the bag"
+    return ""
+
+
+class _HashingReader:
+    """A file wrapper that hashes every byte read through it (the archive's own SHA-256)."""
+
+    def __init__(self, f, want: bool) -> None:
+        self.f = f
+        self.h = new_hashers(["sha256"])["sha256"] if want else None
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        if self.h is not None:
+            self.h.update(data)
+        return data
+
+    def drain(self) -> str:
+        while self.read(1 << 20):
+            pass
+        return self.h.hexdigest() if self.h is not None else ""
+
+
+class ArchiveBag:
+    """A serialized bag.  `problems` holds what the scan refused; `listing` what the bag holds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.kind = kind_of(self.path)
+        self.label = self.path.name
+        self.problems: list[Problem] = []
+        self.listing = Listing()
+        self.root = ""                       # the bag's folder name inside the archive
+        self.sha256 = ""                     # the whole archive's SHA-256, when a sidecar asks for it
+        self._kept: dict[str, bytes] = {}
+        self._digests: dict[str, dict[str, str]] = {}
+        self._members: dict[str, str] = {}   # relpath -> member name
+        self._seen_algs: set[str] = set()
+        self._sidecar = self.path.with_name(self.path.name + ".sha256")
+        try:
+            self._scan_zip() if self.kind == "zip" else self._scan_tar()
+        except _ERRORS as exc:
+            self.problems.append(Problem("archive.unreadable", "", f"{self.label}: {exc}"))
+        self._check_sidecar()
+
+    @property
+    def readable(self) -> bool:
+        return not any(p.code == "archive.unreadable" for p in self.problems)
+
+    # -- names ----------------------------------------------------------------------------------
+
+    def _relpath(self, name: str, is_dir: bool) -> Optional[str]:
+        """The entry's path inside the bag, or None when it is refused or is the bag folder itself."""
+        reason = unsafe_reason(name)
+        if reason:
+            self.problems.append(Problem("archive.unsafe", name, f"entry refused: {reason}"))
+            return None
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        if not parts:
+            return None
+        if not self.root:
+            self.root = parts[0]
+        if parts[0] != self.root or (len(parts) == 1 and not is_dir):
+            self.problems.append(Problem(
+                "archive.layout", name, f"entry outside the bag folder {self.root!r}; not read"))
+            return None
+        rel = "/".join(parts[1:])
+        if rel and rel in self._members:
+            self.problems.append(Problem("archive.duplicate", rel, "the archive holds this entry twice"))
+            return None
+        if rel:
+            self._members[rel] = name
+        return rel or None
+
+    def _admit(self, name: str, is_dir: bool, refused: str) -> Optional[str]:
+        """The relpath of a regular file entry; None for a refused entry or a folder (listed)."""
+        if refused:
+            self.problems.append(Problem("archive.link", name, f"{refused}: refused, never followed"))
+            return None
+        rel = self._relpath(name, is_dir)
+        if rel is not None and is_dir:
+            self.listing.dirs.append(rel)
+            return None
+        return rel
+
+    def _keep_or_hash(self, rel: str, size: int, stream, algorithms) -> None:
+        self.listing.files[rel] = size
+        if "/" not in rel and size <= KEEP_LIMIT:
+            self._kept[rel] = stream.read()
+            m = MANIFEST_RE.match(rel)
+            if m:
+                self._seen_algs.add(m.group(2).lower())
+        else:
+            _, self._digests[rel] = hash_stream(stream, algorithms)
+
+    # -- tar ------------------------------------------------------------------------------------
+
+    def _tar_members(self, reader) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+        with tarfile.open(fileobj=reader, mode="r|*") as tf:
+            for member in tf:
+                yield tf, member
+
+    def _scan_tar(self) -> None:
+        with open(self.path, "rb") as raw:
+            reader = _HashingReader(raw, self._sidecar.is_file())
+            for tf, member in self._tar_members(reader):
+                refused = (f"link to {member.linkname!r}" if member.issym() or member.islnk() else
+                           "" if member.isreg() or member.isdir() else SPECIAL)
+                rel = self._admit(member.name, member.isdir(), refused)
+                if rel is not None:
+                    algorithms = sorted(self._seen_algs) or GUESS
+                    self._keep_or_hash(rel, member.size, tf.extractfile(member), algorithms)
+            self.sha256 = reader.drain()
+
+    def _rehash_tar(self, wanted: Mapping[str, set[str]]) -> dict[str, dict[str, str]]:
+        by_member = {self._members[rel]: rel for rel in wanted}
+        out: dict[str, dict[str, str]] = {}
+        with open(self.path, "rb") as raw:
+            for tf, member in self._tar_members(_HashingReader(raw, False)):
+                rel = by_member.get(member.name)
+                if rel is not None and member.isreg():
+                    _, out[rel] = hash_stream(tf.extractfile(member), sorted(wanted[rel]))
+        return out
+
+    # -- zip ------------------------------------------------------------------------------------
+
+    def _scan_zip(self) -> None:
+        with zipfile.ZipFile(self.path) as zf:
+            for info in zf.infolist():
+                mode = info.external_attr >> 16
+                refused = ("symbolic link" if stat.S_ISLNK(mode) else
+                           SPECIAL if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR) else "")
+                rel = self._admit(info.filename, info.is_dir(), refused)
+                if rel is None:
+                    continue
+                self.listing.files[rel] = info.file_size
+                if "/" not in rel and info.file_size <= KEEP_LIMIT:
+                    self._kept[rel] = zf.read(info)
+        if self._sidecar.is_file():
+            self.sha256 = hash_file(self.path, ["sha256"])[1]["sha256"]
+
+    def _hash_zip(self, wanted: Mapping[str, set[str]]) -> Iterator[Result]:
+        with zipfile.ZipFile(self.path) as zf:
+            for rel, algorithms in wanted.items():
+                try:
+                    with zf.open(self._members[rel]) as f:
+                        size, digests = hash_stream(f, sorted(algorithms))
+                except _ERRORS as exc:
+                    yield rel, None, None, str(exc)
+                    continue
+                yield rel, size, digests, ""
+
+    # -- what verify asks -----------------------------------------------------------------------
+
+    def read(self, rel: str) -> bytes:
+        """A top-level tag file's bytes (KeyError when the archive has no such file)."""
+        return self._kept[rel]
+
+    def digests(self, wanted: Mapping[str, set[str]], workers: int = 1, progress=None) -> Iterator[Result]:
+        """Size and digests of each wanted file (relpath -> algorithms), streamed from the archive."""
+        kept = {rel: algs for rel, algs in wanted.items() if rel in self._kept}
+        for rel, algorithms in kept.items():
+            data = self._kept[rel]
+            yield rel, len(data), hash_bytes(data, algorithms), ""
+        rest = {rel: algs for rel, algs in wanted.items() if rel not in self._kept}
+        if self.kind == "zip":
+            yield from self._hash_zip(rest)
+            return
+        missing = {rel: algs for rel, algs in rest.items() if not algs <= set(self._digests.get(rel, {}))}
+        try:
+            extra = self._rehash_tar(missing) if missing else {}
+        except _ERRORS as exc:
+            extra = {}
+            self.problems.append(Problem("archive.unreadable", "", f"{self.label}: {exc}"))
+        for rel, algorithms in rest.items():
+            digests = extra.get(rel) if rel in missing else self._digests.get(rel)
+            if digests is None:
+                yield rel, None, None, "could not be read from the archive"
+            else:
+                yield rel, self.listing.files.get(rel), digests, ""
+
+    def _check_sidecar(self) -> None:
+        if not self._sidecar.is_file() or not self.sha256:
+            return
+        text = self._sidecar.read_text(encoding="utf-8", errors="replace").strip()
+        first = text.split()[0].lower() if text else ""
+        if not re.fullmatch(r"[0-9a-f]{64}", first):
+            self.problems.append(Problem("archive.sidecar", self._sidecar.name,
+                                         "not a SHA-256 checksum file ('HEX  NAME')"))
+        elif first != self.sha256:
+            self.problems.append(Problem("archive.sidecar", self._sidecar.name,
+                                         f"says {first}, the archive's SHA-256 is {self.sha256}"))

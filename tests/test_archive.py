@@ -1,0 +1,162 @@
+"""pipeline/archive.py: serialized bags streamed without unpacking; zip-slip refused."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import zipfile
+
+import pytest
+
+from bagmaker import write_bag
+from conftest import no_traceback, run_cli
+from pipeline.archive import ArchiveBag, unsafe_reason
+from pipeline.verify import verify_bag
+
+PAYLOAD = {"a.txt": b"alpha\n", "deep/b.bin": os.urandom(3 << 20), "empty": b""}
+
+
+def codes(report):
+    return sorted({p.code for p in report.problems})
+
+
+def make_tar(bag, dest, mode="w"):
+    with tarfile.open(dest, mode) as tf:
+        tf.add(bag, arcname=bag.name)
+    return dest
+
+
+def make_zip(bag, dest):
+    with zipfile.ZipFile(dest, "w") as zf:
+        for path in sorted(bag.rglob("*")):
+            zf.write(path, f"{bag.name}/{path.relative_to(bag).as_posix()}")
+    return dest
+
+
+def add_member(tf, name, data=b"", kind=tarfile.REGTYPE, linkname=""):
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.linkname = kind, len(data), linkname
+    tf.addfile(info, io.BytesIO(data) if data else None)
+
+
+@pytest.fixture
+def bag(tmp_path):
+    return write_bag(tmp_path / "src" / "mybag", PAYLOAD)
+
+
+@pytest.mark.parametrize("suffix, mode", [(".tar", "w"), (".tar.gz", "w:gz"), (".tar.xz", "w:xz")])
+def test_tar_bags_valid(tmp_path, bag, suffix, mode):
+    archive = make_tar(bag, tmp_path / f"mybag{suffix}", mode)
+    report = verify_bag(archive)
+    assert report.valid, [p.render() for p in report.problems]
+    assert report.serialization == suffix[1:] and report.files == 3
+    assert not (tmp_path / "mybag").exists()
+
+
+def test_zip_bag_valid(tmp_path, bag):
+    report = verify_bag(make_zip(bag, tmp_path / "mybag.zip"))
+    assert report.valid and report.serialization == "zip" and report.hashed == 3 + 4
+
+
+@pytest.mark.parametrize("maker", [make_tar, make_zip])
+def test_file_mismatch_inside_archive(tmp_path, bag, maker):
+    (bag / "data" / "a.txt").write_bytes(b"ALPHA\n")
+    report = verify_bag(maker(bag, tmp_path / "x.arc"))
+    assert [(p.code, p.path) for p in report.problems] == [("file.mismatch", "data/a.txt")] * 2
+
+
+def test_tar_second_pass_when_manifests_come_last(tmp_path):
+    # md5 manifests stored after the payload: the first pass guessed sha256/sha512.
+    src = write_bag(tmp_path / "src" / "old", PAYLOAD, algorithms=("md5",), tag_algorithms=("md5",))
+    archive = tmp_path / "old.tar"
+    with tarfile.open(archive, "w") as tf:
+        for rel in ("data/a.txt", "data/deep/b.bin", "data/empty", "bagit.txt", "bag-info.txt",
+                    "manifest-md5.txt", "tagmanifest-md5.txt"):
+            tf.add(src / rel, arcname=f"old/{rel}")
+    assert verify_bag(archive).valid
+    (src / "data" / "deep" / "b.bin").write_bytes(os.urandom(3 << 20))
+    with tarfile.open(archive, "w") as tf:
+        tf.add(src, arcname="old")
+    assert codes(verify_bag(archive)) == ["file.mismatch"]
+
+
+@pytest.mark.parametrize("name, kind, linkname, code", [
+    ("mybag/../escaped.txt", tarfile.REGTYPE, "", "archive.unsafe"),
+    ("/etc/evil.txt", tarfile.REGTYPE, "", "archive.unsafe"),
+    ("mybag/data/link", tarfile.SYMTYPE, "../../../etc/passwd", "archive.link"),
+    ("mybag/data/hard", tarfile.LNKTYPE, "/etc/passwd", "archive.link"),
+    ("mybag/data/dev", tarfile.CHRTYPE, "", "archive.link"),
+    ("other/file.txt", tarfile.REGTYPE, "", "archive.layout"),
+    ("loose.txt", tarfile.REGTYPE, "", "archive.layout"),
+])
+def test_tar_entries_refused(tmp_path, bag, name, kind, linkname, code):
+    archive = make_tar(bag, tmp_path / "evil.tar")
+    with tarfile.open(archive, "a") as tf:
+        add_member(tf, name, b"evil" if kind == tarfile.REGTYPE else b"", kind, linkname)
+    report = verify_bag(archive)
+    assert codes(report) == [code] and not report.valid
+    assert report.problems[0].path == name
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_tar_duplicate_entry(tmp_path, bag):
+    archive = make_tar(bag, tmp_path / "dup.tar")
+    with tarfile.open(archive, "a") as tf:
+        add_member(tf, "mybag/data/a.txt", b"other content")
+    assert "archive.duplicate" in codes(verify_bag(archive))
+
+
+def test_zip_slip_and_symlink_refused(tmp_path, bag):
+    archive = make_zip(bag, tmp_path / "evil.zip")
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr("mybag/../../escaped.txt", b"evil")
+        link = zipfile.ZipInfo("mybag/data/link")
+        link.external_attr = (0o120777 << 16)
+        zf.writestr(link, "/etc/passwd")
+    report = verify_bag(archive)
+    assert codes(report) == ["archive.link", "archive.unsafe"]
+    assert not (tmp_path.parent / "escaped.txt").exists()
+
+
+def test_archive_sidecar(tmp_path, bag):
+    archive = make_tar(bag, tmp_path / "mybag.tar.gz", "w:gz")
+    sidecar = tmp_path / "mybag.tar.gz.sha256"
+    sidecar.write_text(f"{hashlib.sha256(archive.read_bytes()).hexdigest()}  mybag.tar.gz\n")
+    assert verify_bag(archive).problems == []
+    sidecar.write_text(f"{'0' * 64}  mybag.tar.gz\n")
+    report = verify_bag(archive)
+    assert codes(report) == ["archive.sidecar"] and report.problems[0].path == sidecar.name
+    sidecar.write_text("not a checksum\n")
+    assert codes(verify_bag(archive)) == ["archive.sidecar"]
+
+
+def test_archive_unreadable_cli(tmp_path, bag):
+    archive = make_tar(bag, tmp_path / "cut.tar.gz", "w:gz")
+    archive.write_bytes(archive.read_bytes()[:5000])
+    proc = run_cli("verify", archive)
+    assert proc.returncode == 1 and no_traceback(proc)
+    assert "[archive.unreadable]" in proc.stdout
+
+
+def test_cli_json_for_zip(tmp_path, bag):
+    proc = run_cli("verify", "--json", make_zip(bag, tmp_path / "mybag.zip"))
+    assert proc.returncode == 0 and '"serialization": "zip"' in proc.stdout
+
+
+@pytest.mark.parametrize("name, unsafe", [
+    ("bag/data/x", False), ("bag/data/..x", False), ("../x", True), ("bag/../../x", True),
+    ("/x", True), ("C:/x", True), ("bag\\..\\..\\x", True),
+])
+def test_unsafe_reason(name, unsafe):
+    assert bool(unsafe_reason(name)) == unsafe
+
+
+def test_archive_listing_never_touches_disk(tmp_path, bag):
+    archive = make_tar(bag, tmp_path / "mybag.tar")
+    before = set(tmp_path.rglob("*"))
+    source = ArchiveBag(archive)
+    assert set(tmp_path.rglob("*")) == before
+    assert sorted(source.listing.files) == sorted(
+        ["bagit.txt", "bag-info.txt", "manifest-sha256.txt", "manifest-sha512.txt",
+         "tagmanifest-sha256.txt", "data/a.txt", "data/deep/b.bin", "data/empty"])
