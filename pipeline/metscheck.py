@@ -12,16 +12,14 @@ needs the whole tree in memory, which libxml2 requires to report line numbers.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path, PurePosixPath
-from typing import Optional
 from urllib.parse import unquote
 
 from lxml import etree
 
 from .bag import is_inside
-from .errors import PipelineError, Problem
+from .errors import Problem
 from .hashing import hash_file
 from .mets import METS_PATH
 from .xmlio import NS, load_schema, parse, validation_errors

@@ -126,7 +126,11 @@ def load_schema(xsd_dir: Path) -> etree.XMLSchema:
         resolver = LocalResolver(xsd_dir)
         parser.resolvers.add(resolver)
         doc = etree.fromstring(driver.encode(), parser, base_url=(xsd_dir / "driver.xsd").as_uri())
-        schema = etree.XMLSchema(etree.ElementTree(doc))
+        try:
+            schema = etree.XMLSchema(etree.ElementTree(doc))
+        except etree.XMLSchemaParseError as exc:
+            refused = f" (remote schemas refused: {', '.join(resolver.refused)})" if resolver.refused else ""
+            raise UsageError(f"{xsd_dir}: the schemas cannot be loaded offline: {exc}{refused}") from exc
         _cache[xsd_dir] = schema
         return schema
 

@@ -1,0 +1,146 @@
+"""The describe stage: what it writes into the bag, what it returns, and how it reports problems.
+
+Problem cases are named after the code they must raise.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+import describe_sample
+from pipeline.hashing import hash_file
+from pipeline.mets import METS_PATH
+from pipeline.model import METADATA, Record
+from pipeline.stage import Settings
+from pipeline.stages import describe as stage
+from pipeline.xmlio import NS, parse
+
+
+@pytest.fixture(autouse=True)
+def _epoch(monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+
+
+def run(tmp_path, settings=None, edit=None):
+    package, ctx = describe_sample.build(tmp_path, settings=settings)
+    if edit:
+        package = edit(package)
+    return stage.describe(package, ctx), ctx
+
+
+def test_stage_contract():
+    assert stage.STAGE.name == "describe"
+    assert stage.STAGE.per_item is None and stage.STAGE.collect is stage.describe
+
+
+def test_every_file_written_is_returned_with_the_right_checksums(tmp_path):
+    package, ctx = run(tmp_path)
+    assert package.all_problems == []
+    on_disk = sorted(p.relative_to(ctx.staging).as_posix()
+                     for p in (ctx.staging / "data/metadata").rglob("*") if p.is_file())
+    assert sorted(f.bagpath for f in package.metadata_files) == on_disk
+    assert package.metadata_files[-1].bagpath == METS_PATH
+    for info in package.metadata_files:
+        size, digests = hash_file(ctx.staging / info.bagpath, ("sha256", "sha512"))
+        assert (info.role, info.size, dict(info.checksums)) == (METADATA, size, digests), info.bagpath
+
+
+def test_submitted_records_are_copied_byte_for_byte(tmp_path):
+    package, ctx = run(tmp_path)
+    for record in ("collection.json", "photos/001 first.json", "photos/002.json"):
+        copy = ctx.staging / "data/metadata/submission" / record
+        assert copy.read_bytes() == (ctx.ingest / record).read_bytes()
+    names = [f.original_name for f in package.metadata_files if "/submission/" in f.bagpath]
+    assert names == ["collection.json", "photos/001 first.json", "photos/002.json"]
+
+
+def test_dc_records_are_written_per_item_and_for_the_collection(tmp_path):
+    _, ctx = run(tmp_path)
+    dc = ctx.staging / "data/metadata/dc"
+    assert sorted(p.relative_to(dc).as_posix() for p in dc.rglob("*.xml")) == [
+        "collection.dcterms.xml", "collection.oai_dc.xml",
+        "items/photos/001 first.jpg.dcterms.xml", "items/photos/001 first.jpg.oai_dc.xml",
+        "items/photos/002.jpg.dcterms.xml", "items/photos/002.jpg.oai_dc.xml"]
+
+
+def test_ingestion_and_digest_events_are_added_when_upstream_has_none(tmp_path):
+    package, _ = run(tmp_path)
+    for item in package.items:
+        types = [e.type for e in item.events]
+        assert types.count("ingestion") == 1
+        digested = {oid for e in item.events if e.type == "message digest calculation" for oid, _ in e.objects}
+        assert digested == {item.original.id, item.masters[0].id}
+
+
+def test_schemas_setting_validates_the_mets_at_run_time(tmp_path, xsd_dir):
+    package, _ = run(tmp_path, Settings(schemas_dir=xsd_dir))
+    assert package.all_problems == []
+
+
+def test_describe_mets_schema_at_run_time(tmp_path, xsd_dir):
+    def bad_width(package):
+        item = package.items[0]
+        master = replace(item.masters[0], technical=dict(item.masters[0].technical, width=-5))
+        return replace(package, items=(replace(item, masters=(master,)),) + package.items[1:])
+
+    package, _ = run(tmp_path / "without", edit=bad_width)
+    assert package.all_problems == []           # consistent, and no schemas given
+    package, _ = run(tmp_path / "with", Settings(schemas_dir=xsd_dir), edit=bad_width)
+    assert [p.code for p in package.problems] == ["describe.mets_schema"]
+    assert "imageWidth" in package.problems[0].reason and package.problems[0].field.startswith("line ")
+
+
+def test_describe_mets_checksum_at_run_time(tmp_path):
+    def wrong_digest(package):
+        item = package.items[1]
+        original = replace(item.original, checksums=dict(item.original.checksums, sha256="0" * 64))
+        return replace(package, items=package.items[:1] + (replace(item, original=original),))
+
+    package, _ = run(tmp_path, edit=wrong_digest)
+    assert [(p.code, p.path) for p in package.problems] == [
+        ("describe.mets_checksum", "data/objects/originals/photos/002.jpg")]
+
+
+def test_describe_xml_char(tmp_path):
+    def bell(package):
+        item = package.items[0]
+        record = Record(item.record.path, dict(item.record.data, caption="ring \x07 ring"))
+        return replace(package, items=(replace(item, record=record),) + package.items[1:])
+
+    package, ctx = run(tmp_path, edit=bell)
+    problems = package.all_problems
+    assert [(p.code, p.path, p.field) for p in problems] == [("describe.xml_char", "photos/001 first.json", "/caption")]
+    assert "U+0007" in problems[0].reason
+    assert not (ctx.staging / METS_PATH).exists()
+
+
+def test_describe_record_missing(tmp_path):
+    def ghost(package):
+        return replace(package, records=package.records + (Record("photos/ghost.json", {}),))
+
+    package, ctx = run(tmp_path, edit=ghost)
+    assert [(p.code, p.path) for p in package.problems] == [("describe.record_missing", "photos/ghost.json")]
+    assert not (ctx.staging / METS_PATH).exists()
+
+
+def test_describe_no_files(tmp_path):
+    def no_original(package):
+        return replace(package, items=(replace(package.items[0], original=None, masters=()),) + package.items[1:])
+
+    package, _ = run(tmp_path, edit=no_original)
+    assert [p.code for p in package.all_problems] == ["describe.no_files"]
+
+
+def test_sha512_only_uses_sha512_in_the_mets(tmp_path):
+    package, ctx = run(tmp_path, Settings(algorithms=("sha512",)))
+    assert package.all_problems == []
+    files = list(parse(ctx.staging / METS_PATH).iter(f"{{{NS['mets']}}}file"))
+    assert files and {f.get("CHECKSUMTYPE") for f in files} == {"SHA-512"}
+    assert set(package.metadata_files[-1].checksums) == {"sha512"}
+
+
+def test_organization_setting_overrides_the_collection_record(tmp_path):
+    _, ctx = run(tmp_path, Settings(organization="Other Archive"))
+    names = [el.text for el in parse(ctx.staging / METS_PATH).iter(f"{{{NS['mets']}}}name")]
+    assert names == ["preservation-pipeline", "Other Archive"]

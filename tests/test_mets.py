@@ -1,0 +1,263 @@
+"""The METS document: structure, PREMIS content, validity, and the consistency check (metscheck).
+
+Consistency-check cases are named after the problem code each must raise.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+import describe_sample
+from pipeline import mets, premis
+from pipeline.metscheck import check_mets
+from pipeline.model import Agent, Event, pipeline_agent
+from pipeline.stages.describe import describe
+from pipeline.xmlio import NS, load_schema, parse, validation_errors
+
+NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]*$")
+
+
+def q(path: str) -> str:
+    """'mets:file/mets:FLocat' -> Clark notation path for find/iter."""
+    return "/".join(f"{{{NS[p.split(':')[0]]}}}{p.split(':')[1]}" for p in path.split("/"))
+
+
+@pytest.fixture
+def described(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    package, ctx = describe_sample.build(tmp_path)
+    package = describe(package, ctx)
+    assert package.all_problems == []
+    return package, ctx, ctx.staging / mets.METS_PATH
+
+
+def test_mets_is_valid_against_the_official_schemas(described, xsd_dir):
+    _, ctx, path = described
+    assert validation_errors(parse(path), load_schema(xsd_dir)) == []
+    assert check_mets(ctx.staging, xsd_dir) == []
+
+
+def test_header_has_date_software_with_version_and_organization(described):
+    _, _, path = described
+    hdr = parse(path).getroot().find(q("mets:metsHdr"))
+    assert hdr.get("CREATEDATE") == "2023-11-14T22:13:20Z"
+    names = [a.findtext(q("mets:name")) for a in hdr.findall(q("mets:agent"))]
+    assert names == ["preservation-pipeline", "Example Archive"]
+    assert hdr.find(q("mets:agent/mets:note")).text.startswith("version ")
+
+
+def test_every_id_is_an_ncname_and_unique(described):
+    _, _, path = described
+    ids = [el.get("ID") for el in parse(path).iter() if el.get("ID") is not None]
+    assert ids and all(NCNAME.match(i) for i in ids)
+    assert len(ids) == len(set(ids))
+
+
+def test_filesec_groups_checksums_and_groupids(described):
+    package, _, path = described
+    root = parse(path).getroot()
+    groups = {g.get("USE"): g for g in root.iter(q("mets:fileGrp"))}
+    assert list(groups) == ["original", "preservation", "metadata"]
+    by_path = {f.bagpath: f for f in package.files()}
+    for grp in groups.values():
+        for f in grp.findall(q("mets:file")):
+            href = f.find(q("mets:FLocat")).get(f"{{{NS['xlink']}}}href")
+            info = by_path[os.path.normpath("data/metadata/" + unquote(href))]
+            assert (f.get("CHECKSUM"), f.get("CHECKSUMTYPE")) == (info.checksums["sha256"], "SHA-256")
+            assert f.get("SIZE") == str(info.size) and f.get("MIMETYPE") == info.mimetype
+            assert f.get("ADMID").split()[0] == f"techmd-{info.id}"
+    for item in package.items:
+        group = {f.get("GROUPID") for f in root.iter(q("mets:file"))
+                 if f.get("ID") in (f"file-{item.original.id}", f"file-{item.masters[0].id}")}
+        assert group == {f"group-{item.id}"}
+    assert "../objects/originals/photos/001%20first.jpg" in [
+        el.get(f"{{{NS['xlink']}}}href") for el in root.iter(q("mets:FLocat"))]
+
+
+def test_struct_map_collection_root_and_one_div_per_photograph(described):
+    package, _, path = described
+    root = parse(path).getroot()
+    smap = root.find(q("mets:structMap"))
+    assert smap.get("TYPE") == "physical"
+    top = smap.find(q("mets:div"))
+    assert top.get("TYPE") == "collection" and top.get("DMDID") == "dmd-collection dmdref-collection"
+    divs = top.findall(q("mets:div"))
+    assert [d.get("LABEL") for d in divs] == ["kh-001", "kh-002"]
+    for div, item in zip(divs, package.items):
+        assert [p.get("FILEID") for p in div.findall(q("mets:fptr"))] == [
+            f"file-{item.original.id}", f"file-{item.masters[0].id}"]
+
+
+def test_premis_object_fixity_equals_the_file_checksums_and_derivation(described):
+    package, _, path = described
+    root = parse(path).getroot()
+    item = package.items[0]
+    for info, subtype, other in ((item.original, "is source of", item.masters[0]),
+                                 (item.masters[0], "has source", item.original)):
+        obj = root.find(f".//{q('mets:techMD')}[@ID='techmd-{info.id}']//{q('premis:object')}")
+        fixity = {f.findtext(q("premis:messageDigestAlgorithm")): f.findtext(q("premis:messageDigest"))
+                  for f in obj.iter(q("premis:fixity"))}
+        assert fixity == {"SHA-256": info.checksums["sha256"], "SHA-512": info.checksums["sha512"]}
+        assert obj.findtext(f".//{q('premis:size')}") == str(info.size)
+        assert obj.findtext(f".//{q('premis:formatRegistryKey')}") == info.pronom
+        rel = obj.find(q("premis:relationship"))
+        assert rel.findtext(q("premis:relationshipSubType")) == subtype
+        assert rel.findtext(f".//{q('premis:relatedObjectIdentifierValue')}") == other.id
+
+
+def test_events_carry_vocabulary_uris_and_the_pixel_proof(described):
+    _, _, path = described
+    root = parse(path).getroot()
+    events = {e.findtext(q("premis:eventType")): e for e in root.iter(q("premis:event"))}
+    assert {"ingestion", "message digest calculation", "format identification", "validation",
+            "normalization"} <= set(events)
+    nor = events["normalization"]
+    assert nor.find(q("premis:eventType")).get("valueURI") == \
+        "http://id.loc.gov/vocabulary/preservation/eventType/nor"
+    notes = [n.text for n in nor.iter(q("premis:eventOutcomeDetailNote"))]
+    assert notes[0] == "pixels identical" and "pixel_sha256_master: " + "ab" * 32 in notes
+    roles = [r.get("valueURI") for r in nor.iter(q("premis:linkingObjectRole"))]
+    assert roles == ["http://id.loc.gov/vocabulary/preservation/eventRelatedObjectRole/sou",
+                     "http://id.loc.gov/vocabulary/preservation/eventRelatedObjectRole/out"]
+    agents = {a.findtext(q("premis:agentName")) for a in root.iter(q("premis:agent"))}
+    assert {"Pillow", "preservation-pipeline", "Example Archive"} <= agents
+
+
+def test_every_event_and_agent_appears_once(described):
+    package, _, path = described
+    root = parse(path).getroot()
+    event_ids = [e.findtext(f"{q('premis:eventIdentifier')}/{q('premis:eventIdentifierValue')}")
+                 for e in root.iter(q("premis:event"))]
+    assert sorted(event_ids) == sorted(e.id for item in package.items for e in item.events)
+    agent_ids = [a.findtext(f".//{q('premis:agentIdentifierValue')}") for a in root.iter(q("premis:agent"))]
+    assert len(agent_ids) == len(set(agent_ids)) == 3
+
+
+def test_fixity_check_event_and_agent_builders_validate_on_their_own(xsd_dir):
+    agent = Agent(id="software:preservation-pipeline/0.1.0", name="preservation-pipeline", type="software",
+                  version="0.1.0")
+    event = Event(id="5b1f6c0e-0000-5000-8000-000000000001", type="fixity check", datetime="2024-01-01T00:00:00Z",
+                  detail="sha256, sha512", outcome="failure", outcome_detail="data/x.tif: sha256 mismatch",
+                  agents=((agent, "executing program"),), objects=(("obj-1", "source"),))
+    schema = load_schema(xsd_dir)
+    ev = premis.event_element(event)
+    assert validation_errors(ev, schema) == []
+    assert ev.find(q("premis:eventOutcomeInformation/premis:eventOutcome")).get("valueURI").endswith("/fai")
+    assert validation_errors(premis.agent_element(agent), schema) == []
+    unknown = premis.event_element(Event(id="e", type="local audit", datetime="2024-01-01T00:00:00Z"))
+    assert unknown.find(q("premis:eventType")).get("valueURI") is None
+
+
+def test_same_epoch_gives_byte_identical_mets_and_dc(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    outputs = []
+    for run in ("a", "b"):
+        package, ctx = describe_sample.build(tmp_path / run)
+        describe(package, ctx)
+        outputs.append({p.relative_to(ctx.staging).as_posix(): p.read_bytes()
+                        for p in sorted((ctx.staging / "data/metadata").rglob("*")) if p.is_file()})
+    assert outputs[0] == outputs[1]
+    assert "data/metadata/mets.xml" in outputs[0]
+
+
+def test_one_amdsec_per_file_and_one_for_the_package(described):
+    package, _, path = described
+    amd = [el.get("ID") for el in parse(path).getroot().findall(q("mets:amdSec"))]
+    files = [f for f in package.files() if f.bagpath != mets.METS_PATH]
+    assert sorted(amd) == sorted([f"amd-{f.id}" for f in files] + ["amd-package"])
+
+
+# --- metscheck, named after the codes ---------------------------------------------------------
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_describe_mets_checksum(described):
+    package, ctx, _ = described
+    master = ctx.staging / package.items[0].masters[0].bagpath
+    data = bytearray(master.read_bytes())
+    data[-1] ^= 0xFF
+    master.write_bytes(bytes(data))
+    problems = check_mets(ctx.staging)
+    assert [(p.code, p.path) for p in problems] == [("describe.mets_checksum", package.items[0].masters[0].bagpath)]
+    assert problems[0].field.startswith("line ")
+
+
+def test_describe_mets_checksum_size(described):
+    package, ctx, _ = described
+    original = ctx.staging / package.items[1].original.bagpath
+    original.write_bytes(original.read_bytes() + b"\0")
+    codes = [p.code for p in check_mets(ctx.staging)]
+    assert codes == ["describe.mets_checksum", "describe.mets_checksum"]   # SIZE and CHECKSUM
+
+
+def test_describe_mets_flocat(described):
+    package, ctx, _ = described
+    (ctx.staging / package.items[0].original.bagpath).unlink()
+    problems = check_mets(ctx.staging)
+    assert [p.code for p in problems] == ["describe.mets_flocat"]
+    assert "001%20first.jpg" in problems[0].reason
+
+
+def test_describe_mets_flocat_outside_the_bag(described):
+    _, ctx, path = described
+    _edit(path, 'xlink:href="../objects/originals/photos/002.jpg"', 'xlink:href="../../../etc/passwd"')
+    assert [p.code for p in check_mets(ctx.staging)] == ["describe.mets_flocat"]
+
+
+def test_describe_mets_flocat_of_an_mdref(described):
+    _, ctx, _ = described
+    (ctx.staging / "data/metadata/dc/collection.dcterms.xml").unlink()
+    assert "describe.mets_flocat" in [p.code for p in check_mets(ctx.staging)]
+
+
+def test_describe_mets_idref(described):
+    package, ctx, path = described
+    _edit(path, f'FILEID="file-{package.items[0].original.id}"', 'FILEID="file-nowhere"')
+    problems = check_mets(ctx.staging)
+    assert [p.code for p in problems] == ["describe.mets_idref"]
+    assert "file-nowhere" in problems[0].reason
+
+
+def test_describe_mets_duplicate_id(described):
+    package, ctx, path = described
+    _edit(path, f'ID="div-{package.items[1].id}"', f'ID="div-{package.items[0].id}"')
+    assert [p.code for p in check_mets(ctx.staging)] == ["describe.mets_duplicate_id"]
+
+
+def test_describe_mets_schema(described, xsd_dir):
+    _, ctx, path = described
+    _edit(path, 'RECORDSTATUS="Complete"', 'RECORDSTATUS="Complete" BOGUS="1"')
+    assert check_mets(ctx.staging) == []          # consistent...
+    problems = check_mets(ctx.staging, xsd_dir)   # ...but not valid
+    assert [p.code for p in problems] == ["describe.mets_schema"]
+    assert problems[0].field == "line 3" and "BOGUS" in problems[0].reason
+
+
+def test_describe_mets_unreadable(described):
+    _, ctx, path = described
+    path.write_bytes(path.read_bytes()[:2000])
+    problems = check_mets(ctx.staging)
+    assert problems[-1].code == "describe.mets_unreadable"
+
+
+def test_describe_mets_missing(tmp_path):
+    assert [p.code for p in check_mets(tmp_path)] == ["describe.mets_missing"]
+
+
+def test_href_is_relative_to_the_mets_file_and_percent_encoded():
+    assert mets.href("data/objects/originals/a b/é%.jpg") == "../objects/originals/a%20b/%C3%A9%25.jpg"
+    assert mets.href("data/metadata/dc/x.xml") == "dc/x.xml"
+
+
+def test_pipeline_agent_is_software_with_version():
+    agent = premis.agent_element(pipeline_agent())
+    assert agent.find(q("premis:agentType")).get("valueURI").endswith("/agentType/sof")
+    assert agent.findtext(q("premis:agentVersion"))
