@@ -209,8 +209,15 @@ def date_bounds(value: str) -> tuple[date, date] | None:
         start = date(y0, int(month), int(day_text))
         end = date(y1, int(month), int(day_text))
     if qualified:
-        start, end = start - timedelta(days=366), end + timedelta(days=366)
+        start, end = _years_later(start, -1), _years_later(end, 1)
     return start, end
+
+
+def _years_later(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
 
 
 def date_problems(record: Record, exif_datetime: str | None) -> list[Problem]:
@@ -394,6 +401,7 @@ def inspect_image(path: Path, rel: str, limit: int) -> tuple[dict, list[Problem]
     agents: list = []
     with warnings.catch_warnings(record=True) as caught, captured_stderr() as said, pillow_pixel_limit(limit):
         warnings.simplefilter("always")
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own check reports it
         try:
             found, agents = decode(path, fmt, head, limit)
             info.update(found)

@@ -1,0 +1,153 @@
+"""The discover stage: pairing images with sidecars and metadata.csv rows; the name policies."""
+from __future__ import annotations
+
+import json
+import tempfile
+import unicodedata
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
+from cases.build import COLLECTION, RECORD, jpeg
+from pipeline import validate_collection
+from pipeline.errors import errors_in
+from pipeline.model import Package
+from pipeline.stage import Context, Settings
+from pipeline.stages.discover import discover, safe_relpath
+
+ONE = Settings(workers=1)
+
+
+def make(folder: Path, files: dict[str, bytes | str | dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in {"collection.json": COLLECTION, **files}.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, dict):
+            content = json.dumps(content, ensure_ascii=False)
+        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return folder
+
+
+def run_discover(folder: Path) -> Package:
+    ctx = Context.create(ONE, folder, folder.parent / "out", folder.name)
+    return discover(Package(name=folder.name, source=folder, collection=None), ctx)
+
+
+def test_pairs_sidecars_and_csv_rows_in_subfolders(tmp_path):
+    folder = make(tmp_path / "c", {
+        "b/z.jpg": jpeg(), "b/z.json": RECORD | {"identifier": "z"},
+        "a.jpg": jpeg(), "scan.tif.jpg": jpeg(), "scan.tif.json": RECORD | {"identifier": "s"},
+        "metadata.csv": "filename,dc.identifier,dc.date,dc.coverage,dc.coverage,dc.description,dc.subject\n"
+                        "a.jpg,a,1992-02,Azerbaijan,Aghdam,\"A caption, with a comma\",mourning\n",
+    })
+    package = run_discover(folder)
+    assert not package.problems
+    assert [i.relpath for i in package.items] == ["a.jpg", "b/z.jpg", "scan.tif.jpg"]
+    a, z, s = package.items
+    assert a.record.path == "metadata.csv" and a.record.row == 1
+    assert dict(a.record.data) == {"identifier": "a", "date": "1992-02", "place": ["Azerbaijan", "Aghdam"],
+                                   "caption": "A caption, with a comma", "subjects": ["mourning"]}
+    assert (z.record.path, s.record.path) == ("b/z.json", "scan.tif.json")
+    ctx = Context.create(ONE, folder, tmp_path, "c", COLLECTION["identifier"])
+    assert a.id == ctx.make_id("item", "a.jpg")  # ids in the collection identifier's namespace
+    assert package.collection.path == "collection.json"
+    assert sorted(r.path for r in package.records) == ["b/z.json", "collection.json", "metadata.csv", "scan.tif.json"]
+
+
+def test_a_csv_row_is_validated_by_the_item_schema(tmp_path):
+    folder = make(tmp_path / "c", {
+        "a.jpg": jpeg(), "b.jpg": jpeg(),
+        "metadata.csv": "filename,dc.identifier,dc.date,dc.coverage\na.jpg,a,1992,Az\nb.jpg,b,Feb 1992,\n"})
+    problems = validate_collection(folder, ONE).all_problems
+    assert sorted((p.code, p.path, p.field) for p in problems) == [
+        ("record.schema", "metadata.csv", "row 2, column dc.coverage"),
+        ("record.schema", "metadata.csv", "row 2, column dc.date")]
+
+
+@pytest.mark.parametrize("name", ["../x.jpg", "/etc/hostname", "a/../../x.jpg", "C:\\x.jpg"])
+def test_csv_paths_that_leave_the_collection(tmp_path, name):
+    assert safe_relpath(name) is None
+    folder = make(tmp_path / "c", {"a.jpg": jpeg(), "a.json": RECORD,
+                                   "metadata.csv": f"filename,dc.identifier\n\"{name}\",x\n"})
+    assert [p.code for p in run_discover(folder).problems] == ["path.outside"]
+
+
+def test_csv_names_in_nfd_find_the_nfc_file(tmp_path):
+    folder = make(tmp_path / "c", {"caf\u00e9.jpg": jpeg(),
+                                   "metadata.csv": "filename,dc.identifier,dc.date,dc.coverage\n"
+                                                   "cafe\u0301.jpg,a,1992,Az\n"})
+    package = run_discover(folder)
+    assert not package.problems and package.items[0].record.row == 1
+
+
+def test_hidden_and_system_files_policy(tmp_path):
+    folder = make(tmp_path / "c", {"a.jpg": jpeg(), "a.json": RECORD, ".DS_Store": b"x", "Thumbs.db": b"x",
+                                   "._a.jpg": b"x", "__MACOSX/._a.jpg": b"x", ".git/config": "x",
+                                   ".hidden.jpg": jpeg()})
+    problems = run_discover(folder).problems
+    assert sorted((p.code, p.path, p.severity) for p in problems) == [
+        ("file.hidden", ".git", "error"), ("file.hidden", ".hidden.jpg", "error"),
+        ("file.system", ".DS_Store", "warning"), ("file.system", "._a.jpg", "warning"),
+        ("file.system", "Thumbs.db", "warning"), ("file.system", "__MACOSX", "warning")]
+    assert [i.relpath for i in run_discover(folder).items] == ["a.jpg"]
+
+
+def test_symlinked_folder_is_not_followed(tmp_path):
+    outside = make(tmp_path / "elsewhere", {"x.jpg": jpeg(), "x.json": RECORD})
+    folder = make(tmp_path / "c", {"a.jpg": jpeg(), "a.json": RECORD})
+    (folder / "more").symlink_to(outside, target_is_directory=True)
+    package = run_discover(folder)
+    assert [(p.code, p.path) for p in package.problems] == [("path.outside", "more")]
+    assert [i.relpath for i in package.items] == ["a.jpg"]
+
+
+def test_json_that_is_not_an_object_or_has_duplicate_keys(tmp_path):
+    folder = make(tmp_path / "c", {"a.jpg": jpeg(), "a.json": "[1, 2]", "b.jpg": jpeg(),
+                                   "b.json": '{"identifier": "b", "identifier": "c"}', "d.jpg": jpeg(),
+                                   "d.json": '{"identifier": NaN}'})
+    package = run_discover(folder)
+    assert [(p.code, p.path) for p in package.problems] == [("record.json", "a.json"), ("record.json", "b.json"),
+                                                          ("record.json", "d.json")]
+    assert all(i.record is None for i in package.items)
+
+
+NAME_CHARS = st.one_of(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"),
+    st.sampled_from(["%", "..", ".", "\r", "\n", "e\u0301", "\u00e9", " ", "\u05d0", "\u0627", "%2F", "~"]),
+)
+NAMES = (st.lists(NAME_CHARS, min_size=1, max_size=12).map("".join)
+         .filter(lambda s: s not in (".", "..") and len((s + ".json").encode()) < 200))
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(stem=NAMES)
+def test_any_file_name_is_paired_or_refused_with_a_reason(stem):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make(Path(tmp) / "c", {f"{stem}.jpg": jpeg(), f"{stem}.json": RECORD})
+        package = validate_collection(folder, ONE)
+        codes = {p.code for p in package.all_problems}
+        if any(unicodedata.category(c) == "Cc" for c in stem):
+            assert "name.control" in codes and not package.items
+            for p in package.all_problems:
+                assert "\n" not in p.render() and "\r" not in p.render()
+        elif stem.startswith("._"):
+            assert codes == {"file.system", "collection.empty"}
+        elif stem.startswith("."):
+            assert "file.hidden" in codes
+        else:
+            assert not errors_in(package.all_problems), [p.render() for p in package.all_problems]
+            assert [i.relpath for i in package.items] == [f"{stem}.jpg"]  # the name as received
+
+
+@hsettings(max_examples=25, deadline=None)
+@given(stem=NAMES.filter(lambda s: unicodedata.normalize("NFC", s) != unicodedata.normalize("NFD", s)
+                         and not s.startswith(".") and not any(unicodedata.category(c) == "Cc" for c in s)))
+def test_nfc_nfd_twins_are_refused(stem):
+    with tempfile.TemporaryDirectory() as tmp:
+        nfc, nfd = unicodedata.normalize("NFC", stem), unicodedata.normalize("NFD", stem)
+        folder = make(Path(tmp) / "c", {f"{nfc}.jpg": jpeg(), f"{nfc}.json": RECORD,
+                                        f"{nfd}.jpg": jpeg(), f"{nfd}.json": RECORD | {"identifier": "b"}})
+        codes = [p.code for p in validate_collection(folder, ONE).all_problems]
+        assert codes.count("name.twin") == 2  # the image and its record

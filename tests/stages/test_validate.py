@@ -1,0 +1,253 @@
+"""The validate stage: the broken corpus (one case per code), images by content, records, events."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from PIL import Image, ImageCms
+
+from cases.build import HERE as CASES, RUNTIME, add_runtime_defect, all_codes, jpeg
+from pipeline import validate_collection
+from pipeline.errors import CODES, ERROR, errors_in
+from pipeline.model import Item, Record
+from pipeline.stage import Context, Settings
+from pipeline.stages.validate import (XML_ILLEGAL, captured_stderr, date_bounds, place_spellings, twins,
+                                      validate_item)
+
+ONE = Settings(workers=1)
+RECORD = {"identifier": "a", "date": "1992-02", "place": ["Azerbaijan", "Aghdam"]}
+
+
+def copy_case(code: str, dest: Path) -> Path:
+    target = dest / code
+    shutil.copytree(CASES / code, target, symlinks=True)
+    if code in RUNTIME:
+        add_runtime_defect(code, target)
+    return target
+
+
+def codes_of(package) -> set[str]:
+    return {p.code for p in package.all_problems}
+
+
+def test_every_code_of_discover_and_validate_has_a_case():
+    assert all_codes(), "no codes registered"
+    missing = [code for code in all_codes() if not (CASES / code).is_dir()]
+    assert not missing
+
+
+@pytest.mark.parametrize("code", all_codes())
+def test_case_raises_its_code(code, tmp_path):
+    package = validate_collection(copy_case(code, tmp_path), ONE)
+    assert code in codes_of(package), [p.render() for p in package.all_problems]
+    if CODES[code].severity != ERROR:
+        assert not errors_in(package.all_problems), "a warning case must not block"
+
+
+def ctx_for(folder: Path, **settings) -> Context:
+    return Context.create(Settings(workers=1, **settings), folder, folder.parent / "out", folder.name, "coll")
+
+
+def check(folder: Path, name: str, data: bytes, record: dict | None = None, **settings) -> Item:
+    (folder / name).write_bytes(data)
+    item = Item(id="x", relpath=name, record=Record(name + ".json", record or RECORD))
+    return validate_item(item, ctx_for(folder, **settings))
+
+
+def saved(im: Image.Image, fmt: str, **options) -> bytes:
+    out = io.BytesIO()
+    im.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def picture(mode: str) -> Image.Image:
+    im = Image.new("RGB", (40, 30), (200, 100, 50))
+    im.putpixel((3, 3), (0, 255, 0))
+    if mode == "P":
+        return im.convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+    return im.convert(mode)
+
+
+@pytest.mark.parametrize("mode,fmt,mime,pronom", [
+    ("RGB", "JPEG", "image/jpeg", "fmt/43"),
+    ("L", "JPEG", "image/jpeg", "fmt/43"),
+    ("CMYK", "JPEG", "image/jpeg", "fmt/41"),      # Adobe APP14, no JFIF: raw JPEG stream
+    ("RGBA", "PNG", "image/png", "fmt/11"),
+    ("P", "GIF", "image/gif", "fmt/4"),
+    ("RGB", "TIFF", "image/tiff", "fmt/353"),
+    ("RGB", "WEBP", "image/webp", "fmt/567"),
+])
+def test_images_are_identified_by_signature_and_decoded(tmp_path, mode, fmt, mime, pronom):
+    options = {"lossless": True} if fmt == "WEBP" else {"transparency": 0} if fmt == "GIF" else {}
+    item = check(tmp_path, "photo.bin", saved(picture(mode), fmt, **options))
+    assert item.image["mimetype"] == mime and item.image["pronom"] == pronom
+    assert (item.image["width"], item.image["height"], item.image["frames"]) == (40, 30, 1)
+    assert item.image["samples"] == len(picture(mode).getbands())
+    # the extension (.bin) says nothing: only a warning
+    assert [p.code for p in item.problems] == ["image.extension"]
+
+
+def test_sixteen_bit_grey_and_colour_keep_their_depth(tmp_path):
+    grey = (np.arange(30 * 40).reshape(30, 40) * 50).astype("uint16")
+    colour = (np.arange(30 * 40 * 3).reshape(30, 40, 3) * 17).astype("uint16")
+    out = io.BytesIO()
+    tifffile.imwrite(out, grey, metadata=None)
+    g = check(tmp_path, "g.tif", out.getvalue())
+    out = io.BytesIO()
+    tifffile.imwrite(out, colour, photometric="rgb", metadata=None)
+    c = check(tmp_path, "c.tif", out.getvalue())
+    import imagecodecs
+    p = check(tmp_path, "c.png", imagecodecs.png_encode(colour))
+    assert (g.image["mode"], g.image["bits_per_sample"], g.image["samples"]) == ("I;16", 16, 1)
+    for item in (c, p):
+        assert (item.image["mode"], item.image["bits_per_sample"], item.image["samples"]) == ("RGB;16", 16, 3)
+        assert not item.problems
+        assert any(a.name in ("tifffile", "imagecodecs") for a, _ in item.events[1].agents)
+
+
+def test_exif_orientation_datetime_and_icc_are_read(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[0x9003] = "1992:02:27 12:00:00"
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    item = check(tmp_path, "o.jpg", saved(picture("RGB"), "JPEG", exif=exif, icc_profile=icc))
+    assert item.image["exif_orientation"] == 6
+    assert item.image["exif_datetime_original"] == "1992-02-27T12:00:00"
+    assert item.image["has_icc"] and "sRGB" in item.image["icc_description"]
+    assert not item.problems
+
+
+def test_pixel_limit_is_configurable(tmp_path):
+    data = saved(picture("RGB"), "PNG")
+    assert not check(tmp_path, "a.png", data).problems
+    small = check(tmp_path, "a.png", data, pixel_limit=1000)
+    assert [p.code for p in small.problems] == ["image.too_large"]
+    assert "1200" in small.problems[0].reason
+
+
+def test_events_are_deterministic_and_name_their_agents(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "700000000")
+    good = check(tmp_path, "a.jpg", jpeg())
+    again = check(tmp_path, "a.jpg", jpeg())
+    assert good.events == again.events
+    ident, valid = good.events
+    assert (ident.type, ident.outcome, valid.type, valid.outcome) == (
+        "format identification", "success", "validation", "success")
+    assert ident.datetime == "1992-03-07T20:26:40Z"
+    ctx = ctx_for(tmp_path)
+    assert ident.id == ctx.make_id("event", "format identification", "a.jpg")
+    assert valid.objects == ((ctx.make_id("original", "a.jpg"), "source"),)
+    assert {a.name for a, _ in valid.agents} >= {"preservation-pipeline", "Pillow", "jsonschema"}
+    broken = check(tmp_path, "a.jpg", jpeg()[:100])
+    assert broken.events[1].outcome == "failure"
+    assert "image.truncated" in broken.events[1].outcome_detail
+
+
+def test_schema_reports_every_error_with_its_pointer(tmp_path):
+    item = check(tmp_path, "a.jpg", jpeg(), {"identifier": "a b", "place": [], "caption": 3, "extra": 1})
+    found = {(p.code, p.field) for p in item.problems}
+    assert {("record.schema", "/date"), ("record.schema", "/identifier"), ("record.schema", "/place"),
+            ("record.schema", "/caption"), ("record.schema", "")} <= found
+
+
+def test_csv_records_name_row_and_column(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg())
+    item = Item(id="x", relpath="a.jpg", record=Record("metadata.csv", {"identifier": "a", "place": ["A"],
+                                                                       "date": "1992-13"}, row=4))
+    problems = validate_item(item, ctx_for(tmp_path)).problems
+    assert [(p.path, p.field) for p in problems] == [("metadata.csv", "row 4, column dc.date")]
+
+
+def test_caption_date_far_from_exif_is_a_warning_near_is_not(tmp_path):
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = "1992:03:10 09:00:00"
+    data = saved(picture("RGB"), "JPEG", exif=exif)
+    assert not check(tmp_path, "a.jpg", data).problems          # within a month of February 1992
+    far = check(tmp_path, "a.jpg", data, RECORD | {"date": "1990"})
+    assert [p.code for p in far.problems] == ["date.exif_mismatch"]
+
+
+@pytest.mark.parametrize("value,bounds", [
+    ("1992", ("1992-01-01", "1992-12-31")),
+    ("1992-02", ("1992-02-01", "1992-02-29")),
+    ("1992-02-26", ("1992-02-26", "1992-02-26")),
+    ("1992-02/1992-03", ("1992-02-01", "1992-03-31")),
+    ("199X", ("1990-01-01", "1999-12-31")),
+    ("1992?", ("1991-01-01", "1993-12-31")),
+    ("1992-12", ("1992-12-01", "1992-12-31")),
+    ("../1992", None),
+])
+def test_edtf_bounds(value, bounds):
+    got = date_bounds(value)
+    assert (None if got is None else tuple(d.isoformat() for d in got)) == bounds
+
+
+@pytest.mark.parametrize("value", ["1992-02-30", "1993-01/1992-01", "1992-02-29T25:00:00"])
+def test_impossible_dates_are_refused(value):
+    with pytest.raises(ValueError):
+        date_bounds(value)
+
+
+def test_decoder_messages_on_stderr_are_captured_not_shown(capfd):
+    with captured_stderr() as lines:
+        os.write(2, b"TIFFReadDirectory: Warning, unknown field\n")
+    assert lines == ["TIFFReadDirectory: Warning, unknown field"]
+    assert "TIFFReadDirectory" not in capfd.readouterr().err
+
+
+def test_twins_and_place_spellings():
+    found = twins(["caf\u00e9.jpg", "cafe\u0301.jpg", "A/x.jpg", "a/y.jpg", "b.jpg"])
+    assert [(p.path, "normalization" in p.reason) for p in found if p.path == "a"] == [("a", False)]
+    assert [p.path in ("caf\u00e9.jpg", "cafe\u0301.jpg") and "normalization" in p.reason
+            for p in found if p.path != "a"] == [True]
+    items = tuple(Item(id=str(i), relpath=f"{i}.jpg", record=Record(f"{i}.json", {"place": ["Az", place]}))
+                  for i, place in enumerate(["Aghdam", "Aghdam", "Road to Agdam", "Shusha"]))
+    spelled = place_spellings(items)
+    assert [(p.path, p.field) for p in spelled] == [("2.json", "/place/1")]
+    assert "'Aghdam' in 2" in spelled[0].reason
+
+
+@pytest.fixture(scope="module")
+def one_image(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("caption")
+    (folder / "a.jpg").write_bytes(jpeg())
+    return folder
+
+
+RTL = st.text(st.characters(min_codepoint=0x0590, max_codepoint=0x06FF), min_size=1, max_size=50)
+CONTROL = st.sampled_from([chr(c) for c in range(32)] + ["\ufffe", "\uffff", "\ud800", "\u200f", "\u202e"])
+CAPTIONS = st.one_of(
+    st.text(min_size=1, max_size=200),
+    st.lists(st.one_of(RTL, CONTROL, st.text(max_size=20)), min_size=1, max_size=20).map("".join),
+    st.tuples(RTL, st.integers(1000, 5000)).map(lambda t: t[0] * t[1]),
+).filter(lambda s: 0 < len(s) <= 100_000)
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(caption=CAPTIONS)
+def test_any_caption_is_kept_or_refused_for_xml_only(one_image, caption):
+    item = Item(id="x", relpath="a.jpg", record=Record("a.json", RECORD | {"caption": caption}))
+    problems = validate_item(item, ctx_for(one_image)).problems
+    errors = [p.code for p in errors_in(problems)]
+    assert errors == (["text.control"] if XML_ILLEGAL.search(caption) else [])
+    for p in problems:
+        assert "\n" not in p.render() and len(p.render()) < 600
+
+
+def test_sample_validates_with_only_the_expected_warnings(sample_collection):
+    package = validate_collection(sample_collection, ONE)
+    assert len(package.items) == 20
+    assert not errors_in(package.all_problems), [p.render() for p in package.all_problems]
+    assert sorted(p.code for p in package.all_problems) == ["caption.mojibake"] * 3 + ["place.spelling"]
+    modes = {item.image["mode"] for item in package.items}
+    assert {"RGB", "L", "CMYK", "RGBA", "I;16", "RGB;16"} <= modes
+    assert {item.image["exif_orientation"] for item in package.items} >= {3, 6, 8}
+    assert any(item.image["has_icc"] for item in package.items)
+    json.dumps([dict(item.image) for item in package.items])  # plain data, ready for a report
