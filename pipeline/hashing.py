@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 from pathlib import Path
-from typing import BinaryIO, Iterable, Mapping
+from typing import BinaryIO, Iterable, Iterator, Mapping, NamedTuple
 
 CHUNK = 1 << 20  # 1 MiB reads: hashlib releases the GIL on buffers this size
 
@@ -78,3 +80,138 @@ def copy_hashed(src: Path, dest: Path, algorithms: Iterable[str]) -> tuple[int, 
 def same_digests(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
     common = set(a) & set(b)
     return bool(common) and all(a[k].lower() == b[k].lower() for k in common)
+
+
+# ---------------------------------------------------------------------------------------------
+# Many files at once (fixity audits, verification).
+
+BIG_CHUNK = 1 << 22     # 4 MiB reads: few system calls, the GIL released while each one hashes
+BIG_FILE = 1 << 20      # files from this size are hashed in parallel; smaller ones one at a time
+RESULT_BATCH = 256      # results handed over per queue put (tiny files: the queue is the cost)
+RESULT_BYTES = 1 << 24  # ...or fewer results once this many bytes were hashed
+
+
+class Hashed(NamedTuple):
+    """One file of `hash_many`: `path` as given; `error` is "" or why the file could not be read."""
+
+    path: str
+    size: int
+    digests: dict[str, str]
+    error: str = ""
+
+
+def _constructors(algorithms: Iterable[str]) -> list[tuple[str, object]]:
+    out = []
+    for alg in algorithms:
+        hashlib.new(alg)  # ValueError for an unknown algorithm, before any thread starts
+        ctor = getattr(hashlib, alg, None) if alg in hashlib.algorithms_guaranteed else None
+        out.append((alg, ctor or (lambda a=alg: hashlib.new(a))))
+    return out
+
+
+def _failed(path, exc: OSError, size: int = 0) -> Hashed:
+    return Hashed(os.fspath(path), size, {}, exc.strerror or str(exc))
+
+
+def _hash_fd(path, fd: int, ctors, buf: bytearray, view: memoryview) -> Hashed:
+    """Read `fd` to the end into `buf` (no allocation per read), every algorithm per chunk; closes fd."""
+    hashers = [(alg, ctor()) for alg, ctor in ctors]
+    size = 0
+    try:
+        while n := os.readv(fd, (buf,)):
+            size += n
+            chunk = view[:n]
+            for _, h in hashers:
+                h.update(chunk)
+    except OSError as exc:
+        return _failed(path, exc, size)
+    finally:
+        os.close(fd)
+    return Hashed(os.fspath(path), size, {alg: h.hexdigest() for alg, h in hashers})
+
+
+def hash_many(paths: Iterable[str | os.PathLike], algorithms: Iterable[str], workers: int = 0,
+              follow_symlinks: bool = True) -> Iterator[Hashed]:
+    """Hash many files in `workers` threads (default: one per core), every algorithm in one read.
+
+    Yields one `Hashed` per path, in completion order (not input order).  `paths` is consumed
+    lazily and only a few batches of results wait in memory, so memory does not grow with the
+    number of files.  Large files (>= BIG_FILE) are hashed in parallel: hashlib releases the GIL
+    on big buffers, so they go at OpenSSL speed.  Small files are opened, read and hashed by one
+    thread at a time (the "lane"), because threads contending for the GIL on every system call
+    are slower than one thread alone; the others wait on the lane lock, not on the GIL, until
+    the lane meets a large file and hands it to a parallel worker.  With `follow_symlinks=False`
+    a symbolic link is an error, never read through.  Leaving the loop early stops the threads.
+    """
+    ctors = _constructors(algorithms)
+    workers = workers if workers > 0 else (os.cpu_count() or 1)
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
+    source = iter(paths)
+    lane = threading.Lock()
+    results: queue.Queue = queue.Queue(maxsize=4 * workers)
+    stop = threading.Event()
+    end = object()
+
+    def work() -> None:
+        buf = bytearray(BIG_CHUNK)
+        view = memoryview(buf)
+        batch: list[Hashed] = []
+        hashed = 0
+
+        def emit(item: Hashed) -> None:
+            nonlocal batch, hashed
+            batch.append(item)
+            hashed += item.size
+            if len(batch) >= RESULT_BATCH or hashed >= RESULT_BYTES:
+                results.put(batch)
+                batch, hashed = [], 0
+
+        try:
+            exhausted = False
+            while not exhausted and not stop.is_set():
+                big = None
+                with lane:
+                    while big is None and not stop.is_set():
+                        path = next(source, end)
+                        if path is end:
+                            exhausted = True
+                            break
+                        try:
+                            fd = os.open(path, flags)
+                            large = os.fstat(fd).st_size >= BIG_FILE
+                        except OSError as exc:
+                            emit(_failed(path, exc))
+                            continue
+                        if large:
+                            big = (path, fd)
+                        else:
+                            emit(_hash_fd(path, fd, ctors, buf, view))
+                if big is not None:
+                    emit(_hash_fd(big[0], big[1], ctors, buf, view))
+            if batch:
+                results.put(batch)
+        except BaseException as exc:  # surfaced in the consumer's thread, never lost
+            results.put(exc)
+        finally:
+            results.put(end)
+
+    threads = [threading.Thread(target=work, name=f"hash-{i}", daemon=True) for i in range(workers)]
+    for t in threads:
+        t.start()
+    running = len(threads)
+    try:
+        while running:
+            got = results.get()
+            if got is end:
+                running -= 1
+            elif isinstance(got, BaseException):
+                raise got
+            else:
+                yield from got
+    finally:
+        stop.set()
+        while any(t.is_alive() for t in threads):  # unblock workers waiting on a full queue
+            try:
+                results.get(timeout=0.05)
+            except queue.Empty:
+                pass

@@ -1,13 +1,103 @@
-"""`pipeline fixity` -- not built yet (see its issue)."""
+"""`pipeline fixity [PATH...]`: audit stored bags, record every check, report; `--history BAG`."""
 from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
 
 import click
 
-from . import cli, fail, EXIT_INVALID
+from ..errors import UsageError
+from ..fixity import audit, history
+from ..fixity.premis_export import premis_bytes, premis_document
+from ..fixity.registry import Registry
+from ..fixity.report import CSV_HEADER, summary_lines
+from ..fixity.select import Budget, parse_percent
+from . import ProgressBar, cli, echo_json, json_option, quiet_option
+from .options import parse_size
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def fixity(args):
-    """Not built yet."""
-    fail("'pipeline fixity' is not built yet", EXIT_INVALID)
+def _history(db: Path, bag: str, as_json: bool, premis: bool) -> int:
+    rows = history(db, bag)
+    if premis:
+        with Registry(db) as registry:
+            problems = {r.id: registry.problem_checks(r.id) for r in rows if r.outcome == "problems"}
+        sys.stdout.buffer.write(premis_bytes(premis_document(rows[0].location, rows[0].name, rows, problems)))
+        return 0
+    if as_json:
+        echo_json({"command": "fixity history", "bag": rows[0].name, "location": rows[0].location,
+                   "audits": [{**r.__dict__, "outcome": r.status} for r in rows]})
+        return 0
+    click.echo(f"{rows[0].name} ({rows[0].location}): {len(rows)} audit(s)")
+    for r in rows:
+        click.echo(f"  {r.started}  {r.mode:<7}  {r.status:<11}  {r.files_checked}/{r.files_total} files  "
+                   f"{r.bytes_checked} bytes  {r.problems} problem(s)  [{r.algorithms}]")
+    return 0
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
+              help="Folder of stored bags (audited when no PATH is given) and of the default registry.")
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
+              help="SQLite registry of every check [default: OUTPUT/fixity.sqlite].")
+@click.option("--fast", is_flag=True,
+              help="Completeness only: file lists and Payload-Oxum, no checksum (NOT a fixity check).")
+@click.option("--budget", metavar="PCT%", help="Rolling audit: re-hash this share of the store's bytes, "
+              "oldest verification first.")
+@click.option("--max-bytes", metavar="SIZE", help="Rolling audit: re-hash at most about this much (e.g. 50G).")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), help="Rolling audit: stop after this long.")
+@click.option("--window-days", type=click.IntRange(min=1),
+              help="Report the share of the store verified within this many days "
+                   "[default: 100/PCT with --budget, else 30].")
+@click.option("--workers", type=click.IntRange(min=0), default=0, help="Hashing threads (default: one per core).")
+@click.option("--history", "history_of", metavar="BAG", help="Show the audit history of BAG (path or name).")
+@click.option("--premis", is_flag=True, help="With --history: write it as PREMIS 3 fixity-check events (XML).")
+@click.option("--csv", "as_csv", is_flag=True, help="Write the report as CSV (one row per problem and per bag).")
+@json_option
+@quiet_option
+def fixity(paths, output, db, fast, budget, max_bytes, max_seconds, window_days, workers, history_of, premis,
+           as_csv, as_json, quiet):
+    """Re-hash stored bags against all their manifests and record every check.
+
+    PATHS are bags, serialized bags (.tar, .tar.gz, .zip) or folders of bags; default: every bag
+    in --output.  Every changed, missing and unexpected file is named, with the algorithm and the
+    expected and actual checksums.  Nothing is ever written inside a bag.
+
+    \b
+    Exit codes: 0 every bag intact, 3 problems found, 1 could not run, 2 usage.
+    """
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv exclude each other")
+    if premis and not history_of:
+        raise click.UsageError("--premis goes with --history BAG")
+    db = db or output / "fixity.sqlite"
+    if history_of:
+        if paths or fast or budget or max_bytes or max_seconds:
+            raise click.UsageError("--history takes no PATH and no audit option")
+        return _history(db, history_of, as_json, premis)
+    if fast and (budget or max_bytes or max_seconds):
+        raise click.UsageError("--fast computes no checksum: a budget means nothing with it")
+    plan = Budget(percent=parse_percent(budget) if budget else None,
+                  max_bytes=parse_size(max_bytes) if max_bytes else None, max_seconds=max_seconds)
+    if plan.max_bytes == 0:
+        raise UsageError("--max-bytes must be more than 0")
+    bar = ProgressBar(quiet or as_json or as_csv)
+    try:
+        report = audit(paths, output=output, db=db, fast=fast, budget=plan, window_days=window_days,
+                       workers=workers, progress=bar)
+    finally:
+        bar.close()
+    if as_json:
+        echo_json(report.as_dict())
+    elif as_csv:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(CSV_HEADER)
+        writer.writerows(report.csv_rows())
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        for line in summary_lines(report):
+            click.echo(line)
+    return report.exit_code

@@ -1,0 +1,242 @@
+"""Fixity audits of stored bags: re-hash, compare with every manifest, record, report.
+
+    audit(paths, output=..., db=...)   -> AuditReport     (prints nothing, never exits)
+    history(db, bag)                   -> list[AuditRow]
+    premis_export.premis_document(...)                     PREMIS 3 fixity-check events
+
+Flow: plan every bag (manifests read, files listed: missing, unexpected, links, Payload-Oxum need
+no checksum) -> choose the files to re-hash (all of them, or a rolling budget, oldest
+verification first) -> hash them in parallel (`hashing.hash_many`), every algorithm in one read ->
+compare -> record each batch in the SQLite registry as it comes -> report.
+
+A serialized bag is read as one stream, so a byte budget never splits it: it is checked whole
+(or, once a --max-seconds budget is spent, left for the next run).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, Sequence
+
+from .. import __version__
+from ..errors import UsageError
+from ..hashing import hash_many
+from .plan import BagPlan, FileTask, Finding, disk_path, find_targets, plan_bag
+from .registry import AuditRow, Check, Registry
+from .report import AuditReport, BagReport
+from .select import Budget, choose
+
+__all__ = ["audit", "history", "Budget", "AuditReport", "BagReport", "Finding", "utc_now"]
+
+AGENT = f"preservation-pipeline {__version__}"
+COMMIT_EVERY = 2000        # results per registry transaction ...
+COMMIT_SECONDS = 2.0       # ... or fewer, once this long has passed since the last commit
+PROGRESS_EVERY = 64
+
+Clock = Callable[[], datetime]
+Progress = Callable[[str, int, int], None]
+
+
+def utc_now() -> datetime:
+    """The audit's clock: real time matters for audits (SOURCE_DATE_EPOCH is not honoured)."""
+    return datetime.now(timezone.utc)
+
+
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Run:
+    """One bag's audit in progress."""
+
+    plan: BagPlan
+    report: BagReport
+    bag_id: int = 0
+    pending: list[Check] = field(default_factory=list)
+
+
+def _check_of(f: Finding) -> Check:
+    outcome = {"fixity.mismatch": "changed"}.get(f.code, f.code.split(".", 1)[1])
+    expected = {f.algorithm: f.expected} if f.expected else None
+    return Check(f.path, outcome, expected=expected, code=f.code, reason=f.reason)
+
+
+def _compare(run: _Run, task: FileTask, size: Optional[int], digests: Optional[dict], error: str) -> Check:
+    """The check of one hashed file; adds findings to the run's report."""
+    rep = run.report
+    rep.files_checked += 1
+    rep.bytes_checked += size or 0
+    if error:
+        f = Finding("fixity.unreadable", task.rel, f"could not be read: {error}")
+        rep.findings.append(f)
+        return Check(task.key, "unreadable", size, None, task.expected, f.code, f.reason)
+    bad = [alg for alg in sorted(task.expected) if digests.get(alg) != task.expected[alg]]
+    for alg in bad:
+        rep.findings.append(Finding("fixity.mismatch", task.rel, f"{alg} differs from the manifest: the file changed",
+                                    alg, task.expected[alg], digests.get(alg, "")))
+    seen = {alg: digests[alg] for alg in task.expected if alg in digests}
+    if bad:
+        return Check(task.key, "changed", size, seen, task.expected, "fixity.mismatch",
+                     f"{', '.join(bad)} differ from the manifest")
+    return Check(task.key, "intact", size, seen)
+
+
+class _Recorder:
+    """Batches checks per bag and commits them every COMMIT_EVERY results or COMMIT_SECONDS."""
+
+    def __init__(self, registry: Registry, clock: Clock, commit_every: int) -> None:
+        self.registry, self.clock, self.commit_every = registry, clock, commit_every
+        self.runs: dict[int, _Run] = {}
+        self.count = 0
+        self.last = time.monotonic()
+
+    def add(self, run: _Run, check: Check) -> None:
+        run.pending.append(check)
+        self.runs[id(run)] = run
+        self.count += 1
+        if self.count >= self.commit_every or time.monotonic() - self.last >= COMMIT_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        when = stamp(self.clock())
+        for run in self.runs.values():
+            if run.pending:
+                self.registry.record(run.bag_id, run.report.audit_id, when, run.pending)
+                run.pending = []
+        self.runs, self.count, self.last = {}, 0, time.monotonic()
+
+
+def _hash_folders(chosen: list[tuple[_Run, FileTask]], workers: int) -> Iterator[tuple[_Run, FileTask, object]]:
+    by_path = {disk_path(run.plan, task): (run, task) for run, task in chosen}
+    algorithms = sorted({alg for _, task in chosen for alg in task.expected})
+    for result in hash_many(list(by_path), algorithms, workers, follow_symlinks=False):
+        run, task = by_path.pop(result.path)
+        yield run, task, (result.size, result.digests, result.error)
+
+
+def _hash_archive(run: _Run) -> Iterator[tuple[_Run, FileTask, object]]:
+    tasks = {t.rel: t for t in run.plan.tasks}
+    for rel, size, digests, error in run.plan.archive.digests({rel: set(t.expected) for rel, t in tasks.items()}):
+        yield run, tasks[rel], (size, digests, error)
+
+
+def _refuse_db_inside(db: Path, targets: Sequence[Path]) -> None:
+    db = db.resolve()
+    for t in targets:
+        if t.is_dir() and db.is_relative_to(t.resolve()):
+            raise UsageError(f"{db}: the registry may not live inside the bag {t} (an audit never writes in a bag)")
+
+
+def audit(paths: Iterable[Path | str] = (), *, output: Path | str = "output", db: Path | str | None = None,
+          fast: bool = False, budget: Budget = Budget(), window_days: Optional[int] = None, workers: int = 0,
+          clock: Clock = utc_now, progress: Optional[Progress] = None,
+          commit_every: int = COMMIT_EVERY) -> AuditReport:
+    """Audit the bags at `paths` (default: every bag in `output`) and record it in the registry.
+
+    `fast` checks completeness only (file lists and Payload-Oxum, no checksum): it is never
+    reported or recorded as a fixity verification.  `budget` makes a rolling audit.  `clock`
+    gives the time of day (tests freeze it).  Raises UsageError (bad call), ProcessingError
+    (registry unusable); damage is in the report, never raised.
+    """
+    output = Path(output)
+    db = Path(db) if db else output / "fixity.sqlite"
+    targets = find_targets([Path(p) for p in paths], output)
+    if not targets:
+        raise UsageError(f"{', '.join(map(str, paths)) or output}: no bag found")
+    _refuse_db_inside(db, targets)
+    mode = "fast" if fast else ("rolling" if budget.rolling else "full")
+    window = window_days or budget.window_days()
+    began, t0 = clock(), time.monotonic()
+    deadline = t0 + budget.max_seconds if budget.max_seconds is not None else None
+    plans = [plan_bag(t) for t in targets]
+    report = AuditReport(started=stamp(began), finished="", mode=mode, registry=str(db), window_days=window)
+    with Registry(db) as registry:
+        runs: list[_Run] = []
+        for plan in plans:
+            rep = BagReport(plan.location, plan.name, mode, findings=list(plan.findings), manifests=plan.manifests,
+                            algorithms=plan.algorithms, files_total=len(plan.tasks),
+                            bytes_total=sum(t.size for t in plan.tasks), normalized=plan.normalized)
+            report.bags.append(rep)
+            if not rep.audited:
+                continue
+            run = _Run(plan, rep)
+            run.bag_id, rep.audit_id = registry.begin_audit(plan.location, plan.name, mode, stamp(began),
+                                                            plan.algorithms, AGENT)
+            registry.record(run.bag_id, rep.audit_id, stamp(began), [_check_of(f) for f in plan.findings],
+                            verification=False)
+            runs.append(run)
+        if not fast:
+            report.stopped_by_budget = _rehash(runs, registry, budget, clock, progress, workers, commit_every,
+                                               deadline)
+        cutoff = stamp(clock() - timedelta(days=window))
+        ended = stamp(clock())
+        for run in runs:
+            rep = run.report
+            verified = registry.last_verified(run.plan.location)
+            report.verified_bytes_in_window += sum(t.size for t in run.plan.tasks if verified.get(t.key, "") >= cutoff)
+            registry.finish_audit(rep.audit_id, ended, rep.outcome, rep.files_checked, rep.bytes_checked,
+                                  rep.files_total, rep.bytes_total, len(rep.errors))
+    for rep in report.bags:
+        rep.findings.sort(key=lambda f: (f.path, f.code, f.algorithm))
+    report.finished = ended
+    return report
+
+
+def _rehash(runs: list[_Run], registry: Registry, budget: Budget, clock: Clock, progress: Optional[Progress],
+            workers: int, commit_every: int, deadline: Optional[float]) -> bool:
+    """Hash the chosen files, compare, record.  True when a budget left files unchecked."""
+    folders = [r for r in runs if r.plan.folder is not None]
+    archives = [r for r in runs if r.plan.archive is not None]
+    candidates = [(run, task) for run in folders for task in run.plan.tasks]
+    verified: dict[str, dict[str, str]] = {}
+    if budget.rolling:
+        verified = {run.plan.location: registry.last_verified(run.plan.location) for run in folders}
+    store = sum(t.size for run in runs for t in run.plan.tasks)
+    chosen = choose(candidates, budget, store,
+                    last_verified=lambda c: verified.get(c[0].plan.location, {}).get(c[1].key, ""),
+                    size=lambda c: c[1].size, order=lambda c: (c[0].plan.location, c[1].key))
+    total = len(chosen) + sum(len(r.plan.tasks) for r in archives)
+    recorder = _Recorder(registry, clock, commit_every)
+    done, stopped = 0, len(chosen) < len(candidates)
+
+    def results() -> Iterator[tuple[_Run, FileTask, object]]:
+        if chosen:
+            yield from _hash_folders(chosen, workers)
+        for run in archives:
+            if deadline is None or time.monotonic() < deadline:
+                yield from _hash_archive(run)
+
+    if progress:
+        progress("fixity", 0, total)
+    stream = results()
+    try:
+        for run, task, (size, digests, error) in stream:
+            recorder.add(run, _compare(run, task, size, digests, error))
+            done += 1
+            if progress and (done % PROGRESS_EVERY == 0 or done == total):
+                progress("fixity", done, total)
+            if deadline is not None and time.monotonic() >= deadline and done < total:
+                stopped = True
+                break
+    finally:
+        stream.close()
+        recorder.flush()
+    return stopped or done < total
+
+
+def history(db: Path | str, bag: str) -> list[AuditRow]:
+    """Every audit of one bag (a path to it, or its name when that is unique), oldest first."""
+    if not Path(db).is_file():
+        raise UsageError(f"{db}: no such fixity registry")
+    with Registry(Path(db)) as registry:
+        ref = str(Path(bag).resolve()) if Path(bag).exists() else bag
+        found = registry.find_bag(ref) or registry.find_bag(bag)
+        if not found:
+            raise UsageError(f"{bag}: no audit of this bag in {db}")
+        if len(found) > 1:
+            raise UsageError(f"{bag}: several bags have this name in {db}; name one by its path: "
+                             + ", ".join(loc for loc, _ in found))
+        return registry.audits(found[0][0])

@@ -1,0 +1,214 @@
+"""The fixity registry: every audit, and every file it checked, in one SQLite database.
+
+Schema (version 1):
+
+    bags    (id, location UNIQUE, name, first_seen)
+    audits  (id, bag_id, started, finished, mode, outcome, files_checked, bytes_checked,
+             files_total, bytes_total, problems, algorithms, agent)
+             mode: full | rolling | fast; outcome: intact | problems | complete | NULL while running
+             (an audit killed halfway keeps finished and outcome NULL: "interrupted")
+    checks  (audit_id, path, checked, outcome, size, seen, expected)   one row per file per audit
+             outcome: intact | changed | missing | unexpected | unreadable | special | ...
+             seen/expected: JSON objects algorithm -> hex digest
+    files   (bag_id, path, size, last_checked, last_outcome, last_verified)   latest state per file;
+             last_verified is the last time the file was found intact (rolling audits pick the
+             oldest first, never-verified first)
+
+Times are ISO 8601 UTC with a Z.  The database runs in WAL mode with a busy timeout, and writes in
+short IMMEDIATE transactions, so two audits can run at once; each batch of results is committed as
+it comes, so an audit killed halfway keeps what it had recorded.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+from ..errors import ProcessingError, UsageError
+
+SCHEMA_VERSION = "1"
+BUSY_TIMEOUT_MS = 120_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bags (
+    id INTEGER PRIMARY KEY, location TEXT NOT NULL UNIQUE, name TEXT NOT NULL, first_seen TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audits (
+    id INTEGER PRIMARY KEY, bag_id INTEGER NOT NULL REFERENCES bags(id),
+    started TEXT NOT NULL, finished TEXT, mode TEXT NOT NULL, outcome TEXT,
+    files_checked INTEGER NOT NULL DEFAULT 0, bytes_checked INTEGER NOT NULL DEFAULT 0,
+    files_total INTEGER NOT NULL DEFAULT 0, bytes_total INTEGER NOT NULL DEFAULT 0,
+    problems INTEGER NOT NULL DEFAULT 0, algorithms TEXT NOT NULL DEFAULT '', agent TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS audits_bag ON audits(bag_id, started);
+CREATE TABLE IF NOT EXISTS checks (
+    audit_id INTEGER NOT NULL REFERENCES audits(id), path TEXT NOT NULL, checked TEXT NOT NULL,
+    outcome TEXT NOT NULL, size INTEGER, seen TEXT NOT NULL DEFAULT '{}', expected TEXT NOT NULL DEFAULT '{}',
+    code TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS checks_audit ON checks(audit_id);
+CREATE TABLE IF NOT EXISTS files (
+    bag_id INTEGER NOT NULL REFERENCES bags(id), path TEXT NOT NULL, size INTEGER,
+    last_checked TEXT, last_outcome TEXT, last_verified TEXT,
+    PRIMARY KEY (bag_id, path)) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One file's result, as recorded."""
+
+    path: str
+    outcome: str
+    size: Optional[int] = None
+    seen: Optional[dict] = None
+    expected: Optional[dict] = None
+    code: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    id: int
+    location: str
+    name: str
+    started: str
+    finished: Optional[str]
+    mode: str
+    outcome: Optional[str]
+    files_checked: int
+    bytes_checked: int
+    files_total: int
+    bytes_total: int
+    problems: int
+    algorithms: str
+    agent: str
+
+    @property
+    def status(self) -> str:
+        return self.outcome or "interrupted"
+
+
+class Registry:
+    """One connection to the registry.  Use as a context manager; not shared between threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            with self.transaction():
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    self.db.execute(statement)
+                row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                if row is None:
+                    self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+                elif row[0] != SCHEMA_VERSION:
+                    raise UsageError(f"{self.path}: registry schema {row[0]}, this version reads {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise ProcessingError(f"{self.path}: cannot open the fixity registry: {exc}") from exc
+        except OSError as exc:
+            raise ProcessingError(f"{self.path}: cannot create the fixity registry: {exc.strerror}") from exc
+        if str(mode).lower() != "wal":
+            raise ProcessingError(f"{self.path}: the registry cannot use WAL mode (journal mode {mode})")
+
+    def __enter__(self) -> "Registry":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction, taken at once (IMMEDIATE) so that it never deadlocks."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise ProcessingError(f"{self.path}: fixity registry: {exc}") from exc
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            return self.db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise ProcessingError(f"{self.path}: fixity registry: {exc}") from exc
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def begin_audit(self, location: str, name: str, mode: str, started: str, algorithms: Iterable[str],
+                    agent: str) -> tuple[int, int]:
+        """Register the bag if new and open an audit row; returns (bag_id, audit_id)."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO bags (location, name, first_seen) VALUES (?, ?, ?)",
+                       (location, name, started))
+            bag_id = db.execute("SELECT id FROM bags WHERE location = ?", (location,)).fetchone()[0]
+            cur = db.execute("INSERT INTO audits (bag_id, started, mode, algorithms, agent) VALUES (?, ?, ?, ?, ?)",
+                             (bag_id, started, mode, ",".join(algorithms), agent))
+            return bag_id, cur.lastrowid
+
+    def record(self, bag_id: int, audit_id: int, checked: str, checks: Iterable[Check],
+               verification: bool = True) -> None:
+        """Record one batch of checks and commit it.  `verification=False` (a completeness check)
+        leaves each file's last verification untouched."""
+        rows = [(audit_id, c.path, checked, c.outcome, c.size, json.dumps(c.seen or {}, sort_keys=True),
+                 json.dumps(c.expected or {}, sort_keys=True), c.code, c.reason) for c in checks]
+        with self.transaction() as db:
+            db.executemany("INSERT INTO checks (audit_id, path, checked, outcome, size, seen, expected, code, reason)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            if verification:
+                db.executemany(
+                    "INSERT INTO files (bag_id, path, size, last_checked, last_outcome, last_verified)"
+                    " VALUES (?, ?, ?, ?, ?, CASE WHEN ? = 'intact' THEN ? END)"
+                    " ON CONFLICT (bag_id, path) DO UPDATE SET size = excluded.size,"
+                    " last_checked = excluded.last_checked, last_outcome = excluded.last_outcome,"
+                    " last_verified = COALESCE(excluded.last_verified, files.last_verified)",
+                    [(bag_id, r[1], r[4], checked, r[3], r[3], checked) for r in rows])
+
+    def finish_audit(self, audit_id: int, finished: str, outcome: str, files_checked: int, bytes_checked: int,
+                     files_total: int, bytes_total: int, problems: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE audits SET finished = ?, outcome = ?, files_checked = ?, bytes_checked = ?,"
+                       " files_total = ?, bytes_total = ?, problems = ? WHERE id = ?",
+                       (finished, outcome, files_checked, bytes_checked, files_total, bytes_total,
+                        problems, audit_id))
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def last_verified(self, location: str) -> dict[str, str]:
+        """path -> when it was last found intact, for one bag."""
+        return dict(self._query("SELECT f.path, f.last_verified FROM files f JOIN bags b ON b.id = f.bag_id"
+                                " WHERE b.location = ? AND f.last_verified IS NOT NULL", (location,)))
+
+    def find_bag(self, ref: str) -> list[tuple[str, str]]:
+        """(location, name) of bags whose location or name is `ref`."""
+        return self._query("SELECT location, name FROM bags WHERE location = ? OR name = ? ORDER BY location",
+                           (ref, ref))
+
+    def audits(self, location: str) -> list[AuditRow]:
+        rows = self._query(
+            "SELECT a.id, b.location, b.name, a.started, a.finished, a.mode, a.outcome, a.files_checked,"
+            " a.bytes_checked, a.files_total, a.bytes_total, a.problems, a.algorithms, a.agent"
+            " FROM audits a JOIN bags b ON b.id = a.bag_id WHERE b.location = ? ORDER BY a.started, a.id",
+            (location,))
+        return [AuditRow(*r) for r in rows]
+
+    def problem_checks(self, audit_id: int) -> list[Check]:
+        rows = self._query("SELECT path, outcome, size, seen, expected, code, reason FROM checks"
+                           " WHERE audit_id = ? AND outcome != 'intact' ORDER BY path", (audit_id,))
+        return [Check(p, o, s, json.loads(se), json.loads(ex), c, r) for p, o, s, se, ex, c, r in rows]
+
+    def count_checks(self, audit_id: int) -> int:
+        return self._query("SELECT count(*) FROM checks WHERE audit_id = ?", (audit_id,))[0][0]
