@@ -33,7 +33,8 @@ class Term(NamedTuple):
 MONTHS = {m: i for i, m in enumerate(
     ("january", "february", "march", "april", "may", "june", "july", "august", "september",
      "october", "november", "december"), start=1)}
-W3CDTF = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$")
+W3CDTF = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"
+                    r"(T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?)?)?$")
 EDTF = re.compile(r"^-?\d{4}(-\d{2}(-\d{2})?)?[?~%]?(/(-?\d{4}(-\d{2}(-\d{2})?)?[?~%]?|\.\.)?)?$")
 _WORDED = re.compile(r"^(?:(?P<d1>\d{1,2})\s+)?(?P<month>[A-Za-z]+)\.?\s+(?:(?P<d2>\d{1,2}),?\s+)?(?P<year>\d{4})$")
 
@@ -101,7 +102,8 @@ def item_terms(data: Mapping[str, Any], collection: Mapping[str, Any], master_mi
     if extent:
         terms.append(Term(None, "extent", extent))
     terms += _language(data)
-    terms += _simple(data, "rights", "rights") + _simple(data, "source", "source")
+    terms += _simple(data if data.get("rights") else collection, "rights", "rights")
+    terms += _simple(data, "source", "source")
     ident = _first(collection, "identifier")
     if ident:
         terms.append(Term("relation", "isPartOf", ident, "URI" if _is_uri(ident) else "", "", ""))
@@ -118,12 +120,20 @@ def collection_terms(data: Mapping[str, Any], item_count: int) -> list[Term]:
         for value, ptr in _values(data, key):
             normal = normalize_date(value)
             terms.append(Term("date", dcterms, normal, date_scheme(normal), "", ptr))
-    terms += _simple(data, "organization", "publisher")
+    publisher = organization_name(data)
+    if publisher:
+        terms.append(Term("publisher", "publisher", publisher, "", "", "/organization/name"))
     terms.append(Term("type", "type", "Collection", "DCMIType"))
     terms.append(Term(None, "extent", f"{item_count} photograph{'s' if item_count != 1 else ''}"))
     terms += _language(data)
     terms += _simple(data, "rights", "rights") + _simple(data, "source", "source")
     return terms
+
+
+def organization_name(collection: Mapping[str, Any]) -> str:
+    """The keeping organization's name: `organization.name`, or `organization` given as text."""
+    org = collection.get("organization")
+    return str(org.get("name") or "") if isinstance(org, Mapping) else str(org or "")
 
 
 def _is_uri(value: str) -> bool:

@@ -20,6 +20,7 @@ IDs (all valid xs:ID, derived from the deterministic object, item and event UUID
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 from urllib.parse import quote
@@ -114,11 +115,21 @@ def has_mix(technical: Mapping) -> bool:
     return bool(technical.get("width") and technical.get("height"))
 
 
+COLOR_SPACES = {"min-is-white": "WhiteIsZero", "min-is-black": "BlackIsZero", "RGB": "RGB",
+                "separated (CMYK)": "CMYK", "1": "BlackIsZero", "L": "BlackIsZero", "LA": "BlackIsZero",
+                "I;16": "BlackIsZero", "RGBA": "RGB", "CMYK": "CMYK", "YCbCr": "YCbCr", "LAB": "CIELab"}
+COMPRESSION = {"none": "Uncompressed", "deflate": "Deflate", "deflate, horizontal predictor": "Deflate"}
+SAMPLING_UNITS = {"inch": "in.", "centimeter": "cm", "none": "no absolute unit of measurement"}
+EXTRA_SAMPLES = {"unassociated alpha": "unassociated alpha data",
+                 "associated alpha": "associated alpha data (with pre-multiplied color)"}
+
+
 def mix(technical: Mapping) -> Optional[etree._Element]:
-    """NISO MIX 2.0 from an item's technical data (width, height, mode, bits, samples, dpi)."""
+    """NISO MIX 2.0 from a file's technical data, as the convert stage records it (width, height,
+    photometric or mode, icc_profile, compression, x/y_resolution and unit, bits_per_sample,
+    samples_per_pixel, extra_samples); None without dimensions."""
     if not has_mix(technical):
         return None
-    width, height = technical["width"], technical["height"]
     M = NS["mix"]
     root = etree.Element(f"{{{M}}}mix", nsmap={"mix": M})
 
@@ -128,41 +139,50 @@ def mix(technical: Mapping) -> Optional[etree._Element]:
             el.text = str(text)
         return el
 
+    compression = COMPRESSION.get(str(technical.get("compression", "")))
+    if compression:
+        basic = sub(root, "BasicDigitalObjectInformation")
+        sub(basic, "byteOrder", "little endian")   # the masters are little-endian TIFF
+        sub(sub(basic, "Compression"), "compressionScheme", compression)
     chars = sub(sub(root, "BasicImageInformation"), "BasicImageCharacteristics")
-    sub(chars, "imageWidth", int(width))
-    sub(chars, "imageHeight", int(height))
-    space = COLOR_SPACES.get(str(technical.get("mode", "")))
-    if space:
-        sub(sub(chars, "PhotometricInterpretation"), "colorSpace", space)
-    bits = technical.get("bits_per_sample") or technical.get("bits")
-    samples = technical.get("samples_per_pixel") or technical.get("samples")
-    dpi = technical.get("dpi") or technical.get("resolution")
-    if bits or samples or dpi:
-        assess = sub(root, "ImageAssessmentMetadata")
-        if dpi:
-            xy = dpi if isinstance(dpi, (list, tuple)) else (dpi, dpi)
-            spatial = sub(assess, "SpatialMetrics")
-            sub(spatial, "samplingFrequencyUnit", "in.")
-            for axis, value in zip(("x", "y"), xy):
-                rational = sub(spatial, f"{axis}SamplingFrequency")
-                num, den = float(value).as_integer_ratio()
-                sub(rational, "numerator", num)
-                sub(rational, "denominator", den)
-        if bits or samples:
-            enc = sub(assess, "ImageColorEncoding")
-            if bits:
-                per = sub(enc, "BitsPerSample")
-                for b in (bits if isinstance(bits, (list, tuple)) else [bits]):
-                    sub(per, "bitsPerSampleValue", int(b))
-                sub(per, "bitsPerSampleUnit", "integer")
-            if samples:
-                sub(enc, "samplesPerPixel", int(samples))
+    sub(chars, "imageWidth", int(technical["width"]))
+    sub(chars, "imageHeight", int(technical["height"]))
+    space = COLOR_SPACES.get(str(technical.get("photometric") or technical.get("mode") or ""))
+    icc = str(technical.get("icc_profile") or "")
+    if space or icc:
+        photometric = sub(chars, "PhotometricInterpretation")
+        if space:
+            sub(photometric, "colorSpace", space)
+        if icc:
+            sub(sub(sub(photometric, "ColorProfile"), "IccProfile"), "iccProfileName", icc)
+    bits, samples = technical.get("bits_per_sample"), technical.get("samples_per_pixel")
+    xres, yres = technical.get("x_resolution"), technical.get("y_resolution")
+    extra = EXTRA_SAMPLES.get(str(technical.get("extra_samples") or ""))
+    if not (bits or samples or xres):
+        return root
+    assess = sub(root, "ImageAssessmentMetadata")
+    if xres and yres:
+        spatial = sub(assess, "SpatialMetrics")
+        unit = SAMPLING_UNITS.get(str(technical.get("resolution_unit", "")))
+        if unit:
+            sub(spatial, "samplingFrequencyUnit", unit)
+        for axis, value in (("x", xres), ("y", yres)):
+            num, den = Fraction(str(value)).limit_denominator(10000).as_integer_ratio()
+            rational = sub(spatial, f"{axis}SamplingFrequency")
+            sub(rational, "numerator", num)
+            sub(rational, "denominator", den)
+    if bits or samples:
+        encoding = sub(assess, "ImageColorEncoding")
+        if bits:
+            per_sample = sub(encoding, "BitsPerSample")
+            for _ in range(int(samples or 1)):
+                sub(per_sample, "bitsPerSampleValue", int(bits))
+            sub(per_sample, "bitsPerSampleUnit", "integer")
+        if samples:
+            sub(encoding, "samplesPerPixel", int(samples))
+        if extra:
+            sub(encoding, "extraSamples", extra)
     return root
-
-
-COLOR_SPACES = {"1": "BlackIsZero", "L": "BlackIsZero", "LA": "BlackIsZero", "I;16": "BlackIsZero",
-                "I;16B": "BlackIsZero", "I": "BlackIsZero", "RGB": "RGB", "RGBA": "RGB",
-                "RGB;16": "RGB", "RGBA;16": "RGB", "CMYK": "CMYK", "YCbCr": "YCbCr", "LAB": "CIELab"}
 
 
 def amd_sec(amd_id: str, sections: Iterable[tuple[str, str, str, etree._Element]]) -> etree._Element:

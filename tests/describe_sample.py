@@ -20,7 +20,7 @@ COLLECTION = {
     "identifier": "khojaly-1992", "title": "Khojaly, February 1992", "creator": "Reza Deghati",
     "description": "Photographs taken immediately after the Khojaly tragedy.",
     "source": "https://example.org/essay", "rights": "All rights reserved", "language": "en",
-    "organization": "Example Archive",
+    "organization": {"name": "Example Archive"},
 }
 
 RECORDS = [
@@ -59,15 +59,16 @@ def build(tmp_path: Path, records=RECORDS, names=NAMES, monkeypatch=None, settin
         size, digests = copy_hashed(src, ctx.staging / orig_path, ctx.settings.algorithms)
         original = FileInfo(ORIGINAL, orig_path, size, digests, ctx.make_id("file", orig_path), "image/jpeg",
                             "JPEG File Interchange Format", "1.01", "fmt/43", name,
-                            {"width": 8 + n, "height": 6, "mode": "RGB", "bits": [8, 8, 8], "samples": 3})
+                            {"width": 8 + n, "height": 6, "mode": "RGB"})
         master_path = f"data/objects/preservation/{name}.tif"
         (ctx.staging / master_path).parent.mkdir(parents=True, exist_ok=True)
         Image.open(src).save(ctx.staging / master_path, "TIFF", dpi=(300, 300))
         msize, mdigests = hash_file(ctx.staging / master_path, ctx.settings.algorithms)
         master = FileInfo(PRESERVATION, master_path, msize, mdigests, ctx.make_id("file", master_path),
                           "image/tiff", "Tagged Image File Format", "6.0", "fmt/353", "",
-                          {"width": 8 + n, "height": 6, "mode": "RGB", "bits": [8, 8, 8], "samples": 3,
-                           "dpi": [300, 300]})
+                          {"width": 8 + n, "height": 6, "bits_per_sample": 8, "samples_per_pixel": 3,
+                           "photometric": "RGB", "compression": "none", "icc_profile": "sRGB IEC61966-2.1",
+                           "x_resolution": 300.0, "y_resolution": 300.0, "resolution_unit": "inch"})
         item_id = ctx.make_id("item", name)
         events = (
             _event(ctx, "format identification", name, ((original.id, "source"),),

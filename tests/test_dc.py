@@ -8,7 +8,7 @@ from lxml import etree
 from pipeline import dc
 from pipeline.xmlio import NS, load_schema, validation_errors
 
-COLLECTION = {"identifier": "khojaly-1992", "title": "Khojaly", "organization": "Example Archive",
+COLLECTION = {"identifier": "khojaly-1992", "title": "Khojaly", "organization": {"name": "Example Archive"},
               "description": "Photographs.", "language": "en", "published": "2017-02-25"}
 RECORD = {"identifier": "kh-003", "date": "1992-03", "date_original": "March 1992",
           "place": ["Azerbaijan", "Road between Khojaly and Agdam"], "title": "Road",
@@ -122,3 +122,12 @@ def test_any_caption_is_either_refused_or_written_verbatim_and_valid(caption, xs
             described = [el.text or "" for el in root if el.get(f"{{{NS['xml']}}}lang")]
             # verbatim, CR included (lxml writes it as &#13;, which parsers do not normalise)
             assert described == [caption]
+
+
+def test_item_rights_fall_back_to_the_collection_and_datetimes_are_w3cdtf():
+    record = dict(RECORD, date="1992-02-26T10:00:00Z")
+    del record["rights"]
+    terms = dc.item_terms(record, dict(COLLECTION, rights="Collection rights"))
+    assert [t.value for t in terms if t.dc == "rights"] == ["Collection rights"]
+    assert [t.scheme for t in terms if t.dcterms == "created"] == ["W3CDTF"]
+    assert dc.organization_name({"organization": "Plain"}) == "Plain"

@@ -261,3 +261,27 @@ def test_pipeline_agent_is_software_with_version():
     agent = premis.agent_element(pipeline_agent())
     assert agent.find(q("premis:agentType")).get("valueURI").endswith("/agentType/sof")
     assert agent.findtext(q("premis:agentVersion"))
+
+
+@pytest.mark.parametrize("technical", [
+    {"width": 800, "height": 600, "bits_per_sample": 16, "samples_per_pixel": 2, "photometric": "min-is-black",
+     "extra_samples": "unassociated alpha", "compression": "deflate, horizontal predictor",
+     "x_resolution": 118.1102, "y_resolution": 118.1102, "resolution_unit": "centimeter"},
+    {"width": 10, "height": 10, "photometric": "separated (CMYK)", "icc_profile": "U.S. Web Coated (SWOP) v2"},
+    {"width": 10, "height": 10, "mode": "L"},
+])
+def test_mix_from_convert_technical_data_is_valid(technical, xsd_dir):
+    element = mets.mix(technical)
+    assert validation_errors(element, load_schema(xsd_dir)) == []
+    assert element.findtext(f".//{q('mix:imageWidth')}") == str(technical["width"])
+
+
+def test_mix_values():
+    element = mets.mix({"width": 4, "height": 3, "bits_per_sample": 16, "samples_per_pixel": 2,
+                        "photometric": "min-is-black", "extra_samples": "unassociated alpha",
+                        "x_resolution": 300.0, "y_resolution": 300.0, "resolution_unit": "inch"})
+    assert element.findtext(f".//{q('mix:colorSpace')}") == "BlackIsZero"
+    assert [e.text for e in element.iter(q("mix:bitsPerSampleValue"))] == ["16", "16"]
+    assert element.findtext(f".//{q('mix:extraSamples')}") == "unassociated alpha data"
+    assert element.findtext(f".//{q('mix:xSamplingFrequency/mix:numerator')}") == "300"
+    assert mets.mix({"width": 0, "height": 3}) is None

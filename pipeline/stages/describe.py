@@ -50,8 +50,7 @@ def _info(ctx: Context, bagpath: str, size: int, digests: dict, fmt: tuple, orig
 
 
 def _organization(package: Package, ctx: Context) -> str:
-    coll = package.collection.data if package.collection else {}
-    return ctx.settings.organization or str(coll.get("organization") or "")
+    return ctx.settings.organization or dc.organization_name(package.collection.data if package.collection else {})
 
 
 def _with_agents(package: Package, ctx: Context) -> Package:
