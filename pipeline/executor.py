@@ -204,6 +204,12 @@ def run(collection: Path, output: Path, settings: Settings = Settings(),
     ctx = Context.create(settings, collection.resolve(), output.resolve(), collection.name)
     result = RunResult(package=_empty_package(collection))
     with collection_lock(output, collection.name), _cluster(settings) as client:
+        if until in (None, "package") and load_stage("package") is not None:
+            from .publish import preflight  # before any work: refuse an existing bag, or
+            finished = preflight(output, collection.name)  # finish a killed run's publish
+            if finished:
+                result.published = [output / p for p in finished]
+                return result
         for name in STAGE_NAMES:
             stage = load_stage(name)
             if stage is None:

@@ -1,17 +1,19 @@
 """Publishing sealed bags from `output/.staging/` into `output/`, atomically, never overwriting.
 
-    output/.staging/<name>/              the bag under construction (ctx.staging)
-    output/.staging/<name>-K-of-N/       split bags, once sealed
-    output/.staging/<bag>.<ext>.part     serialized bag and its .sha256 sidecar, once written
+    output/.staging/<name>/              the bag under construction (ctx.staging; the stages'
+                                         work area, reused by a rerun)
+    output/.staging/<name>.sealed/       what is ready to publish: the sealed bag(s) and the
+                                         serialized copies with their .sha256 sidecars
     output/.staging/<name>.publish       the journal: what is being moved into output/
     output/.staging/<name>.lock          the executor's lock (one run per collection)
 
 Everything is built and checked in `.staging/` (same file system as `output/`), then moved with
-rename(2), which is atomic: `output/` gains whole bags or nothing.  When one package publishes
-several things (split bags, a serialized copy and its sidecar), the list is written to a journal
-first (fsynced); a run killed between two renames leaves the journal, and the next run finishes
-those renames before anything else (`preflight`).  A name that already exists in `output/` is
-never replaced: the rename itself refuses (renameat2 RENAME_NOREPLACE where the kernel has it).
+rename(2), which is atomic: `output/` gains whole bags or nothing.  The list of moves is written
+to a journal first (fsynced); a run killed between two renames leaves the journal, and the next
+run finishes those renames before anything else (`preflight`).  Sealed things wait in their own
+folder, so that a rerun's stages, working in `<name>/` again, cannot change them.  A name that
+already exists in `output/` is never replaced: the rename itself refuses (renameat2
+RENAME_NOREPLACE where the kernel has it).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from .errors import PackagingError, Problem
 from .hashing import write_hashed
 
 SUFFIXES = (".tar", ".tar.gz", ".zip", ".tar.sha256", ".tar.gz.sha256", ".zip.sha256")
+SEALED = ".sealed"
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
@@ -38,6 +41,10 @@ def staging_root(output: Path) -> Path:
 
 def journal_path(output: Path, name: str) -> Path:
     return staging_root(output) / f"{name}.publish"
+
+
+def sealed_dir(output: Path, name: str) -> Path:
+    return staging_root(output) / f"{name}{SEALED}"
 
 
 def part_name(name: str, number: int, count: int) -> str:
@@ -120,13 +127,11 @@ def preflight(output: Path, name: str) -> tuple[str, ...]:
 
 
 def publish(output: Path, name: str, moves: Iterable[tuple[Path, str]]) -> tuple[str, ...]:
-    """Move each sealed `(path in .staging, name in output)` into `output/`; all or, after a
+    """Move each `(path in the sealed folder, name in output)` into `output/`; all or, after a
     crash, the rest on the next run."""
     output = Path(output)
     root = staging_root(output)
-    entries = []
-    for src, dst in moves:
-        entries.append([Path(src).relative_to(root).as_posix(), dst])
+    entries = [[Path(src).relative_to(root).as_posix(), dst] for src, dst in moves]
     found = [dst for _, dst in entries if os.path.lexists(output / dst)]
     if found:
         raise refuse_existing(output, name, found)
@@ -155,21 +160,14 @@ def finish(output: Path, name: str) -> tuple[str, ...]:
         except OSError as exc:
             raise PackagingError(f"{dst}: could not move into {output}: {exc.strerror or exc}") from exc
     fsync_dir(output)
-    journal.unlink()
-    remove_tree(root / name)  # the unsplit staging, when the bags were split from it
+    remove_tree(sealed_dir(output, name))
+    remove_tree(root / name)  # the stages' work area: done with
+    journal.unlink()  # last: until here, a rerun finishes this publish
     fsync_dir(root)
     return tuple(dst for _, dst in moves)
 
 
 def clear_leftovers(output: Path, name: str) -> None:
-    """Remove what a killed run left in `.staging/` besides `<name>/` itself: split bags and
-    serialized parts that never reached the journal.  Call with the collection's lock held."""
-    root = staging_root(output)
-    if not root.is_dir():
-        return
-    for entry in os.scandir(root):
-        base = entry.name[: -len(".part")] if entry.name.endswith(".part") else None
-        if base is not None and is_own_name(name, base):
-            remove_tree(Path(entry.path))
-        elif entry.name != name and is_own_name(name, entry.name) and entry.is_dir(follow_symlinks=False):
-            remove_tree(Path(entry.path))
+    """Remove what a killed run sealed but never got to publish (no journal was written).
+    Call with the collection's lock held."""
+    remove_tree(sealed_dir(output, name))

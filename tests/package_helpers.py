@@ -18,6 +18,8 @@ from pipeline.hashing import write_hashed
 from pipeline.model import METADATA, ORIGINAL, PRESERVATION, FileInfo, Item, Package, Record
 from pipeline.stage import Context, Settings
 
+ROOT_SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+
 COLLECTION = {"identifier": "coll-1", "title": "Test photographs", "creator": "A. Photographer",
               "description": "Photographs made for the tests,\nover two lines.", "rights": "CC0",
               "organization": {"name": "Test Archive", "address": "1 Main Street, Town",
@@ -76,19 +78,72 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
     return out
 
 
-if __name__ == "__main__":
-    # Driver for the kill -9 and concurrency tests: build (or rebuild, as upstream stages would on
-    # a rerun) the staging payload, then run the package stage under the executor's lock.
+def kill_at_step(n: int) -> list[int]:
+    """From now on, count every step that changes the file system (rename, replace, link,
+    fsync, unlink, rmdir, rmtree, the no-replace rename) and SIGKILL this process just before
+    step `n` (0: never).  Returns the live counter."""
+    import shutil
+    import signal
+
+    from pipeline import publish
+
+    count = [0]
+
+    def wrap(owner, attr):
+        real = getattr(owner, attr)
+
+        def step(*args, **kwargs):
+            count[0] += 1
+            if count[0] == n:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*args, **kwargs)
+        setattr(owner, attr, step)
+
+    for attr in ("rename", "replace", "link", "fsync", "unlink", "rmdir"):
+        wrap(os, attr)
+    wrap(shutil, "rmtree")
+    wrap(publish, "rename_noreplace")
+    return count
+
+
+def main(argv: list[str]) -> int:
+    """Driver for the kill -9 and concurrency tests:
+    package_helpers.py OUTPUT NAME MAX_BAG_SIZE SERIALIZE ITEMS [KILL_AT]
+
+    Like the executor: takes the lock, finishes a killed publish or refuses an existing bag,
+    builds (or rebuilds, as the stages before `package` do on a rerun) the staging payload, then
+    runs the package stage.  Prints the published names, and the
+    number of file-system steps the stage took on stderr.
+    """
+    from pipeline.errors import PipelineError
     from pipeline.executor import collection_lock
+    from pipeline.publish import preflight
     from pipeline.stages.package import package_collection
 
-    out, name, max_size, fmt = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    originals = {f"img{i:03d}.jpg": os.urandom(1) * (20_000 + i) for i in range(int(sys.argv[5]))}
-    with collection_lock(out, name):
-        pkg, context = build(out, name, originals, Settings(max_bag_size=max_size, serialize=fmt))
-        if os.environ.get("PACKAGE_TEST_PAUSE"):  # hold the lock until told to go on
-            Path(os.environ["PACKAGE_TEST_PAUSE"] + ".ready").touch()
-            while not Path(os.environ["PACKAGE_TEST_PAUSE"] + ".go").exists():
-                time.sleep(0.02)
-        result = package_collection(pkg, context)
+    out, name, max_size, fmt, n = Path(argv[0]), argv[1], int(argv[2]), argv[3], int(argv[4])
+    kill = int(argv[5]) if len(argv) > 5 else 0
+    originals = {f"img{i:03d}.jpg": bytes([i]) * (20_000 + i) for i in range(n)}
+    try:
+        with collection_lock(out, name):
+            finished = preflight(out, name)  # as the executor does before any stage
+            if finished:
+                print(" ".join(finished))
+                return 0
+            pkg, context = build(out, name, originals, Settings(max_bag_size=max_size, serialize=fmt))
+            pause = os.environ.get("PACKAGE_TEST_PAUSE")
+            if pause:  # hold the lock until told to go on
+                Path(pause + ".ready").touch()
+                while not Path(pause + ".go").exists():
+                    time.sleep(0.02)
+            steps = kill_at_step(kill)
+            result = package_collection(pkg, context)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(" ".join(result.published))
+    print(f"steps={steps[0]}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -10,7 +10,8 @@ each with the checksums computed while it was written.  The stage
      originals and masters, plus all the metadata), hard-linking from the staging folder;
   4. writes bagit.txt, bag-info.txt, the manifests (from the recorded checksums) and the tag
      manifests; checks the sealed bag (bagit-python's fast validation, manifests read back);
-  5. writes the serialized copies (--serialize) and their .sha256 sidecars in .staging/;
+  5. moves the sealed bag(s) to output/.staging/<name>.sealed/, writes the serialized copies
+     (--serialize) and their .sha256 sidecars there;
   6. renames everything into output/ (publish.py).
 """
 from __future__ import annotations
@@ -19,13 +20,13 @@ import os
 import shutil
 import stat
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Optional, Sequence
 
 import bagit
 
 from .. import bagwrite, publish, serialize
-from ..bag import find_manifests, is_inside, parse_manifest
+from ..bag import find_manifests, parse_manifest
 from ..errors import PackagingError, Problem, errors_in
 from ..hashing import hash_file, write_hashed
 from ..model import FileInfo, Item, Package
@@ -42,7 +43,8 @@ def check_payload(staging: Path, files: Sequence[FileInfo], algorithms: Sequence
     problems: list[Problem] = []
     listed = {f.bagpath for f in files}
     for f in files:
-        if not f.bagpath.startswith("data/") or not is_inside(staging, f.bagpath):
+        parts = PurePosixPath(f.bagpath).parts
+        if parts[:1] != ("data",) or len(parts) < 2 or ".." in parts or "" in f.bagpath.split("/"):
             problems.append(Problem("package.unexpected", f.bagpath, "payload path is not under data/"))
             continue
         lacking = [a for a in algorithms if a not in f.checksums]
@@ -74,7 +76,9 @@ def check_payload(staging: Path, files: Sequence[FileInfo], algorithms: Sequence
                 problems.append(Problem("package.unlisted", rel, "in staging but not part of the package "
                                         "(left by an earlier run? remove the staging folder and rerun)"))
     for entry in sorted(os.listdir(staging)):
-        if entry != "data" and not bagwrite.is_tag_file_name(entry):
+        if _is_leftover(entry) and (staging / entry).is_file():
+            (staging / entry).unlink()
+        elif entry != "data" and not bagwrite.is_tag_file_name(entry):
             problems.append(Problem("package.unexpected", entry, "not data/ nor a tag file"))
     return problems
 
@@ -157,16 +161,14 @@ def seal(bag: Path, package: Package, ctx: Context, files: Sequence[FileInfo],
                              problems)
 
 
-def serialize_bag(bag: Path, name: str, ctx: Context) -> list[tuple[Path, str]]:
-    """Write `<name>.<ext>` and its `.sha256` sidecar under temporary names in .staging/."""
+def serialize_bag(bag: Path, ctx: Context) -> list[tuple[Path, str]]:
+    """Write `<bag>.<ext>` and its `.sha256` sidecar next to the sealed bag."""
     fmt = ctx.settings.serialize
-    archive = name + serialize.EXTENSIONS[fmt]
-    root = publish.staging_root(ctx.output)
-    part = root / f"{archive}.part"
-    digest = serialize.write_archive(bag, part, fmt, ctx.started, root=name)
-    sidecar = root / f"{archive}.sha256.part"
-    write_hashed(sidecar, serialize.sidecar_text(digest, archive).encode("ascii"), ())
-    return [(part, archive), (sidecar, f"{archive}.sha256")]
+    archive = bag.with_name(bag.name + serialize.EXTENSIONS[fmt])
+    digest = serialize.write_archive(bag, archive, fmt, ctx.started)
+    sidecar = archive.with_name(archive.name + ".sha256")
+    write_hashed(sidecar, serialize.sidecar_text(digest, archive.name).encode("utf-8"), ())
+    return [(archive, archive.name), (sidecar, sidecar.name)]
 
 
 def package_collection(package: Package, ctx: Context) -> Package:
@@ -183,23 +185,25 @@ def package_collection(package: Package, ctx: Context) -> Package:
         raise PackagingError(f"{package.name}: the staging folder does not hold exactly the package's "
                              "files; nothing was published", problems)
     groups, warnings = split(package, ctx.settings.max_bag_size)
-    bags: list[tuple[Path, str]] = []
+    sealed = publish.sealed_dir(ctx.output, package.name)
+    sealed.mkdir(parents=True)
+    bags: list[Path] = []
     if len(groups) == 1:
         seal(ctx.staging, package, ctx, files)
-        bags.append((ctx.staging, package.name))
+        bags.append(sealed / package.name)
+        os.rename(ctx.staging, bags[0])  # out of the way of a rerun's stages
     else:
         meta = list(package.metadata_files)
         for number, items in enumerate(groups, start=1):
-            name = publish.part_name(package.name, number, len(groups))
-            bag = publish.staging_root(ctx.output) / name
+            bag = sealed / publish.part_name(package.name, number, len(groups))
             part_files = sorted([f for i in items for f in item_files(i)] + meta, key=lambda f: f.bagpath)
             link_bag(ctx.staging, bag, part_files)
             seal(bag, package, ctx, part_files, (ctx.collection_id, number, len(groups)))
-            bags.append((bag, name))
-    moves = list(bags)
+            bags.append(bag)
+    moves = [(bag, bag.name) for bag in bags]
     if ctx.settings.serialize:
-        for bag, name in bags:
-            moves += serialize_bag(bag, name, ctx)
+        for bag in bags:
+            moves += serialize_bag(bag, ctx)
     published = publish.publish(ctx.output, package.name, moves)
     return replace(package, published=published, problems=package.problems + tuple(warnings))
 

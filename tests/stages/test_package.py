@@ -1,0 +1,305 @@
+"""The package stage: BagIt 1.0 bags from the staging folder, checked by bagit-python."""
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import unicodedata
+from dataclasses import replace
+from pathlib import Path
+
+import bagit
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from package_helpers import ROOT_SCHEMAS, bagit_valid, build, tree_bytes
+from pipeline import bagwrite
+from pipeline.bag import find_manifests, parse_manifest, read_tag_file
+from pipeline.errors import PackagingError
+from pipeline.hashing import hash_file
+from pipeline.stage import Settings
+from pipeline.stages.package import STAGE, package_collection
+
+
+def codes(exc: PackagingError) -> set[str]:
+    return {p.code for p in exc.problems}
+
+
+def package(tmp_path, **kwargs):
+    pkg, ctx = build(tmp_path / "output", **kwargs)
+    return package_collection(pkg, ctx), ctx
+
+
+def refused(pkg, ctx, code: str) -> PackagingError:
+    """The stage refuses with exactly `code`, and output/ gains nothing."""
+    with pytest.raises(PackagingError) as err:
+        package_collection(pkg, ctx)
+    assert codes(err.value) == {code}
+    assert [p.name for p in ctx.output.iterdir()] == [".staging"]
+    return err.value
+
+
+def test_stage_contract():
+    assert STAGE.name == "package" and STAGE.per_item is None and STAGE.collect is package_collection
+
+
+def test_bag_validates_with_bagit_python(tmp_path):
+    result, ctx = package(tmp_path)
+    bag = ctx.output / "coll"
+    assert result.published == ("coll",)
+    assert bagit_valid(bag)
+    assert (bag / "bagit.txt").read_bytes() == b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+    assert sorted(p.name for p in bag.iterdir()) == [
+        "bag-info.txt", "bagit.txt", "data", "manifest-sha256.txt", "manifest-sha512.txt",
+        "tagmanifest-sha256.txt", "tagmanifest-sha512.txt"]
+    assert not ctx.staging.exists(), "the staging folder was renamed into place"
+    assert sorted(p.name for p in (ctx.output / ".staging").iterdir()) == []
+
+
+def test_bag_info_fields_come_from_the_collection_record(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    result, ctx = package(tmp_path)
+    info = dict(read_tag_file(ctx.output / "coll" / "bag-info.txt"))
+    total = sum(f.size for f in result.files())
+    assert info == {
+        "Source-Organization": "Test Archive",
+        "Organization-Address": "1 Main Street, Town",
+        "Contact-Name": "Ann Archivist",
+        "Contact-Phone": "+1 555 0100",
+        "Contact-Email": "ann@example.org",
+        "External-Identifier": "coll-1",
+        "External-Description": "Photographs made for the tests, over two lines.",
+        "Bagging-Date": "2023-11-14",
+        "Bag-Software-Agent": "preservation-pipeline 0.1.0",
+        "BagIt-Profile-Identifier": bagwrite.PROFILE_ID,
+        "Payload-Oxum": f"{total}.{len(result.files())}",
+        "Bag-Size": bagwrite.human_size(total),
+    }
+
+
+def test_settings_organization_overrides_the_record(tmp_path):
+    _, ctx = package(tmp_path, settings=Settings(organization="Other Org"))
+    assert dict(read_tag_file(ctx.output / "coll" / "bag-info.txt"))["Source-Organization"] == "Other Org"
+
+
+def test_manifests_list_every_payload_file_with_both_algorithms(tmp_path):
+    result, ctx = package(tmp_path)
+    bag = ctx.output / "coll"
+    expected = {f.bagpath for f in result.files()}
+    for alg in ("sha256", "sha512"):
+        entries = parse_manifest(bag / f"manifest-{alg}.txt").entries
+        assert {e.path for e in entries} == expected
+        for e in entries:
+            assert hash_file(bag / e.path, [alg])[1][alg] == e.digest
+        tags = parse_manifest(bag / f"tagmanifest-{alg}.txt").entries
+        assert {e.path for e in tags} == {"bagit.txt", "bag-info.txt", "manifest-sha256.txt", "manifest-sha512.txt"}
+
+
+def test_manifests_are_written_from_recorded_checksums_never_by_rereading(tmp_path):
+    pkg, ctx = build(tmp_path / "output")
+    first = pkg.items[0]
+    forged = replace(first.original, checksums={"sha256": "0" * 64, "sha512": "1" * 128})
+    pkg = replace(pkg, items=(replace(first, original=forged),) + pkg.items[1:])
+    package_collection(pkg, ctx)
+    bag = ctx.output / "coll"
+    assert f"{'0' * 64}  {forged.bagpath}\n" in (bag / "manifest-sha256.txt").read_text(encoding="utf-8")
+    with pytest.raises(bagit.BagValidationError):  # the full check does read, and sees the forgery
+        bagit.Bag(str(bag)).validate()
+
+
+def test_configured_algorithms(tmp_path):
+    _, ctx = package(tmp_path, settings=Settings(algorithms=("sha512", "md5")))
+    bag = ctx.output / "coll"
+    assert [p.name for p in find_manifests(bag)] == [
+        "manifest-md5.txt", "manifest-sha512.txt", "tagmanifest-md5.txt", "tagmanifest-sha512.txt"]
+    assert bagit_valid(bag)
+
+
+def test_output_exists(tmp_path):
+    pkg, ctx = build(tmp_path / "output")
+    existing = ctx.output / "coll"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    with pytest.raises(PackagingError) as err:
+        package_collection(pkg, ctx)
+    assert codes(err.value) == {"output.exists"} and "coll" in str(err.value)
+    assert tree_bytes(existing) == {"keep.txt": b"mine"}
+    assert not (ctx.staging / "bagit.txt").exists(), "refused before any work"
+
+
+def test_output_exists_for_a_serialized_copy(tmp_path):
+    pkg, ctx = build(tmp_path / "output", settings=Settings(serialize="zip"))
+    (ctx.output / "coll.zip").write_bytes(b"older")
+    with pytest.raises(PackagingError) as err:
+        package_collection(pkg, ctx)
+    assert codes(err.value) == {"output.exists"}
+    assert (ctx.output / "coll.zip").read_bytes() == b"older"
+
+
+def test_package_missing(tmp_path):
+    pkg, ctx = build(tmp_path / "output")
+    (ctx.staging / pkg.items[0].masters[0].bagpath).unlink()
+    err = refused(pkg, ctx, "package.missing")
+    assert err.problems[0].path == pkg.items[0].masters[0].bagpath
+
+
+def test_package_size(tmp_path):
+    pkg, ctx = build(tmp_path / "output")
+    with open(ctx.staging / pkg.items[1].original.bagpath, "ab") as f:
+        f.write(b"!")
+    refused(pkg, ctx, "package.size")
+
+
+def test_package_unlisted(tmp_path):
+    pkg, ctx = build(tmp_path / "output")
+    (ctx.staging / "data" / "objects" / "stray.jpg").write_bytes(b"x")
+    err = refused(pkg, ctx, "package.unlisted")
+    assert err.problems[0].path == "data/objects/stray.jpg"
+
+
+def test_package_symlink(tmp_path):
+    pkg, ctx = build(tmp_path / "output")
+    (tmp_path / "outside.txt").write_text("secret")
+    os.symlink(tmp_path / "outside.txt", ctx.staging / "data" / "link.txt")
+    refused(pkg, ctx, "package.symlink")
+
+
+def test_package_checksum(tmp_path):
+    pkg, ctx = build(tmp_path / "output")
+    meta = pkg.metadata_files[0]
+    pkg = replace(pkg, metadata_files=(replace(meta, checksums={"sha256": meta.checksums["sha256"]}),)
+                  + pkg.metadata_files[1:])
+    assert "sha512" in refused(pkg, ctx, "package.checksum").problems[0].reason
+
+
+def test_package_unexpected(tmp_path):
+    pkg, ctx = build(tmp_path / "output")
+    (ctx.staging / "notes.txt").write_text("scratch")
+    refused(pkg, ctx, "package.unexpected")
+
+
+def test_package_empty(tmp_path):
+    pkg, ctx = build(tmp_path / "output", originals={})
+    pkg = replace(pkg, metadata_files=())
+    refused(pkg, ctx, "package.empty")
+
+
+def test_leftovers_of_a_killed_run_are_cleared(tmp_path):
+    pkg, ctx = build(tmp_path / "output")
+    (ctx.staging / "data" / "objects" / ".a.jpg.part").write_bytes(b"half")   # a killed write
+    (ctx.staging / "manifest-md5.txt").write_text("stale\n")                   # a killed seal
+    sealed = ctx.output / ".staging" / "coll.sealed" / "coll-1-of-2"           # a killed split
+    sealed.mkdir(parents=True)
+    package_collection(pkg, ctx)
+    bag = ctx.output / "coll"
+    assert bagit_valid(bag)
+    assert not (bag / "manifest-md5.txt").exists()
+    assert not (bag / "data" / "objects" / ".a.jpg.part").exists()
+    assert sorted(os.listdir(ctx.output)) == [".staging", "coll"]
+
+
+def test_path_encoding_cr_lf_percent_only(tmp_path):
+    names = {"50%.jpg": b"a", "line\nbreak.jpg": b"b", "cr\rname.jpg": b"c", "%0A literal.jpg": b"d",
+             "trailing .jpg ": b"e", "sep\u2028arator.jpg": b"f", "caf\u00e9.jpg": b"g"}
+    result, ctx = package(tmp_path, originals=names)
+    bag = ctx.output / "coll"
+    text = (bag / "manifest-sha256.txt").read_text(encoding="utf-8")
+    assert "data/objects/originals/50%25.jpg\n" in text
+    assert "data/objects/originals/line%0Abreak.jpg\n" in text
+    assert "data/objects/originals/cr%0Dname.jpg\n" in text
+    assert "data/objects/originals/%250A literal.jpg\n" in text
+    assert "data/objects/originals/trailing .jpg \n" in text
+    assert "data/objects/originals/sep\u2028arator.jpg\n" in text
+    assert "caf\u00e9" in text and unicodedata.normalize("NFD", "caf\u00e9") not in text
+    decoded = {e.path for e in parse_manifest(bag / "manifest-sha256.txt").entries}
+    assert decoded == {f.bagpath for f in result.files()}
+
+
+name_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00")
+names = st.text(name_chars, min_size=1, max_size=12).filter(lambda n: n not in (".", "..") and not
+                                                             (n.startswith(".") and n.endswith(".part")))
+
+
+@hsettings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sets(names, min_size=1, max_size=4))
+def test_any_file_names_round_trip_through_the_manifests(tmp_path_factory, file_names):
+    tmp = tmp_path_factory.mktemp("names")
+    originals = {n: n.encode("utf-8", "surrogatepass") for n in file_names}
+    result, ctx = package(tmp, originals=originals)
+    bag = ctx.output / "coll"
+    for alg in ("sha256", "sha512"):
+        entries = parse_manifest(bag / f"manifest-{alg}.txt").entries
+        assert {e.path for e in entries} == {f.bagpath for f in result.files()}
+        for e in entries:
+            assert hash_file(bag / e.path, [alg])[1][alg] == e.digest
+
+
+def test_source_date_epoch_gives_byte_identical_bags(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1234567890")
+    trees = []
+    for run in ("one", "two"):
+        _, ctx = package(tmp_path / run, settings=Settings(serialize="tar.gz"))
+        trees.append(tree_bytes(ctx.output))
+    assert trees[0] == trees[1]
+    assert {"coll/bag-info.txt", "coll.tar.gz", "coll.tar.gz.sha256"} <= set(trees[0])
+
+
+def test_split_by_max_bag_size(tmp_path):
+    originals = {f"p{i}.jpg": bytes([i]) * 1000 for i in range(5)}
+    result, ctx = package(tmp_path, originals=originals, settings=Settings(max_bag_size=4300))
+    assert result.published == ("coll-1-of-3", "coll-2-of-3", "coll-3-of-3")
+    seen = []
+    for number, name in enumerate(result.published, start=1):
+        bag = ctx.output / name
+        assert bagit_valid(bag)
+        info = dict(read_tag_file(bag / "bag-info.txt"))
+        assert info["Bag-Group-Identifier"] == "coll-1" and info["Bag-Count"] == f"{number} of 3"
+        payload = {e.path for e in parse_manifest(bag / "manifest-sha256.txt").entries}
+        assert {f.bagpath for f in result.metadata_files} <= payload, "every bag has all the metadata"
+        originals_here = sorted(p for p in payload if p.startswith("data/objects/originals/"))
+        seen += originals_here
+        assert sum(os.path.getsize(bag / p) for p in payload) <= 4300
+        for p in originals_here:
+            master = p.replace("/originals/", "/preservation/") + ".tif"
+            assert master in payload, "an item's master travels with its original"
+    assert sorted(seen) == sorted(f"data/objects/originals/{n}" for n in originals)
+    assert not (ctx.output / ".staging" / "coll").exists()
+
+
+def test_package_oversize(tmp_path):
+    originals = {"big.jpg": b"b" * 5000, "small.jpg": b"s" * 10}
+    result, ctx = package(tmp_path, originals=originals, settings=Settings(max_bag_size=2000))
+    assert result.published == ("coll-1-of-2", "coll-2-of-2")
+    assert [p.code for p in result.problems] == ["package.oversize"]
+    assert all(bagit_valid(ctx.output / n) for n in result.published)
+
+
+def test_no_split_when_everything_fits(tmp_path):
+    result, _ = package(tmp_path, settings=Settings(max_bag_size=10**9))
+    assert result.published == ("coll",)
+
+
+def test_bags_conform_to_the_project_profile(tmp_path):
+    """schemas/bagit-profile.json, checked rule by rule on a written bag."""
+    profile = json.loads((ROOT_SCHEMAS / "bagit-profile.json").read_text(encoding="utf-8"))
+    _, ctx = package(tmp_path)
+    bag = ctx.output / "coll"
+    assert profile["BagIt-Profile-Info"]["BagIt-Profile-Identifier"] == bagwrite.PROFILE_ID
+    info = read_tag_file(bag / "bag-info.txt")
+    labels = [label for label, _ in info]
+    for tag, rule in profile["Bag-Info"].items():
+        if rule.get("required"):
+            assert tag in labels, tag
+        if not rule.get("repeatable", True):
+            assert labels.count(tag) <= 1, tag
+    assert dict(info)["BagIt-Profile-Identifier"] == profile["BagIt-Profile-Info"]["BagIt-Profile-Identifier"]
+    for alg in profile["Manifests-Required"]:
+        assert (bag / f"manifest-{alg}.txt").is_file()
+    for alg in profile["Tag-Manifests-Required"]:
+        assert (bag / f"tagmanifest-{alg}.txt").is_file()
+    assert not (bag / "fetch.txt").exists() and profile["Allow-Fetch.txt"] is False
+    version = dict(read_tag_file(bag / "bagit.txt"))["BagIt-Version"]
+    assert version in profile["Accept-BagIt-Version"]
+    for entry in bag.iterdir():
+        if entry.name != "data":
+            assert any(fnmatch.fnmatch(entry.name, pat) for pat in profile["Tag-Files-Allowed"]), entry.name
