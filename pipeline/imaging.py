@@ -306,7 +306,29 @@ def open_source(data: bytes, path: str, pixel_limit: int, default_resolution: fl
     except Exception as exc:  # decoders raise anything on hostile input: wrap at the boundary
         raise _decode_error(exc, path, fmt) from exc
     source.messages[:0] = messages
+    source.iter_frames = _guarded(source, source.iter_frames, path, fmt)
     return source
+
+
+def _guarded(source: Source, frames: Callable[[], Iterator[Frame]], path: str, fmt: Format):
+    """Decode frames with library noise captured and decoder exceptions wrapped."""
+    def iter_frames() -> Iterator[Frame]:
+        it = frames()
+        while True:
+            messages: list[str] = []
+            try:
+                with captured(messages):
+                    frame = next(it)
+            except StopIteration:
+                return
+            except (ConversionError, UnsupportedInput):
+                raise
+            except Exception as exc:  # hostile input: wrap at the boundary
+                raise _decode_error(exc, path, fmt) from exc
+            finally:
+                source.messages.extend(messages)
+            yield frame
+    return iter_frames
 
 
 def _decode_error(exc: Exception, path: str, fmt: Format) -> ConversionError:
@@ -460,7 +482,9 @@ def _metadata_entries(meta: Metadata) -> list[tiff.Entry]:
     if meta.xmp:
         entries.append(tiff.undefined(700, meta.xmp, tiff.BYTE))
     if meta.iptc:
-        entries.append(tiff.undefined(33723, meta.iptc))
+        # LONG, as Photoshop writes it: the one form exiftool reads (checkit-tiff expects UNDEFINED)
+        padded = meta.iptc + b"\0" * (-len(meta.iptc) % 4)
+        entries.append(tiff.Entry(33723, tiff.LONG, len(padded) // 4, padded))
     return entries
 
 
@@ -501,10 +525,9 @@ def write_master(source: Source, frame: Frame, dest: Path, compression: str,
         master_digest = pixel_digest(decoded)
         del decoded
         source_digest = master_digest if not mismatch else pixel_digest(frame.pixels)
-        if mismatch:
-            tmp.unlink(missing_ok=True)
-        else:
-            os.replace(tmp, dest)
+        if not mismatch:
+            os.link(tmp, dest)      # never replaces: FileExistsError when the name is taken
+        tmp.unlink(missing_ok=True)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

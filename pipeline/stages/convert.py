@@ -18,7 +18,7 @@ import ssl
 from dataclasses import asdict, replace
 from pathlib import Path, PurePosixPath
 
-from ..errors import PipelineError, Problem
+from ..errors import ConversionError, PipelineError, Problem
 from ..hashing import hash_file, write_hashed
 from ..imaging import Source, open_source, write_master
 from ..model import ORIGINAL, PRESERVATION, Agent, Event, FileInfo, Item, pipeline_agent, software_agent
@@ -175,10 +175,33 @@ def convert_item(item: Item, ctx: Context) -> Item:
         _remove(written)
         return replace(item, problems=item.problems + (exc.problems or (
             Problem("convert.undecodable", item.relpath, str(exc)),)))
+    except FileExistsError as exc:
+        _remove(written)
+        return replace(item, problems=item.problems + (_clash(item, Path(exc.filename2 or "").name),))
     except OSError as exc:
         _remove(written)
         return replace(item, problems=item.problems + (
             Problem("convert.write", item.relpath, f"cannot write into staging: {exc.strerror or exc}"),))
+
+
+def _clear_own(dest: Path, bagpath: str, item: Item, ctx: Context) -> None:
+    """Remove this item's own master left by an earlier run; refuse a name another item holds."""
+    if not dest.exists():
+        return
+    try:
+        rec = json.loads(_record_path(ctx, item).read_text(encoding="utf-8"))
+        own = bagpath in [m["bagpath"] for m in rec["masters"]]
+    except (OSError, ValueError, KeyError):
+        own = False
+    if not own:
+        raise ConversionError(f"{item.relpath}: master name taken", [_clash(item, bagpath)])
+    dest.unlink()
+
+
+def _clash(item: Item, bagpath: str) -> Problem:
+    return Problem("convert.name_clash", item.relpath,
+                   f"the master name {bagpath} is already the master of another original "
+                   "(two originals differ only by their extension); rename one of them")
 
 
 def _remove(paths: list[Path]) -> None:
@@ -193,6 +216,7 @@ def _convert(item: Item, ctx: Context, data: bytes, original_sha256: str, writte
     masters, proven, mismatch = [], True, ""
     for bagpath, frame in zip(bagpaths, source.iter_frames()):
         dest = ctx.staging / bagpath
+        _clear_own(dest, bagpath, item, ctx)
         dest.parent.mkdir(parents=True, exist_ok=True)
         m = write_master(source, frame, dest, s.compression, s.algorithms)
         del frame

@@ -1,0 +1,347 @@
+"""The convert stage on generated sources of every format and mode: masters proven, valid, carried."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from convert_fixtures import (IPTC, MULTI, SOURCES, XMP, checkit, expected_frames, gif, jpeg, png,
+                              srgb_icc, tool)
+from pipeline.errors import errors_in
+from pipeline.model import ORIGINAL, PRESERVATION, Item
+from pipeline.stage import Context, Settings
+from pipeline.stages.convert import STAGE, convert_item, master_bagpaths, proofs_dir
+
+CONFIG = Path(__file__).resolve().parent.parent / "data" / "checkit_tiff" / "archival_master.cfg"
+
+
+def make_ctx(tmp: Path, name: str = "coll", **settings) -> Context:
+    return Context.create(Settings(**{"workers": 1, **settings}), tmp / "ingest" / name, tmp / "output", name)
+
+
+def put(ctx: Context, relpath: str, data: bytes) -> Item:
+    path = ctx.ingest / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return Item(id=ctx.make_id(relpath), relpath=relpath, record=None)
+
+
+def staged_files(ctx: Context) -> list[str]:
+    if not ctx.staging.exists():
+        return []
+    return sorted(p.relative_to(ctx.staging).as_posix() for p in ctx.staging.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """Every single- and multi-frame source converted once, uncompressed and with deflate."""
+    tmp = tmp_path_factory.mktemp("convert")
+    out = {}
+    for compression in ("none", "deflate"):
+        ctx = make_ctx(tmp / compression, compression=compression)
+        sources = {**{k: f() for k, f in SOURCES.items()}, **{k: f() for k, (f, _) in MULTI.items()}}
+        for name, data in sources.items():   # one folder per format: rgb.jpg and rgb.png both make rgb.tif
+            item = convert_item(put(ctx, f"{name.rsplit('.', 1)[1]}/{name}", data), ctx)
+            out[compression, name] = (ctx, item, data)
+    return out
+
+
+ALL = sorted(SOURCES) + sorted(MULTI)
+
+
+@pytest.mark.parametrize("compression", ["none", "deflate"])
+@pytest.mark.parametrize("name", ALL)
+def test_master_pixels_equal_independently_decoded_source(converted, name, compression):
+    ctx, item, data = converted[compression, name]
+    assert not errors_in(item.problems), item.problems
+    frames = expected_frames(data)
+    assert len(item.masters) == len(frames) == item.masters[0].technical["frames"]
+    for master, expected in zip(item.masters, frames):
+        with tifffile.TiffFile(ctx.staging / master.bagpath) as tf:
+            page = tf.pages[0]
+            got = page.asarray()
+            assert tf.byteorder == "<" and len(tf.pages) == 1
+            assert page.tags["Orientation"].value == 1
+            assert page.compression == (8 if compression == "deflate" else 1)
+            if compression == "deflate" and got.dtype != bool:
+                assert page.predictor == 2
+        assert got.dtype == (bool if expected.dtype == bool else expected.dtype)
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_files_and_events_follow_the_contract(converted, name):
+    ctx, item, data = converted["none", name]
+    original, name = item.original, item.relpath
+    assert original.role == ORIGINAL and original.bagpath == f"data/objects/originals/{name}"
+    assert (ctx.staging / original.bagpath).read_bytes() == data
+    assert original.checksums["sha256"] == hashlib.sha256(data).hexdigest()
+    assert original.checksums["sha512"] == hashlib.sha512(data).hexdigest()
+    assert original.id == ctx.make_id("original", name)
+    assert [m.bagpath for m in item.masters] == master_bagpaths(name, len(item.masters))
+    for m in item.masters:
+        raw = (ctx.staging / m.bagpath).read_bytes()
+        assert m.role == PRESERVATION and m.size == len(raw)
+        assert m.checksums["sha256"] == hashlib.sha256(raw).hexdigest()
+        assert (m.mimetype, m.format_name, m.format_version, m.pronom) == ("image/tiff", "TIFF", "6.0", "fmt/353")
+        assert m.technical["source_pixel_sha256"] == m.technical["master_pixel_sha256"]
+    digest, norm = item.events
+    assert digest.type == "message digest calculation" and digest.extra["sha256"] == original.checksums["sha256"]
+    assert norm.type == "normalization" and norm.outcome == "success"
+    assert norm.id == ctx.make_id("event", "normalization", name)
+    assert norm.objects == ((original.id, "source"), *((m.id, "outcome") for m in item.masters))
+    assert norm.extra["master_pixel_sha256"] == [m.technical["master_pixel_sha256"] for m in item.masters]
+    assert "pixel proof passed" in norm.outcome_detail
+
+
+# IPTC-NAA is written as LONG, as Photoshop writes it and the one form exiftool reads; checkit-tiff
+# expects UNDEFINED.  That single complaint is expected; anything else fails.
+IPTC_AS_LONG = "tag 33723 (RichTIFFIPTC / NAA)\t--> Tag should have a valid and correct type. Unexpected tag type.; found: LONG"
+
+
+def test_masters_pass_checkit_tiff_with_the_project_config(converted):
+    for ctx, item, _ in converted.values():
+        for m in item.masters:
+            proc = checkit([ctx.staging / m.bagpath], CONFIG)
+            lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "(EE)" in line]
+            errors = [line for line in lines if "Found 1 errors" not in line and "not valid" not in line
+                      and IPTC_AS_LONG not in line]
+            assert not errors, (m.bagpath, errors)
+            assert (len(lines) == 0) == (item.relpath != "jpg/meta.jpg"), lines
+
+
+def test_masters_read_by_tiffinfo_without_complaint(converted):
+    tiffinfo = tool("tiffinfo")
+    for (compression, name), (ctx, item, _) in converted.items():
+        for m in item.masters:
+            proc = subprocess.run([tiffinfo, "-D", str(ctx.staging / m.bagpath)], capture_output=True, text=True)
+            assert proc.returncode == 0 and not proc.stderr.strip(), (name, proc.stderr)
+            assert "Orientation: row 0 top, col 0 lhs" in proc.stdout
+
+
+# exiftool -validate warnings that follow from the policy, not from a defect of the master
+POLICY_WARNINGS = ("tag 0x0103 Compression", "tag 0x0106 PhotometricInterpretation")
+FIXTURE_WARNINGS = ("Missing required TIFF ExifIFD tag", "Missing required TIFF GPS tag", "xpacket wrapper")
+
+
+def exif_json(path: Path) -> dict:
+    proc = subprocess.run([tool("exiftool"), "-j", "-a", "-G1", str(path)],
+                          capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout)[0]
+
+
+def exif_warnings(path: Path) -> list[str]:
+    proc = subprocess.run([tool("exiftool"), "-validate", "-warning", "-a", "-s3", str(path)],
+                          capture_output=True, text=True, check=True)
+    lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+    return [] if lines == ["OK"] else lines[1:]   # first line: "OK" or "N Warnings"
+
+
+def test_exiftool_validates_masters(converted):
+    for key in (("none", "rgb.png"), ("deflate", "rgba16.png"), ("none", "bilevel.tif"), ("none", "cmyk.jpg"),
+                ("none", "meta.jpg")):
+        ctx, item, _ = converted[key]
+        warnings = exif_warnings(ctx.staging / item.masters[0].bagpath)
+        # the fixture's EXIF and XMP are minimal on purpose: what they lack is not the master's fault
+        unexpected = [w for w in warnings if not any(p in w for p in POLICY_WARNINGS + FIXTURE_WARNINGS)]
+        assert not unexpected, (key, warnings)
+
+
+def test_exif_gps_xmp_iptc_and_descriptive_tags_carried(converted):
+    ctx, item, _ = converted["none", "meta.jpg"]
+    info = exif_json(ctx.staging / item.masters[0].bagpath)
+    assert info["IFD0:Make"] == "TestCam" and info["IFD0:Model"] == "Model 1"
+    assert info["ExifIFD:DateTimeOriginal"] == "1992:02:26 10:00:00"
+    assert info["GPS:GPSLatitudeRef"] == "North"
+    assert info["XMP-dc:Title"] == "Test title"
+    assert info["IPTC:Caption-Abstract"] == "Test caption"
+    tech = item.masters[0].technical
+    assert {"XMP", "IPTC-IIM", "EXIF IFD (1 tags)", "GPS IFD (4 tags)"} <= set(tech["metadata_carried"])
+    assert (tech["x_resolution"], tech["resolution_unit"], tech["resolution_assumed"]) == (72.0, "inch", False)
+
+
+def test_big_endian_tiff_metadata_carried_little_endian(converted):
+    ctx, item, _ = converted["none", "bigendian.tif"]
+    with tifffile.TiffFile(ctx.staging / item.masters[0].bagpath) as tf:
+        tags = tf.pages[0].tags
+        assert tags["Make"].value == "BigEndianCam"
+        assert tags["ImageDescription"].value == "A description"
+        assert tags["InterColorProfile"].value == srgb_icc()
+
+
+@pytest.mark.parametrize("name", ["icc.jpg", "rgba.png"])
+def test_icc_profile_embedded_unchanged(converted, name):
+    ctx, item, data = converted["none", name]
+    with tifffile.TiffFile(ctx.staging / item.masters[0].bagpath) as tf:
+        assert tf.pages[0].tags["InterColorProfile"].value == srgb_icc()
+    assert item.masters[0].technical["icc_profile"]
+
+
+@pytest.mark.parametrize("name,bits,samples,photometric", [
+    ("rgb16.png", 16, 3, "RGB"), ("rgba16.png", 16, 4, "RGB"), ("rgb16.tif", 16, 3, "RGB"),
+    ("grey16.png", 16, 1, "min-is-black"), ("grey16.tif", 16, 1, "min-is-black"), ("bilevel.png", 1, 1, "min-is-black"),
+    ("bilevel.tif", 1, 1, "min-is-black"), ("cmyk.jpg", 8, 4, "separated (CMYK)"), ("palette.png", 8, 4, "RGB"),
+    ("palette.gif", 8, 4, "RGB"), ("la.png", 8, 2, "min-is-black")])
+def test_bit_depth_and_colour_model_kept(converted, name, bits, samples, photometric):
+    ctx, item, _ = converted["none", name]
+    tech = item.masters[0].technical
+    assert (tech["bits_per_sample"], tech["samples_per_pixel"], tech["photometric"]) == (bits, samples, photometric)
+
+
+@pytest.mark.parametrize("name", ["rgba.png", "la.png", "palette.png", "rgba16.png", "rgba.webp"])
+def test_alpha_is_unassociated(converted, name):
+    ctx, item, _ = converted["none", name]
+    with tifffile.TiffFile(ctx.staging / item.masters[0].bagpath) as tf:
+        assert tuple(tf.pages[0].extrasamples) == (2,)
+
+
+def test_palette_transparency_kept_as_alpha(converted):
+    ctx, item, _ = converted["none", "palette.png"]
+    alpha = tifffile.imread(ctx.staging / item.masters[0].bagpath)[..., 3]
+    assert set(np.unique(alpha)) == {0, 255}
+    assert "palette expanded to RGBA" in item.events[1].detail
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_baked_and_recorded(tmp_path, orientation):
+    ctx = make_ctx(tmp_path)
+    data = jpeg(orientation)
+    item = convert_item(put(ctx, "o.jpg", data), ctx)
+    got = tifffile.imread(ctx.staging / item.masters[0].bagpath)
+    np.testing.assert_array_equal(got, expected_frames(data)[0])
+    assert got.shape[:2] == ((48, 64) if orientation <= 4 else (64, 48))
+    applied = item.masters[0].technical["orientation_applied"]
+    assert applied["exif_orientation"] == orientation
+    assert (applied["transform"] == "none") == (orientation == 1)
+
+
+def test_default_resolution_written_and_recorded_as_assumed(converted):
+    ctx, item, _ = converted["none", "grey.png"]
+    tech = item.masters[0].technical
+    assert (tech["x_resolution"], tech["resolution_unit"], tech["resolution_assumed"]) == (300.0, "inch", True)
+    assert "convert.resolution_assumed" in [p.code for p in item.problems]
+    assert item.events[1].extra["resolution_assumed"] is True
+    ctx, item, _ = converted["none", "rgb.png"]   # pHYs 150 dpi, kept exactly in pixels per cm
+    assert item.masters[0].technical["resolution_assumed"] is False
+
+
+def test_convert_metadata_dropped_is_listed(tmp_path):
+    ctx = make_ctx(tmp_path)
+    item = convert_item(put(ctx, "t.png", png("text")), ctx)
+    assert item.masters
+    dropped = [p for p in item.problems if p.code == "convert.metadata_dropped"]
+    assert dropped and "PNG text chunk 'Author'" in dropped[0].reason
+    assert "PNG text chunk 'Author'" in item.events[1].extra["metadata_dropped"]
+    assert not errors_in(item.problems)
+
+
+def test_same_input_gives_byte_identical_master(tmp_path):
+    data = jpeg(6, meta=True)
+    masters = []
+    for run in ("a", "b"):
+        ctx = make_ctx(tmp_path / run)
+        item = convert_item(put(ctx, "x.jpg", data), ctx)
+        masters.append((ctx.staging / item.masters[0].bagpath).read_bytes())
+    assert masters[0] == masters[1]
+
+
+def test_rerun_reuses_proven_master_and_reconverts_a_damaged_one(tmp_path):
+    ctx = make_ctx(tmp_path)
+    item = put(ctx, "g.gif", gif(True))
+    first = convert_item(item, ctx)
+    assert "reused" not in first.events[1].detail
+    record = json.loads((proofs_dir(ctx) / f"{item.id}.json").read_text())
+    assert record["original_sha256"] == first.original.checksums["sha256"]
+    again = convert_item(item, ctx)
+    assert "reused the master" in again.events[1].detail
+    assert again.masters == first.masters and again.original == first.original
+    damaged = ctx.staging / first.masters[1].bagpath
+    damaged.write_bytes(damaged.read_bytes()[:-1] + b"\x01")
+    third = convert_item(item, ctx)
+    assert "reused" not in third.events[1].detail
+    assert third.masters[1].checksums == first.masters[1].checksums
+    other = make_ctx(tmp_path, compression="deflate")   # other settings: never reuse
+    assert "reused" not in convert_item(item, other).events[1].detail
+
+
+def bad_inputs() -> dict[str, tuple[str, bytes]]:
+    good = jpeg()
+    huge = io.BytesIO()
+    tifffile.imwrite(huge, np.zeros((8, 8), np.uint8), metadata=None)
+    raw = bytearray(huge.getvalue())
+    # rewrite ImageWidth and ImageLength to 100000 x 100000 (a 10-gigapixel claim in a tiny file)
+    with tifffile.TiffFile(io.BytesIO(bytes(raw))) as tf:
+        for code in (256, 257):
+            tag = tf.pages[0].tags[code]
+            struct.pack_into("<I" if tag.dtype == 4 else "<H", raw, tag.valueoffset, 65000)
+    corrupt = bytearray(good)
+    corrupt[len(good) // 2:len(good) // 2 + 64] = b"\xff" * 64
+    return {
+        "convert.empty": ("empty.jpg", b""),
+        "convert.truncated": ("truncated.jpg", good[: len(good) * 2 // 3]),
+        "convert.undecodable": ("corrupt.jpg", bytes(corrupt)),
+        "convert.unsupported": ("doc.pdf", b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"),
+        "convert.unsupported-svg": ("drawing.svg", b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>'),
+        "convert.pixel_limit": ("huge.tif", bytes(raw)),
+    }
+
+
+@pytest.mark.parametrize("code", sorted(bad_inputs()))
+def test_bad_input_is_a_problem_and_leaves_no_file(tmp_path, code):
+    name, data = bad_inputs()[code]
+    ctx = make_ctx(tmp_path)
+    good = convert_item(put(ctx, "good.png", png("RGB")), ctx)
+    item = convert_item(put(ctx, name, data), ctx)
+    errors = errors_in(item.problems)
+    assert [p.code for p in errors] == [code.split("-")[0]], item.problems
+    assert errors[0].path == name and "\n" not in errors[0].reason
+    assert item.original is None and item.masters == ()
+    assert staged_files(ctx) == sorted([good.original.bagpath, good.masters[0].bagpath])
+
+
+def test_convert_pixel_limit_from_settings(tmp_path):
+    ctx = make_ctx(tmp_path, pixel_limit=1000)
+    item = convert_item(put(ctx, "a.png", png("RGB")), ctx)
+    assert [p.code for p in item.problems] == ["convert.pixel_limit"]
+    assert staged_files(ctx) == []
+
+
+def test_convert_mode_unsupported_sample_format(tmp_path):
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.zeros((48, 64), np.float32), metadata=None)
+    ctx = make_ctx(tmp_path)
+    item = convert_item(put(ctx, "float.tif", buf.getvalue()), ctx)
+    assert [p.code for p in errors_in(item.problems)] == ["convert.mode"]
+    assert staged_files(ctx) == []
+
+
+def test_convert_read_missing_original(tmp_path):
+    ctx = make_ctx(tmp_path)
+    item = convert_item(Item(id="x", relpath="gone.jpg", record=None), ctx)
+    assert [p.code for p in item.problems] == ["convert.read"]
+
+
+def test_stage_runs_in_the_executor_process_pool(tmp_path):
+    from pipeline.executor import run_stage
+    from pipeline.model import Package
+    ctx = make_ctx(tmp_path, workers=2)
+    items = tuple(put(ctx, f"{i}.png", png("RGB")) for i in range(3)) + (put(ctx, "bad.jpg", b"xx"),)
+    pkg = run_stage(STAGE, Package(name="coll", source=ctx.ingest, collection=None, items=items), ctx)
+    assert [bool(i.masters) for i in pkg.items] == [True, True, True, False]
+    assert [p.code for p in errors_in(pkg.all_problems)] == ["convert.unsupported"]
+
+
+def test_convert_name_clash_two_originals_one_master_name(tmp_path):
+    ctx = make_ctx(tmp_path)
+    first = convert_item(put(ctx, "a.png", png("RGB")), ctx)
+    second = convert_item(put(ctx, "a.jpg", jpeg()), ctx)
+    assert first.masters and not second.masters
+    assert [p.code for p in errors_in(second.problems)] == ["convert.name_clash"]
+    assert staged_files(ctx) == sorted([first.original.bagpath, first.masters[0].bagpath])
