@@ -1,13 +1,84 @@
-"""`pipeline convert` -- not built yet (see its issue)."""
+"""`pipeline convert SRC DST.tif [--compression none|deflate] [--json]`"""
 from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import click
 
-from . import cli, fail, EXIT_INVALID
+from ..errors import ConversionError, UsageError, errors_in
+from ..model import Item
+from ..stage import Context, Settings
+from ..stages.convert import convert_item
+from . import EXIT_OK, cli, echo_json, echo_problems, json_option
+from .options import pixel_limit_option
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def convert(args):
-    """Not built yet."""
-    fail("'pipeline convert' is not built yet", EXIT_INVALID)
+def destinations(dst: Path, frames: int) -> list[Path]:
+    """DST for one frame; DST's stem + `.f0001.tif`... next to it for multi-frame sources."""
+    if frames == 1:
+        return [dst]
+    return [dst.with_name(f"{dst.stem}.f{i:04d}.tif") for i in range(1, frames + 1)]
+
+
+@cli.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--compression", type=click.Choice(["none", "deflate"]), default="none", show_default=True,
+              help="deflate = Deflate with the horizontal predictor.")
+@pixel_limit_option
+@json_option
+def convert(src, dst, compression, pixel_limit, as_json):
+    """Convert one image to an archival TIFF master and prove it pixel for pixel.
+
+    A multi-frame SRC (animated GIF or WebP, multi-page TIFF) gives one master per frame:
+    DST's name with .f0001.tif, .f0002.tif... Exit 0 proven, 1 failed (nothing written), 2 usage.
+    """
+    if not src.is_file():
+        raise UsageError(f"{src}: no such file")
+    if dst.suffix.lower() not in (".tif", ".tiff"):
+        raise UsageError(f"{dst}: the master's name must end in .tif or .tiff")
+    if not dst.parent.is_dir():
+        raise UsageError(f"{dst.parent}: no such folder for the master")
+    if dst.exists():
+        raise ConversionError(f"{dst}: already exists; not overwritten")
+    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    try:
+        settings = Settings(compression=compression, pixel_limit=pixel_limit, algorithms=("sha256",))
+        ctx = Context.create(settings, src.resolve().parent, work, "convert")
+        item = convert_item(Item(id=ctx.make_id(src.name), relpath=src.name, record=None), ctx)
+        errors = errors_in(item.problems)
+        if errors:
+            raise ConversionError(f"{src}: {errors[0].reason} [{errors[0].code}]")
+        targets = destinations(dst, len(item.masters))
+        taken = [t for t in targets if t.exists()]
+        if taken:
+            raise ConversionError(f"{taken[0]}: already exists; not overwritten")
+        done: list[Path] = []
+        try:
+            for master, target in zip(item.masters, targets):
+                os.link(ctx.staging / master.bagpath, target)   # never overwrites
+                done.append(target)
+        except OSError as exc:
+            for target in done:
+                target.unlink(missing_ok=True)
+            raise ConversionError(f"{dst}: cannot write the master: {exc.strerror or exc}") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    warnings = [p for p in item.problems if not p.is_error]
+    report = {"command": "convert", "source": str(src), "proven": True,
+              "masters": [{"path": str(t), "size": m.size, "sha256": m.checksums["sha256"],
+                           **m.technical} for m, t in zip(item.masters, targets)],
+              "problems": [p.as_dict() for p in warnings]}
+    if as_json:
+        echo_json(report)
+        return EXIT_OK
+    echo_problems(warnings, err=True)
+    for m, t in zip(item.masters, targets):
+        tech = m.technical
+        click.echo(f"{src} -> {t}: proven; {tech['width']}x{tech['height']} {tech['photometric']} "
+                   f"{tech['bits_per_sample']}-bit, compression {tech['compression']}; "
+                   f"pixels sha256 {tech['master_pixel_sha256']}")
+    return EXIT_OK
