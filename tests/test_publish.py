@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import bagit
 import pytest
 
 from package_helpers import build, tree_bytes
@@ -175,3 +176,36 @@ def test_existing_target_found_mid_publish_is_not_replaced(tmp_path):
         publish.publish(ctx.output, "coll", [(sealed / "coll", "coll")])
     assert {p.code for p in err.value.problems} == {"output.exists"}
     assert tree_bytes(ctx.output / "coll") == {"theirs": b"x"}
+
+
+def test_real_runs_two_at_once_then_kill_9_then_rerun(sample_collection, tmp_path, cli):
+    """`pipeline run` on the sample: a second run refuses while the first holds the lock; the
+    first, killed at a random moment, leaves no bag or a whole one; a rerun finishes the job."""
+    out = tmp_path / "output"
+    name = sample_collection.name
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    first = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(sample_collection),
+                              "--output", str(out), "-q"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / ".staging" / name / "data").exists() and first.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        second = cli("run", sample_collection, "--output", out, "-q")
+        assert second.returncode == 1 and "Traceback" not in second.stderr
+        if first.poll() is None:  # the usual case: the first run is still converting
+            assert "another run is working on this collection" in second.stderr
+        time.sleep(random.Random(int(os.environ.get("KILL_SEED", "5"))).uniform(0.0, 1.5))
+        first.send_signal(signal.SIGKILL)
+    finally:
+        first.communicate()
+    published = [p.name for p in out.iterdir() if p.name != ".staging"]
+    assert published in ([], [name])
+    if published:
+        assert bagit.Bag(str(out / name)).validate(), "a published bag is whole"
+    else:
+        rerun = cli("run", sample_collection, "--output", out, "-q")
+        assert rerun.returncode == 0, rerun.stderr
+    assert bagit.Bag(str(out / name)).validate()
+    assert [p.name for p in out.iterdir() if p.name != ".staging"] == [name]

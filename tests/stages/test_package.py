@@ -303,3 +303,34 @@ def test_bags_conform_to_the_project_profile(tmp_path):
     for entry in bag.iterdir():
         if entry.name != "data":
             assert any(fnmatch.fnmatch(entry.name, pat) for pat in profile["Tag-Files-Allowed"]), entry.name
+
+
+# --- end to end: the sample collection through every stage ---------------------------------------
+
+def test_sample_collection_runs_into_a_bag_both_validators_accept(sample_collection, tmp_path, cli):
+    out = tmp_path / "output"
+    epoch = {"SOURCE_DATE_EPOCH": "1700000000"}
+    proc = cli("run", sample_collection, "--output", out, "-q", env=epoch)
+    assert proc.returncode == 0, proc.stderr
+    bag = out / sample_collection.name
+    assert bagit_valid(bag)
+    proc = cli("verify", "--profile", ROOT_SCHEMAS / "bagit-profile.json", bag)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for folder in ("data/objects/originals", "data/objects/preservation", "data/metadata"):
+        assert any((bag / folder).iterdir()), folder
+    assert (bag / "data/metadata/mets.xml").is_file()
+    first = tree_bytes(bag)
+
+    proc = cli("run", sample_collection, "--output", out, "-q", env=epoch)  # never overwritten
+    assert proc.returncode == 1 and "already exists" in proc.stderr and "Traceback" not in proc.stderr
+    assert tree_bytes(bag) == first
+
+    again = tmp_path / "again"  # same input, same SOURCE_DATE_EPOCH: the same bytes
+    proc = cli("run", sample_collection, "--output", again, "-q", "--serialize", "zip", env=epoch)
+    assert proc.returncode == 0, proc.stderr
+    assert tree_bytes(again / sample_collection.name) == first
+    archive = again / f"{sample_collection.name}.zip"
+    proc = cli("verify", archive)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sidecar = (again / f"{archive.name}.sha256").read_text(encoding="utf-8")
+    assert sidecar.split()[0] == hash_file(archive, ["sha256"])[1]["sha256"]
