@@ -26,11 +26,19 @@ class DaskCluster:
         self.scheduler = self._spawn("scheduler", "--host", "127.0.0.1", "--port", "0",
                                      "--no-dashboard", "--scheduler-file", str(self.scheduler_file))
         self.address = self._wait_for_address()
-        self.workers = [self._spawn("worker", "--scheduler-file", str(self.scheduler_file),
-                                    "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny",
-                                    "--no-dashboard", "--name", f"w{i}", "--memory-limit", "2GB")
-                        for i in range(workers)]
+        self.workers = [self._worker() for _ in range(workers)]
         self.wait_for_workers(workers)
+
+    def _worker(self) -> subprocess.Popen:
+        return self._spawn("worker", "--scheduler-file", str(self.scheduler_file), "--host", "127.0.0.1",
+                           "--nthreads", "1", "--no-nanny", "--no-dashboard", "--memory-limit", "2GB")
+
+    def revive(self) -> None:
+        """Replace every worker that died (a test killed it) and wait until all are back."""
+        if all(w.poll() is None for w in self.workers):
+            return
+        self.workers = [w if w.poll() is None else self._worker() for w in self.workers]
+        self.wait_for_workers(len(self.workers))
 
     def _spawn(self, kind: str, *args: str) -> subprocess.Popen:
         log = open(self.workdir / f"{kind}-{time.monotonic_ns()}.log", "wb")

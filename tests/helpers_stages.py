@@ -84,3 +84,31 @@ def make_collection(root: Path, n: int = 4, size: tuple[int, int] = (48, 32), na
             "identifier": f"{name}-{i:04d}", "date": "1992-02", "place": ["Azerbaijan", "Aghdam"],
             "caption": f"Photograph {i}"}), encoding="utf-8")
     return folder
+
+
+def make_busy_collection(root: Path, n: int = 16, size: tuple[int, int] = (1600, 1200),
+                         name: str = "busy") -> Path:
+    """A valid collection whose conversion takes a few seconds (noisy RGB photographs)."""
+    import numpy as np
+    from PIL import Image
+
+    folder = make_collection(root, n=n, size=(8, 8), name=name)
+    rng = np.random.default_rng(7)
+    for i in range(n):
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels, "RGB").save(folder / f"img{i:04d}.jpg", quality=90)
+    return folder
+
+
+def bag_bytes(bag: Path) -> dict[str, bytes]:
+    """Every file of a bag by its relative path (to compare two bags byte for byte)."""
+    return {p.relative_to(bag).as_posix(): p.read_bytes() for p in sorted(bag.rglob("*")) if p.is_file()}
+
+
+def wait_for(condition, timeout: float = 60.0, step: float = 0.02) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(step)
+    return False

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
+import bagit
 import dask
 import pytest
 
@@ -18,18 +21,17 @@ UNREACHABLE = "tcp://127.0.0.1:9"  # the discard port: nothing listens there
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def dask_cluster(tmp_path_factory):
     c = DaskCluster(tmp_path_factory.mktemp("dask"), workers=2)
     yield c
     c.close()
 
 
 @pytest.fixture
-def own_cluster(tmp_path):
-    """A cluster of its own, for tests that kill its workers."""
-    c = DaskCluster(tmp_path / "dask", workers=2)
-    yield c
-    c.close()
+def cluster(dask_cluster):
+    """The module's cluster with both workers alive (tests may kill them)."""
+    dask_cluster.revive()
+    return dask_cluster
 
 
 def test_dask_results_equal_local_results(cluster, tmp_path):
@@ -97,26 +99,64 @@ def test_cli_dask_executor_without_scheduler_is_usage_error(tmp_path):
     assert no_traceback(proc)
 
 
-def test_worker_killed_mid_run_the_run_completes(own_cluster, tmp_path):
-    ctx = make_ctx(tmp_path, executor="dask", scheduler=own_cluster.address)
+EPOCH = {"SOURCE_DATE_EPOCH": "700000000"}
+
+
+def test_dask_bag_byte_identical_to_local_bag(cluster, sample_collection, tmp_path):
+    ingest, name = sample_collection.parent, sample_collection.name
+    local = run_cli("run", "--ingest", ingest, "--output", tmp_path / "local", env=EPOCH)
+    assert local.returncode == 0, local.stderr
+    remote = run_cli("run", "--ingest", ingest, "--output", tmp_path / "dask", "--executor", "dask",
+                     "--scheduler", cluster.address, env=EPOCH)
+    assert remote.returncode == 0, remote.stderr
+    a, b = hs.bag_bytes(tmp_path / "local" / name), hs.bag_bytes(tmp_path / "dask" / name)
+    assert sorted(a) == sorted(b)
+    assert [p for p in a if a[p] != b[p]] == []
+    assert any(p.endswith(".tif") for p in a)
+
+
+def test_worker_killed_mid_convert_bag_complete_or_none(cluster, tmp_path):
+    hs.make_busy_collection(tmp_path / "ingest", n=10, size=(1200, 900))
+    output = tmp_path / "output"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--ingest", str(tmp_path / "ingest"),
+                             "--output", str(output), "--executor", "dask", "--scheduler", cluster.address],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **EPOCH))
+    proofs = output / ".staging" / "busy.proofs"
+    assert hs.wait_for(lambda: len(list(proofs.glob("*.json"))) >= 2), proc.communicate()
+    assert proc.poll() is None  # still converting when the worker dies
+    cluster.kill_worker(0)
+    _, err = proc.communicate(timeout=180)
+    assert "Traceback" not in err
+    bag = output / "busy"
+    if proc.returncode == 0:  # Dask moved the lost worker's tasks to the other one
+        bagit.Bag(str(bag)).validate()
+        assert len(list((bag / "data").glob("**/*.tif"))) == 10
+    else:
+        assert proc.returncode == 1 and len(err.strip().splitlines()) == 1, err
+        assert not bag.exists()
+
+
+def test_worker_killed_mid_run_the_run_completes(cluster, tmp_path):
+    ctx = make_ctx(tmp_path, executor="dask", scheduler=cluster.address)
     items = hs.make_items(ctx, 12)
 
     def kill_after_two(stage, done, total):
         if done == 2:
-            own_cluster.kill_worker(0)
+            cluster.kill_worker(0)
 
     out = map_items(hs.slow_item, items, ctx, "convert", kill_after_two)
-    assert own_cluster.workers[0].poll() is not None  # the worker really died
+    assert cluster.workers[0].poll() is not None  # the worker really died
     assert out == [hs.digest_item(i, ctx) for i in items]
 
 
-def test_every_worker_lost_fails_with_cluster_error(own_cluster, tmp_path):
-    ctx = make_ctx(tmp_path, executor="dask", scheduler=own_cluster.address)
+def test_every_worker_lost_fails_with_cluster_error(cluster, tmp_path):
+    ctx = make_ctx(tmp_path, executor="dask", scheduler=cluster.address)
 
     def kill_all(stage, done, total):
         if done == 1:
-            own_cluster.kill_worker(0)
-            own_cluster.kill_worker(1)
+            cluster.kill_worker(0)
+            cluster.kill_worker(1)
 
     with pytest.raises(ClusterError, match="no Dask worker left") as info:
         map_on_dask(hs.slow_item, hs.make_items(ctx, 10), ctx, "convert", kill_all, grace=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 
@@ -127,3 +128,72 @@ def test_until_unknown_stage_is_usage_error(ingest, tmp_path):
     proc = run_cli("run", "--ingest", ingest, "--output", tmp_path / "output", "--until", "nowhere")
     assert proc.returncode == 2
     assert no_traceback(proc)
+
+
+EPOCH = {"SOURCE_DATE_EPOCH": "700000000"}
+
+
+def start_run(ingest, output, *extra):
+    """`pipeline run` in its own process group (as a shell runs it), not waited for."""
+    env = dict(os.environ, **EPOCH)
+    return subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--ingest", str(ingest),
+                             "--output", str(output), "--quiet", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+
+
+def proof_records(output, name="busy"):
+    return sorted((output / ".staging" / f"{name}.proofs").glob("*.json"))
+
+
+def master_stats(folder):
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.glob("**/*.tif")}
+
+
+def reused_count(bag):
+    [mets] = [p for p in bag.rglob("*.xml") if "mets" in p.name.lower()]
+    return mets.read_text(encoding="utf-8").count("reused the master written and proven")
+
+
+@pytest.fixture
+def busy(tmp_path):
+    hs.make_busy_collection(tmp_path / "ingest", n=12, size=(1200, 900))
+    return tmp_path / "ingest", tmp_path / "output"
+
+
+def test_killed_mid_convert_rerun_reuses_proven_masters(busy):
+    ingest, output = busy
+    proc = start_run(ingest, output, "--workers", "1")
+    assert hs.wait_for(lambda: len(proof_records(output)) >= 3), proc.communicate()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proven = len(proof_records(output))
+    before = master_stats(output / ".staging" / "busy")
+    assert proven >= 3 and len(before) >= proven
+    assert not (output / "busy").exists()
+
+    rerun = run_cli("run", "--ingest", ingest, "--output", output, "--workers", "1", env=EPOCH)
+    assert rerun.returncode == 0, rerun.stderr
+    after = master_stats(output / "busy")
+    assert len(after) == 12
+    kept = [name for name, st in before.items() if after.get(name) == st]  # same inode, same mtime
+    assert len(kept) >= proven
+    assert reused_count(output / "busy") >= proven
+
+
+def test_ctrl_c_mid_convert_exits_130_and_rerun_finishes(busy):
+    ingest, output = busy
+    proc = start_run(ingest, output, "--workers", "2")
+    assert hs.wait_for(lambda: len(proof_records(output)) >= 2), proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C on a terminal does: the whole group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pipeline: interrupted"), err
+    assert not (output / "busy").exists()
+    proven = len(proof_records(output))
+    assert proven >= 2
+
+    rerun = run_cli("run", "--ingest", ingest, "--output", output, env=EPOCH)
+    assert rerun.returncode == 0, rerun.stderr
+    assert reused_count(output / "busy") >= proven

@@ -1,0 +1,163 @@
+"""End to end: `pipeline run` against an Archivematica-style baseline, on the same photographs.
+
+    python benchmarks/bench_e2e.py              # 40 twelve-megapixel JPEGs with records
+    python benchmarks/bench_e2e.py --n 8        # quicker
+
+Generates (once, deterministically, under benchmarks/work/e2e-N/, reused when present) N photo-like
+12-megapixel JPEGs (gradients and noise at several scales, quality 90) with their records, then
+times in one run, each on a warm page cache:
+
+  ours      `pipeline run` (discover, validate with full decode, convert to TIFF with the pixel
+            proof, describe: DC + METS/PREMIS, package: BagIt with sha256 + sha512, atomic publish)
+  baseline  what Archivematica's default policy does for the same material: Debian's ImageMagick
+            `/usr/bin/convert SRC +compress DST.tif` per image (--baseline-jobs at a time, default:
+            every core, as Archivematica's MCP clients run tasks side by side), then
+            `python -m bagit --processes 2 --sha256 --sha512` over a folder holding the originals
+            (with their records) and the masters. No validation, no proof, no METS, no DC.
+
+Prints images per second of each, the throughput ratio (target: ours >= 2x the baseline), and the
+peak memory of each (GNU time's largest process, and the sampled sum of the process tree), and
+writes them with the machine and the commands into benchmarks/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import WORK, machine, shown, pipeline_run, timed, update_results, write_collection_record, write_item_record  # noqa: E402
+
+NAME = "e2e"
+WIDTH, HEIGHT = 4000, 3000
+
+
+def photo(seed: int, w: int = WIDTH, h: int = HEIGHT) -> Image.Image:
+    """A photo-like RGB image: gradients, smooth structure at several scales, and sensor noise."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), 128, np.float32)
+    img += np.linspace(0, 1, w, dtype=np.float32)[None, :, None] * rng.uniform(-80, 80, 3).astype(np.float32)
+    img += np.linspace(0, 1, h, dtype=np.float32)[:, None, None] * rng.uniform(-80, 80, 3).astype(np.float32)
+    for cells, amp in ((4, 60), (24, 35), (160, 18), (900, 8)):
+        small = rng.uniform(-1, 1, (max(2, cells * h // w), cells, 3)).astype(np.float32)
+        for c in range(3):
+            img[..., c] += np.asarray(Image.fromarray(small[..., c], "F").resize((w, h), Image.BICUBIC)) * amp
+    img += rng.standard_normal((h, w, 3), dtype=np.float32) * 4
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+
+
+def _make_one(args: tuple[Path, int]) -> None:
+    folder, i = args
+    jpg = folder / f"photo-{i:04d}.jpg"
+    if not jpg.exists():
+        tmp = folder / f".photo-{i:04d}.jpg.part"
+        photo(1000 + i).save(tmp, "JPEG", quality=90)
+        os.replace(tmp, jpg)
+    write_item_record(folder / f"photo-{i:04d}.json", f"photo-{i:04d}", i)
+
+
+def make_collection(root: Path, n: int) -> Path:
+    folder = root / "ingest" / NAME
+    write_collection_record(folder, NAME, f"{n} generated 12-megapixel photographs (benchmark).")
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(_make_one, [(folder, i) for i in range(n)]))
+    return folder
+
+
+def warm(folder: Path) -> None:
+    for p in sorted(folder.iterdir()):
+        if p.is_file():
+            p.read_bytes()
+
+
+BASELINE = r"""set -e
+SRC="$1"; OUT="$2"; JOBS="$3"
+rm -rf "$OUT"; mkdir -p "$OUT/originals" "$OUT/masters"
+cp "$SRC"/* "$OUT/originals/"
+ls "$OUT"/originals/*.jpg | xargs -P "$JOBS" -I{} sh -c \
+  '/usr/bin/convert "$1" +compress "$2/masters/$(basename "$1" .jpg).tif"' _ {} "$OUT"
+"$4" -m bagit --processes 2 --sha256 --sha512 --quiet "$OUT"
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=40, help="number of photographs (default 40)")
+    ap.add_argument("--workers", type=int, default=0, help="pipeline --workers (default: all cores)")
+    ap.add_argument("--baseline-jobs", type=int, default=os.cpu_count() or 1,
+                    help="ImageMagick conversions at a time (default: every core)")
+    args = ap.parse_args()
+    version = subprocess.run(["/usr/bin/convert", "-version"], capture_output=True, text=True).stdout
+    if "ImageMagick" not in version:
+        print("benchmarks need Debian's ImageMagick at /usr/bin/convert", file=sys.stderr)
+        return 2
+
+    work = WORK / f"e2e-{args.n}"
+    print(f"generating {args.n} photographs in {work} (reused when present) ...", flush=True)
+    folder = make_collection(work, args.n)
+    src_mb = sum(p.stat().st_size for p in folder.glob("*.jpg")) / 1e6
+
+    out = work / "output"
+    shutil.rmtree(out, ignore_errors=True)
+    warm(folder)
+    ours, report = pipeline_run(work / "ingest", out, "--workers", str(args.workers))
+    coll = (report.get("collections") or [{}])[0]
+    ok = ours.returncode == 0 and coll.get("ok")
+    if coll.get("error"):
+        print(f"pipeline run: {coll['error']}", file=sys.stderr)
+
+    script = work / "baseline.sh"
+    script.write_text(BASELINE)
+    warm(folder)
+    base = timed(["bash", str(script), str(folder), str(work / "baseline"), str(args.baseline_jobs),
+                  sys.executable])
+    if base.returncode != 0:
+        print(base.stderr[-2000:], file=sys.stderr)
+        return 1
+
+    n = args.n
+    ours_rate, base_rate = n / ours.seconds, n / base.seconds
+    ratio = ours_rate / base_rate
+    stages = ", ".join(f"{s['stage']} {s['seconds']:.1f} s" for s in coll.get("stages", []))
+    missing = ", ".join(coll.get("stages_missing", []) or [])
+    lines = [
+        f"N = {n} photographs, 4000x3000 JPEG q90, {src_mb:.0f} MB in all",
+        f"ours:     {ours.seconds:7.1f} s  {ours_rate:5.2f} images/s  peak {ours.max_rss_mb:6.0f} MB "
+        f"(largest process), {ours.tree_rss_mb:6.0f} MB (all processes)  exit {ours.returncode}"
+        + ("" if ok else "  NOT A COMPLETE RUN"),
+        f"          stages: {stages}" + (f"; not built: {missing}" if missing else ""),
+        f"baseline: {base.seconds:7.1f} s  {base_rate:5.2f} images/s  peak {base.max_rss_mb:6.0f} MB "
+        f"(largest process), {base.tree_rss_mb:6.0f} MB (all processes)",
+        f"throughput ratio ours/baseline: {ratio:.2f}x (target >= 2x)",
+    ]
+    print("\n".join(lines))
+    update_results("bench_e2e", "\n".join([
+        "## End to end: `pipeline run` vs the Archivematica-style baseline (issue 7)",
+        "",
+        f"Machine: {machine()}",
+        "",
+        f"Command: `python benchmarks/bench_e2e.py --n {n}` (workers {args.workers or 'all cores'}, "
+        f"baseline jobs {args.baseline_jobs})",
+        "",
+        "```",
+        *lines,
+        "```",
+        "",
+        f"- ours: `{shown(ours.command)}` with SOURCE_DATE_EPOCH set",
+        f"- baseline: `{shown(base.command)}`, i.e. per image `/usr/bin/convert SRC +compress DST.tif` "
+        "then `python -m bagit --processes 2 --sha256 --sha512` over originals + masters",
+        "- peak memory: GNU time's maximum resident set (largest single process) and the sampled "
+        "sum over the process tree (main process + workers)",
+    ]))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
