@@ -191,13 +191,15 @@ def _rehash(runs: list[_Run], registry: Registry, budget: Budget, clock: Clock, 
     folders = [r for r in runs if r.plan.folder is not None]
     archives = [r for r in runs if r.plan.archive is not None]
     candidates = [(run, task) for run in folders for task in run.plan.tasks]
-    verified: dict[str, dict[str, str]] = {}
-    if budget.rolling:
+    if budget.rolling:  # tag files (manifests, bag-info.txt) are always checked; payload by budget
         verified = {run.plan.location: registry.last_verified(run.plan.location) for run in folders}
-    store = sum(t.size for run in runs for t in run.plan.tasks)
-    chosen = choose(candidates, budget, store,
-                    last_verified=lambda c: verified.get(c[0].plan.location, {}).get(c[1].key, ""),
-                    size=lambda c: c[1].size, order=lambda c: (c[0].plan.location, c[1].key))
+        payload = [c for c in candidates if c[1].key.startswith("data/")]
+        store = sum(t.size for run in runs for t in run.plan.tasks if t.key.startswith("data/"))
+        chosen = [c for c in candidates if not c[1].key.startswith("data/")] + choose(
+            payload, budget, store, last_verified=lambda c: verified[c[0].plan.location].get(c[1].key, ""),
+            size=lambda c: c[1].size, order=lambda c: (c[0].plan.location, c[1].key))
+    else:
+        chosen = candidates
     total = len(chosen) + sum(len(r.plan.tasks) for r in archives)
     recorder = _Recorder(registry, clock, commit_every)
     done, stopped = 0, len(chosen) < len(candidates)

@@ -281,10 +281,11 @@ def plan_bag(path: Path) -> BagPlan:
     """Plan one target; a path that is no bag yields a plan with one `fixity.not_a_bag` finding."""
     if is_bag_folder(path):
         return plan_folder(path)
-    if path.is_file():
+    if is_archive_name(path):
         return plan_archive(path)
     plan = BagPlan(location=str(path.resolve()), name=path.name)
-    plan.findings.append(Finding("fixity.not_a_bag", "", f"{path}: no bagit.txt and no manifest"))
+    plan.findings.append(Finding("fixity.not_a_bag", "", f"{path}: not a bag folder (no bagit.txt, no manifest) "
+                                 f"nor a serialized bag ({', '.join(ARCHIVE_SUFFIXES)})"))
     return plan
 
 
