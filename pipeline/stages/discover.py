@@ -284,7 +284,8 @@ def discover(package: Package, ctx: Context) -> Package:
         problems.append(Problem("collection.missing", COLLECTION_RECORD, "no collection record at the collection's root"))
 
     sidecars = [f for f in files if f.lower().endswith(".json") and f != COLLECTION_RECORD]
-    images = [f for f in files if f not in sidecars and f not in (COLLECTION_RECORD, METADATA_CSV)]
+    not_images = set(sidecars) | {COLLECTION_RECORD, METADATA_CSV}
+    images = [f for f in files if f not in not_images]
     by_sidecar, sidecar_records, sidecar_problems, claimed = _pair_sidecars(root, images, sidecars)
     records.extend(sidecar_records)
     problems.extend(sidecar_problems)
