@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import WORK, machine, shown, pipeline_run, timed, update_results, write_collection_record, write_item_record  # noqa: E402
+from benchlib import WORK, pipeline_run, shown, timed, write_collection_record, write_item_record, write_section  # noqa: E402
 
 NAME = "e2e"
 WIDTH, HEIGHT = 4000, 3000
@@ -138,24 +138,15 @@ def main() -> int:
         f"throughput ratio ours/baseline: {ratio:.2f}x (target >= 2x)",
     ]
     print("\n".join(lines))
-    update_results("bench_e2e", "\n".join([
-        "## End to end: `pipeline run` vs the Archivematica-style baseline (issue 7)",
-        "",
-        f"Machine: {machine()}",
-        "",
-        f"Command: `python benchmarks/bench_e2e.py --n {n}` (workers {args.workers or 'all cores'}, "
-        f"baseline jobs {args.baseline_jobs})",
-        "",
-        "```",
-        *lines,
-        "```",
-        "",
-        f"- ours: `{shown(ours.command)}` with SOURCE_DATE_EPOCH set",
-        f"- baseline: `{shown(base.command)}`, i.e. per image `/usr/bin/convert SRC +compress DST.tif` "
-        "then `python -m bagit --processes 2 --sha256 --sha512` over originals + masters",
-        "- peak memory: GNU time's maximum resident set (largest single process) and the sampled "
-        "sum over the process tree (main process + workers)",
-    ]))
+    write_section(
+        "bench_e2e", "End to end: `pipeline run` vs the Archivematica-style baseline (issue 7)",
+        f"`python benchmarks/bench_e2e.py --n {n}` (workers {args.workers or 'all cores'}, "
+        f"baseline jobs {args.baseline_jobs})", lines,
+        [f"- ours: `{shown(ours.command)}` with SOURCE_DATE_EPOCH set",
+         f"- baseline: `{shown(base.command)}`, i.e. per image `/usr/bin/convert SRC +compress DST.tif` "
+         "then `python -m bagit --processes 2 --sha256 --sha512` over originals + masters",
+         "- peak memory: GNU time's maximum resident set (largest single process) and the sampled "
+         "sum over the process tree (main process + workers)"])
     return 0 if ok else 1
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import WORK, machine, pipeline_run, shown, update_results, write_collection_record, write_item_record  # noqa: E402
+from benchlib import WORK, pipeline_run, shown, write_collection_record, write_item_record, write_section  # noqa: E402
 
 
 def make_collection(root: Path, n: int) -> Path:
@@ -83,21 +83,11 @@ def main() -> int:
         "processes; target under 500 MB",
     ] + ([f"stages not built yet: {missing}"] if missing else [])
     print("\n".join(summary))
-    update_results("bench_scale", "\n".join([
-        "## Scaling: 1,000 vs 10,000 small items (issue 7)",
-        "",
-        f"Machine: {machine()}",
-        "",
-        f"Command: `python benchmarks/bench_scale.py --sizes {small} {large}` "
-        f"(workers {args.workers or 'all cores'}); each size runs "
-        f"`{shown(tl.command).replace(f'scale-{large}', 'scale-N')}` with SOURCE_DATE_EPOCH set, "
-        "under `/usr/bin/time -v`",
-        "",
-        "```",
-        *rows,
-        *summary,
-        "```",
-    ]))
+    write_section(
+        "bench_scale", "Scaling: 1,000 vs 10,000 small items (issue 7)",
+        f"`python benchmarks/bench_scale.py --sizes {small} {large}` (workers {args.workers or 'all cores'}); "
+        f"each size runs `{shown(tl.command).replace(f'scale-{large}', 'scale-N')}` with SOURCE_DATE_EPOCH "
+        "set, under `/usr/bin/time -v`", rows + summary)
     ok = all(results[n][0].returncode == 0 for n in args.sizes)
     return 0 if ok else 1
 

@@ -142,3 +142,9 @@ def update_results(marker: str, text: str) -> None:
 def shown(command: str) -> str:
     """A command line as RESULTS.md shows it: paths relative to the project, `python`."""
     return command.replace(sys.executable, "python").replace(str(ROOT) + "/", "")
+
+
+def write_section(marker: str, title: str, command: str, lines: list[str], notes: list[str] = ()) -> None:
+    """This benchmark's section of RESULTS.md: title, machine, command, output, notes."""
+    update_results(marker, "\n".join([f"## {title}", "", f"Machine: {machine()}", "", f"Command: {command}",
+                                      "", "```", *lines, "```", *([""] + list(notes) if notes else [])]))
