@@ -94,7 +94,6 @@ def object_element(info: FileInfo, *, sources: Iterable[str] = (), derivatives: 
                                 "authorityURI": VOCAB + "cryptographicHashFunctions",
                                 "valueURI": f"{VOCAB}cryptographicHashFunctions/{code}"})
         _sub(fixity, "messageDigest", info.checksums[alg])
-        _sub(fixity, "messageDigestOriginator", "preservation-pipeline")
     _sub(chars, "size", str(info.size))
     fmt = _sub(chars, "format")
     if info.format_name or not info.pronom:

@@ -4,17 +4,20 @@ Problem cases are named after the code they must raise.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 import describe_sample
 from pipeline.hashing import hash_file
 from pipeline.mets import METS_PATH
+from pipeline.metscheck import check_mets
 from pipeline.model import METADATA, Record
 from pipeline.stage import Settings
 from pipeline.stages import describe as stage
-from pipeline.xmlio import NS, parse
+from pipeline.xmlio import NS, canonical, load_schema, parse, validation_errors
 
 
 @pytest.fixture(autouse=True)
@@ -144,3 +147,37 @@ def test_organization_setting_overrides_the_collection_record(tmp_path):
     _, ctx = run(tmp_path, Settings(organization="Other Archive"))
     names = [el.text for el in parse(ctx.staging / METS_PATH).iter(f"{{{NS['mets']}}}name")]
     assert names == ["preservation-pipeline", "Other Archive"]
+
+
+# --- end to end on the sample collection, against golden files ------------------------------------
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "khojaly-1992"
+GOLDEN_DC = ("collection.oai_dc.xml", "collection.dcterms.xml",
+             "items/khojaly-1992-01.jpg.oai_dc.xml", "items/khojaly-1992-01.jpg.dcterms.xml",
+             "items/khojaly-1992-03.jpg.oai_dc.xml", "items/khojaly-1992-03.jpg.dcterms.xml",
+             "items/scans/khojaly-1992-07.tif.oai_dc.xml", "items/scans/khojaly-1992-07.tif.dcterms.xml")
+REGENERATE = "PIPELINE_UPDATE_GOLDEN"
+
+
+def test_sample_until_describe_matches_the_golden_files(sample_collection, cli, xsd_dir, tmp_path):
+    """`pipeline run --until describe` on the sample: valid METS and DC, equal (after C14N, with a
+    frozen clock) to tests/golden/.  After an intended change, regenerate with
+    PIPELINE_UPDATE_GOLDEN=1 python -m pytest tests/stages/test_describe.py -k golden"""
+    out = tmp_path / "output"
+    proc = cli("run", "--ingest", sample_collection.parent, "--output", out, "--until", "describe",
+               "--schemas", xsd_dir, "--quiet", sample_collection.name, env={"SOURCE_DATE_EPOCH": "1700000000"})
+    assert proc.returncode == 0, proc.stderr
+    staging = out / ".staging" / sample_collection.name
+    assert check_mets(staging, xsd_dir) == []
+    schema = load_schema(xsd_dir)
+    written = {"mets.xml": staging / METS_PATH}
+    written.update({f"dc/{name}": staging / "data/metadata/dc" / name for name in GOLDEN_DC})
+    for name, path in written.items():
+        assert validation_errors(parse(path), schema) == [], name
+        golden = GOLDEN / name
+        if os.environ.get(REGENERATE):
+            golden.parent.mkdir(parents=True, exist_ok=True)
+            golden.write_bytes(path.read_bytes())
+        assert canonical(parse(path)) == canonical(parse(golden)), (
+            f"{name} differs from {golden}; if the change is intended: {REGENERATE}=1 python -m pytest "
+            "tests/stages/test_describe.py -k golden")
