@@ -18,6 +18,7 @@ import re
 import struct
 import sys
 import tempfile
+import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,10 +63,15 @@ def describe_unsupported(data: bytes, fmt: Format | None) -> str:
 # Library noise: warnings and C-level stderr become messages of the item's report.
 
 
+# File descriptor 2 and the warnings filters belong to the process: one capture at a time, so that
+# threads (Dask workers run several) never restore each other's descriptors out of order.
+_CAPTURE = threading.RLock()
+
+
 @contextmanager
 def captured(messages: list[str]) -> Iterator[None]:
     """Collect Python warnings and anything C libraries write to file descriptor 2."""
-    with warnings.catch_warnings(record=True) as caught:
+    with _CAPTURE, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sys.stderr.flush()
         saved = os.dup(2)
@@ -372,8 +378,10 @@ def _pillow_source(data, path, fmt, limit, default_resolution) -> Source:
             if i:
                 im.seek(i)
             im.load()
-            yield _pillow_frame(im, path, meta.orientation)
-        im.close()
+            frame = _pillow_frame(im, path, meta.orientation)
+            if i == frames - 1:
+                im.close()      # the decoder's own copy of the pixels is not needed any more
+            yield frame
 
     return Source(fmt, im.width, im.height, im.mode, frames, ("Pillow", version), meta,
                   resolution, assumed, iter_frames)
@@ -497,6 +505,16 @@ def read_master(path: Path) -> np.ndarray:
         return tf.pages[0].asarray()
 
 
+def _compare(a: np.ndarray, b: np.ndarray, rows: int = 256) -> str:
+    """"" when equal, else how many samples differ; in blocks of rows, so no image-sized temporary."""
+    differ = 0
+    for top in range(0, a.shape[0], rows):
+        x, y = a[top:top + rows], b[top:top + rows]
+        if not np.array_equal(x, y):
+            differ += int(np.count_nonzero(x != y))
+    return f"{differ} sample(s) differ" if differ else ""
+
+
 def write_master(source: Source, frame: Frame, dest: Path, compression: str,
                  algorithms: tuple[str, ...]) -> Master:
     """Write `frame` as a master at a temporary name, prove it, then rename it to `dest`.
@@ -518,10 +536,8 @@ def write_master(source: Source, frame: Frame, dest: Path, compression: str,
         if decoded.shape != frame.pixels.shape or decoded.dtype != frame.pixels.dtype:
             mismatch = (f"master decodes to {decoded.dtype} {decoded.shape}, source is "
                         f"{frame.pixels.dtype} {frame.pixels.shape}")
-        elif not np.array_equal(decoded, frame.pixels):
-            mismatch = f"{int(np.count_nonzero(decoded != frame.pixels))} sample(s) differ"
         else:
-            mismatch = ""
+            mismatch = _compare(decoded, frame.pixels)
         master_digest = pixel_digest(decoded)
         del decoded
         source_digest = master_digest if not mismatch else pixel_digest(frame.pixels)
