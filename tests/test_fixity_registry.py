@@ -1,0 +1,209 @@
+"""The fixity registry on real SQLite: what is recorded, rolling budgets, history, PREMIS,
+two audits at once, and an audit killed with SIGKILL halfway."""
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, no_traceback, run_cli
+from pipeline.errors import UsageError
+from pipeline.fixity import Budget, audit, history
+from pipeline.fixity.premis_export import premis_document
+from pipeline.fixity.registry import Registry
+from pipeline.xmlio import NS, load_schema, validation_errors
+from test_fixity import write_bag
+
+DAY0 = datetime(2030, 3, 1, 2, 0, tzinfo=timezone.utc)
+TEN = {f"data/f{i}.bin": bytes([i]) * 1000 for i in range(10)}   # ten payload files, 1000 bytes each
+
+
+def frozen(moment: datetime):
+    return lambda: moment
+
+
+def rows(db: Path, sql: str, args=()):
+    with sqlite3.connect(db) as con:
+        return con.execute(sql, args).fetchall()
+
+
+@pytest.fixture
+def store(tmp_path):
+    write_bag(tmp_path / "output" / "ten", TEN, algorithms=("sha256",))
+    return tmp_path / "output"
+
+
+def test_every_file_is_recorded_with_time_outcome_and_values_seen(store):
+    db = store / "fixity.sqlite"
+    report = audit(output=store, clock=frozen(DAY0))
+    assert report.exit_code == 0
+    assert rows(db, "PRAGMA journal_mode") == [("wal",)]
+    (audit_row,) = rows(db, "SELECT id, started, finished, mode, outcome, files_checked, bytes_checked FROM audits")
+    assert audit_row[1:] == ("2030-03-01T02:00:00Z", "2030-03-01T02:00:00Z", "full", "intact", 13,
+                             10_000 + sum((store / "ten" / n).stat().st_size for n in
+                                          ("bagit.txt", "bag-info.txt", "manifest-sha256.txt")))
+    checks = {p: (checked, outcome, json.loads(seen)) for p, checked, outcome, seen in
+              rows(db, "SELECT path, checked, outcome, seen FROM checks WHERE audit_id = ?", (audit_row[0],))}
+    assert checks["data/f3.bin"] == ("2030-03-01T02:00:00Z", "intact",
+                                     {"sha256": __import__("hashlib").sha256(TEN["data/f3.bin"]).hexdigest()})
+    assert len(checks) == 13
+    assert rows(db, "SELECT count(*) FROM files WHERE last_verified = '2030-03-01T02:00:00Z'") == [(13,)]
+
+
+def test_a_changed_file_is_recorded_and_keeps_its_last_good_verification(store):
+    db = store / "fixity.sqlite"
+    audit(output=store, clock=frozen(DAY0))
+    (store / "ten" / "data/f1.bin").write_bytes(b"\x00" * 1000)
+    report = audit(output=store, clock=frozen(DAY0 + timedelta(days=1)))
+    assert report.exit_code == 3
+    (row,) = rows(db, "SELECT last_outcome, last_checked, last_verified FROM files WHERE path = 'data/f1.bin'")
+    assert row == ("changed", "2030-03-02T02:00:00Z", "2030-03-01T02:00:00Z")
+    (check,) = rows(db, "SELECT outcome, expected, seen, code FROM checks WHERE path = 'data/f1.bin' AND outcome != 'intact'")
+    assert check[0] == "changed" and check[3] == "fixity.mismatch"
+    assert json.loads(check[1]) != json.loads(check[2])
+
+
+def test_rolling_budget_checks_oldest_first_and_covers_the_store(store):
+    db = store / "fixity.sqlite"
+    seen_per_night = []
+    for night in range(4):
+        report = audit(output=store, budget=Budget(percent=30), clock=frozen(DAY0 + timedelta(days=night)))
+        assert report.mode == "rolling" and report.window_days == 4
+        aid = report.bags[0].audit_id
+        seen_per_night.append({p for (p,) in rows(db, "SELECT path FROM checks WHERE audit_id = ? AND path LIKE 'data/%'",
+                                                  (aid,))})
+    # never-checked first, three files a night (30% of 10 x 1000 bytes), the fourth night finishes
+    assert [len(s) for s in seen_per_night] == [3, 3, 3, 3]
+    assert set().union(*seen_per_night[:3]) | seen_per_night[3] == set(TEN)
+    assert seen_per_night[3] == {"data/f9.bin", "data/f0.bin", "data/f1.bin"}  # f0, f1: oldest again
+    assert report.verified_share == 1.0
+    # tag files are checked every night
+    assert rows(db, "SELECT count(DISTINCT audit_id) FROM checks WHERE path = 'manifest-sha256.txt'") == [(4,)]
+
+
+def test_share_verified_within_the_window(store):
+    audit(output=store, budget=Budget(max_bytes=5000), clock=frozen(DAY0))
+    later = audit(output=store, budget=Budget(max_bytes=2000), window_days=3,
+                  clock=frozen(DAY0 + timedelta(days=5)))
+    # night 1 verified five files, now outside the 3-day window; tonight two more and the tag files
+    tags = sum((store / "ten" / n).stat().st_size for n in ("bagit.txt", "bag-info.txt", "manifest-sha256.txt"))
+    assert later.store_bytes == 10_000 + tags
+    assert later.verified_bytes_in_window == 2000 + tags
+    assert later.stopped_by_budget
+
+
+def test_max_seconds_stops_early_and_keeps_what_it_did(store):
+    report = audit(output=store, budget=Budget(max_seconds=1e-9), clock=frozen(DAY0))
+    assert report.stopped_by_budget
+    assert 1 <= report.bags[0].files_checked < 13
+    assert report.exit_code == 0
+
+
+def test_history_and_premis_export_valid_against_the_schema(store, xsd_dir):
+    db = store / "fixity.sqlite"
+    audit(output=store, clock=frozen(DAY0))
+    audit(output=store, fast=True, clock=frozen(DAY0 + timedelta(hours=1)))
+    (store / "ten" / "data/f2.bin").unlink()
+    audit(output=store, clock=frozen(DAY0 + timedelta(days=1)))
+    rows_ = history(db, "ten")
+    assert [(r.mode, r.status) for r in rows_] == [("full", "intact"), ("fast", "complete"), ("full", "problems")]
+    with Registry(db) as reg:
+        problems = {r.id: reg.problem_checks(r.id) for r in rows_}
+    doc = premis_document(rows_[0].location, "ten", rows_, problems)
+    assert validation_errors(doc, load_schema(xsd_dir)) == []
+    events = doc.findall(f"{{{NS['premis']}}}event")
+    assert len(events) == 2  # the completeness-only audit is no fixity check
+    types = {e.findtext(f"{{{NS['premis']}}}eventType") for e in events}
+    uris = {e.find(f"{{{NS['premis']}}}eventType").get("valueURI") for e in events}
+    assert types == {"fixity check"} and uris == {"http://id.loc.gov/vocabulary/preservation/eventType/fix"}
+    outcomes = [e.findtext(f".//{{{NS['premis']}}}eventOutcome") for e in events]
+    assert outcomes == ["success", "failure"]
+    assert "data/f2.bin" in events[1].findtext(f".//{{{NS['premis']}}}eventOutcomeDetailNote")
+
+
+def test_history_cli_and_premis_cli(store, xsd_dir, tmp_path):
+    audit(output=store, clock=frozen(DAY0))
+    proc = run_cli("fixity", "--history", store / "ten", "--output", store)
+    assert proc.returncode == 0 and "2030-03-01T02:00:00Z" in proc.stdout and "intact" in proc.stdout
+    proc = run_cli("fixity", "--history", "ten", "--output", store, "--premis")
+    assert proc.returncode == 0
+    from pipeline.xmlio import parse
+    doc = parse(proc.stdout.encode())
+    assert validation_errors(doc, load_schema(xsd_dir)) == []
+    unknown = run_cli("fixity", "--history", "nope", "--output", store)
+    assert unknown.returncode == 2 and no_traceback(unknown)
+
+
+def test_history_of_an_unknown_registry_is_usage_error(tmp_path):
+    with pytest.raises(UsageError):
+        history(tmp_path / "none.sqlite", "x")
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {root!r})
+    import pipeline.fixity as fx
+    fx.PROGRESS_EVERY = 1
+    def progress(stage, done, total):
+        if done >= {kill_at}:
+            os.kill(os.getpid(), signal.SIGKILL)
+    fx.audit([{bag!r}], db={db!r}, workers=1, commit_every=5, progress=progress)
+""")
+
+
+def test_audit_killed_halfway_keeps_what_it_recorded(tmp_path):
+    bag = write_bag(tmp_path / "big", {f"data/{i:03d}.txt": str(i).encode() * 50 for i in range(60)},
+                    algorithms=("sha256",))
+    db = tmp_path / "fixity.sqlite"
+    code = KILLER.format(root=str(ROOT), bag=str(bag), db=str(db), kill_at=40)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert rows(db, "PRAGMA integrity_check") == [("ok",)]
+    (audit_row,) = rows(db, "SELECT finished, outcome FROM audits")
+    assert audit_row == (None, None)
+    recorded = rows(db, "SELECT count(*) FROM checks WHERE outcome = 'intact'")[0][0]
+    assert 35 <= recorded < 63  # 60 payload files and 3 tag files
+    assert [r.status for r in history(db, str(bag))] == ["interrupted"]
+    # the next rolling audit starts with what the killed one never reached
+    verified_before = {p for (p,) in rows(db, "SELECT path FROM files WHERE last_verified IS NOT NULL")}
+    report = audit([bag], db=db, budget=Budget(max_bytes=1))
+    tonight = {p for (p,) in rows(db, "SELECT path FROM checks WHERE audit_id = ? AND path LIKE 'data/%'",
+                                  (report.bags[0].audit_id,))}
+    assert tonight and not tonight & verified_before
+
+
+CONCURRENT = textwrap.dedent("""
+    import os, sys, time
+    sys.path.insert(0, {root!r})
+    import pipeline.fixity as fx
+    fx.PROGRESS_EVERY = 1
+    def progress(stage, done, total):  # both audits meet halfway, with write transactions on each side
+        if done == 20:
+            open({me!r}, "w").close()
+            limit = time.monotonic() + 60
+            while not all(os.path.exists(m) for m in {markers!r}) and time.monotonic() < limit:
+                time.sleep(0.01)
+    r = fx.audit([{bag!r}], db={db!r}, commit_every=1, progress=progress)
+    sys.exit(r.exit_code)
+""")
+
+
+def test_two_audits_at_once_both_complete(tmp_path):
+    db = tmp_path / "fixity.sqlite"
+    bags = [write_bag(tmp_path / n, {f"data/{i:03d}.txt": n.encode() * i for i in range(80)}, algorithms=("sha256",))
+            for n in ("left", "right")]
+    markers = [str(tmp_path / f"marker{i}") for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT.format(root=str(ROOT), bag=str(b), db=str(db),
+                                                                       me=m, markers=markers)],
+                              stderr=subprocess.PIPE, text=True) for b, m in zip(bags, markers)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    assert rows(db, "SELECT outcome, files_checked FROM audits ORDER BY id") == [("intact", 83)] * 2
+    assert rows(db, "SELECT count(*) FROM checks") == [(2 * 83,)]
+    assert rows(db, "SELECT count(*) FROM bags") == [(2,)]
