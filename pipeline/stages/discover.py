@@ -94,12 +94,12 @@ def walk(root: Path) -> tuple[list[str], list[Problem]]:
             name = entry.name
             rel = f"{rel_dir}/{name}" if rel_dir else name
             bad_name = _name_problem(rel, name)
-            if bad_name:
+            if is_system(name):  # before the name check: macOS writes "Icon\r"
+                problems.append(Problem("file.system", shown(rel), "operating-system file, left out"))
+            elif bad_name:
                 problems.append(bad_name)
             elif entry.is_symlink():
                 problems.append(_symlink_problem(root, rel))
-            elif is_system(name):
-                problems.append(Problem("file.system", rel, "operating-system file, left out"))
             elif name.startswith("."):
                 problems.append(Problem("file.hidden", rel, "hidden file or folder; remove or rename it"))
             elif entry.is_dir(follow_symlinks=False):

@@ -85,11 +85,12 @@ def test_csv_names_in_nfd_find_the_nfc_file(tmp_path):
 def test_hidden_and_system_files_policy(tmp_path):
     folder = make(tmp_path / "c", {"a.jpg": jpeg(), "a.json": RECORD, ".DS_Store": b"x", "Thumbs.db": b"x",
                                    "._a.jpg": b"x", "__MACOSX/._a.jpg": b"x", ".git/config": "x",
-                                   ".hidden.jpg": jpeg()})
+                                   ".hidden.jpg": jpeg(), "Icon\r": b""})
     problems = run_discover(folder).problems
     assert sorted((p.code, p.path, p.severity) for p in problems) == [
         ("file.hidden", ".git", "error"), ("file.hidden", ".hidden.jpg", "error"),
         ("file.system", ".DS_Store", "warning"), ("file.system", "._a.jpg", "warning"),
+        ("file.system", "Icon\\r", "warning"),
         ("file.system", "Thumbs.db", "warning"), ("file.system", "__MACOSX", "warning")]
     assert [i.relpath for i in run_discover(folder).items] == ["a.jpg"]
 
@@ -128,12 +129,12 @@ def test_any_file_name_is_paired_or_refused_with_a_reason(stem):
         folder = make(Path(tmp) / "c", {f"{stem}.jpg": jpeg(), f"{stem}.json": RECORD})
         package = validate_collection(folder, ONE)
         codes = {p.code for p in package.all_problems}
-        if any(unicodedata.category(c) == "Cc" for c in stem):
-            assert "name.control" in codes and not package.items
-            for p in package.all_problems:
-                assert "\n" not in p.render() and "\r" not in p.render()
-        elif stem.startswith("._"):
+        for p in package.all_problems:
+            assert "\n" not in p.render() and "\r" not in p.render()
+        if stem.startswith("._"):  # AppleDouble litter, whatever follows
             assert codes == {"file.system", "collection.empty"}
+        elif any(unicodedata.category(c) == "Cc" for c in stem):
+            assert "name.control" in codes and not package.items
         elif stem.startswith("."):
             assert "file.hidden" in codes
         else:

@@ -251,3 +251,31 @@ def test_sample_validates_with_only_the_expected_warnings(sample_collection):
     assert {item.image["exif_orientation"] for item in package.items} >= {3, 6, 8}
     assert any(item.image["has_icc"] for item in package.items)
     json.dumps([dict(item.image) for item in package.items])  # plain data, ready for a report
+
+
+def _formats() -> dict[str, bytes]:
+    import imagecodecs
+    grey = io.BytesIO()
+    tifffile.imwrite(grey, (np.arange(30 * 40).reshape(30, 40) * 50).astype("uint16"), metadata=None)
+    deep = (np.arange(30 * 40 * 3).reshape(30, 40, 3) * 17).astype("uint16")
+    return {"a.jpg": saved(picture("RGB"), "JPEG"), "a.png": saved(picture("RGBA"), "PNG"),
+            "a.gif": saved(picture("P"), "GIF"), "a.tif": saved(picture("RGB"), "TIFF", compression="tiff_deflate"),
+            "g.tif": grey.getvalue(), "d.png": imagecodecs.png_encode(deep),
+            "a.webp": saved(picture("RGB"), "WEBP", lossless=True)}
+
+
+FORMATS = _formats()
+
+
+@hsettings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(sorted(FORMATS)), cut=st.floats(0, 1),
+       flips=st.lists(st.tuples(st.floats(0, 1), st.integers(1, 255)), max_size=4))
+def test_damaged_images_are_reported_never_raised(one_image, name, cut, flips):
+    data = bytearray(FORMATS[name])
+    for where, mask in flips:
+        data[int(where * (len(data) - 1))] ^= mask
+    data = bytes(data[: max(int(cut * len(data)), 1) if cut < 0.95 else len(data)])
+    item = check(one_image, name, data)
+    assert item.image.keys() >= {"mimetype", "width", "height", "mode", "bits_per_sample", "frames"}
+    for p in item.problems:
+        assert p.code.startswith(("image.", "date.")), p.render()
