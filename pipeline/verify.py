@@ -35,7 +35,7 @@ Progress = Callable[[str, int, int], None]
 
 KNOWN_VERSIONS = ((0, 93), (0, 94), (0, 95), (0, 96), (0, 97), (1, 0))
 NOT_REPEATABLE = ("Payload-Oxum", "Bagging-Date", "Bag-Size", "Bag-Group-Identifier", "Bag-Count")
-BATCH_FILES, BATCH_BYTES = 512, 64 << 20
+BATCH_FILES, BATCH_BYTES = 256, 8 << 20
 
 
 @dataclass
