@@ -87,7 +87,7 @@ def killed_then_rerun(tmp: Path, args, kill_at: int, expected: dict) -> None:
 
 def test_kill_9_at_each_step_of_a_plain_run(tmp_path, reference):
     expected, steps = reference[PLAIN]
-    points = sorted(set(range(1, steps + 1, 3)) | set(range(steps - 9, steps + 1)))  # all of publish
+    points = sorted(set(range(1, steps + 1, 4)) | set(range(steps - 8, steps + 1)))  # all of publish
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(lambda n: killed_then_rerun(tmp_path, PLAIN, n, expected), points))
 
@@ -96,7 +96,7 @@ def test_kill_9_during_a_split_and_serialized_run(tmp_path, reference):
     expected, steps = reference[SPLIT_TAR]
     assert set(expected) == {"coll-1-of-2", "coll-2-of-2", "coll-1-of-2.tar.gz", "coll-1-of-2.tar.gz.sha256",
                              "coll-2-of-2.tar.gz", "coll-2-of-2.tar.gz.sha256"}
-    points = sorted(set(range(1, steps + 1, 16)) | set(range(steps - 8, steps + 1)))  # all of publish
+    points = sorted(set(range(1, steps + 1, 25)) | set(range(steps - 13, steps + 1)))  # all of publish
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(lambda n: killed_then_rerun(tmp_path, SPLIT_TAR, n, expected), points))
 

@@ -18,7 +18,7 @@ from pipeline.bag import find_manifests, parse_manifest, read_tag_file
 from pipeline.errors import PackagingError
 from pipeline.hashing import hash_file
 from pipeline.stage import Settings
-from pipeline.stages.package import STAGE, package_collection
+from pipeline.stages.package import STAGE, check_sealed, package_collection
 
 
 def codes(exc: PackagingError) -> set[str]:
@@ -182,6 +182,25 @@ def test_package_empty(tmp_path):
     pkg, ctx = build(tmp_path / "output", originals={})
     pkg = replace(pkg, metadata_files=())
     refused(pkg, ctx, "package.empty")
+
+
+def test_package_invalid(tmp_path):
+    """The read-back after sealing catches a bag that is not what was written."""
+    result, ctx = package(tmp_path)
+    bag, files = ctx.output / "coll", result.files()
+    assert check_sealed(bag, files, ("sha256", "sha512")) == []
+    tampered = {
+        "data": lambda: (bag / "data" / "extra.txt").write_text("x"),
+        "bag-info.txt": lambda: (bag / "bag-info.txt").write_text(
+            (bag / "bag-info.txt").read_text().replace("Payload-Oxum: ", "Payload-Oxum: 1")),
+        "manifest-sha512.txt": lambda: (bag / "manifest-sha512.txt").write_text(
+            (bag / "manifest-sha512.txt").read_text().replace("a.jpg\n", "b.jpg\n")),
+        "tagmanifest-sha256.txt": lambda: (bag / "bagit.txt").write_text("BagIt-Version: 0.97\n"),
+    }
+    for where, damage in tampered.items():
+        damage()
+        found = check_sealed(bag, files, ("sha256", "sha512"))
+        assert {p.code for p in found} == {"package.invalid"} and where in {p.path for p in found}, where
 
 
 def test_leftovers_of_a_killed_run_are_cleared(tmp_path):
