@@ -285,3 +285,12 @@ def test_mix_values():
     assert element.findtext(f".//{q('mix:extraSamples')}") == "unassociated alpha data"
     assert element.findtext(f".//{q('mix:xSamplingFrequency/mix:numerator')}") == "300"
     assert mets.mix({"width": 0, "height": 3}) is None
+
+
+def test_describe_mets_flocat_not_reported_for_files_of_sibling_bags(described):
+    package, ctx, _ = described
+    (ctx.staging / package.items[0].original.bagpath).unlink()
+    (ctx.staging / "bag-info.txt").write_text("Bag-Group-Identifier: khojaly-1992\nBag-Count: 1 of 2\n")
+    assert check_mets(ctx.staging) == []
+    (ctx.staging / "bag-info.txt").write_text("Bag-Count: 1 of 1\n")
+    assert [p.code for p in check_mets(ctx.staging)] == ["describe.mets_flocat"]

@@ -24,7 +24,7 @@ from ..metscheck import check_mets
 from ..premis import agent_key
 from ..model import Agent, Event, FileInfo, Item, METADATA, Package, pipeline_agent
 from ..stage import Context, Stage
-from ..xmlio import to_bytes
+from ..xmlio import to_bytes, xml_char_problem
 
 DC_DIR = "data/metadata/dc"
 SUBMISSION_DIR = "data/metadata/submission"
@@ -121,6 +121,19 @@ def _text_problems(path: str, terms: list[dc.Term]) -> list[Problem]:
     return [Problem("describe.xml_char", path, reason, field) for field, reason in dc.text_problems(terms)]
 
 
+def _name_problems(item: Item) -> list[Problem]:
+    """Names and event texts that go into the METS must be XML too (validation should have
+    refused such names already: this keeps a slip upstream a problem, not a crash here)."""
+    texts = [("relpath", item.relpath)]
+    for info in ([item.original] if item.original else []) + list(item.masters):
+        texts += [("bagpath", info.bagpath), ("original_name", info.original_name)]
+    for event in item.events:
+        texts += [(f"event {event.type}", text) for text in (event.detail, event.outcome_detail,
+                                                             *(v for v in event.extra.values() if isinstance(v, str)))]
+    return [Problem("describe.xml_char", item.relpath.encode("unicode_escape").decode("ascii"), f"{what}: {reason}")
+            for what, text in texts if (reason := xml_char_problem(text))]
+
+
 def describe(package: Package, ctx: Context) -> Package:
     collection = dict(package.collection.data) if package.collection else {}
     package = _with_agents(package, ctx)
@@ -142,6 +155,7 @@ def describe(package: Package, ctx: Context) -> Package:
                 Problem("describe.no_files", item.relpath, "no original file in the package")]
             terms = _item_terms(item, collection)
             item_problems += _text_problems(item.record.path if item.record else item.relpath, terms)
+            item_problems += _name_problems(item)
             if not item_problems:
                 written = _write_dc(ctx, item, terms)
                 metadata += written

@@ -181,3 +181,19 @@ def test_sample_until_describe_matches_the_golden_files(sample_collection, cli, 
         assert canonical(parse(path)) == canonical(parse(golden)), (
             f"{name} differs from {golden}; if the change is intended: {REGENERATE}=1 python -m pytest "
             "tests/stages/test_describe.py -k golden")
+
+
+def test_describe_xml_char_in_a_file_name_or_event(tmp_path):
+    def control_name(package):
+        item = package.items[0]
+        original = replace(item.original, original_name="photos/001\x0bfirst.jpg")
+        event = replace(item.events[0], detail="bad \x00 detail")
+        return replace(package, items=(replace(item, original=original, events=(event,) + item.events[1:]),)
+                       + package.items[1:])
+
+    package, ctx = run(tmp_path, edit=control_name)
+    reasons = [p.reason for p in package.all_problems if p.code == "describe.xml_char"]
+    assert len(reasons) == 2
+    assert reasons[0].startswith("original_name: character U+000B")
+    assert reasons[1].startswith("event format identification: character U+0000")
+    assert not (ctx.staging / METS_PATH).exists()
