@@ -102,6 +102,7 @@ class ArchiveBag:
         self._digests: dict[str, dict[str, str]] = {}
         self._members: dict[str, str] = {}   # relpath -> member name
         self._seen_algs: set[str] = set()
+        self._outside: set[str] = set()
         self._sidecar = self.path.with_name(self.path.name + ".sha256")
         try:
             self._scan_zip() if self.kind == "zip" else self._scan_tar()
@@ -124,11 +125,13 @@ class ArchiveBag:
         parts = [p for p in name.split("/") if p not in ("", ".")]
         if not parts:
             return None
-        if not self.root:
+        if not self.root and (is_dir or len(parts) > 1):
             self.root = parts[0]
         if parts[0] != self.root or (len(parts) == 1 and not is_dir):
-            self.problems.append(Problem(
-                "archive.layout", name, f"entry outside the bag folder {self.root!r}; not read"))
+            if parts[0] not in self._outside:   # one problem per stray top-level name
+                self._outside.add(parts[0])
+                self.problems.append(Problem("archive.layout", name, "entry beside the bag folder "
+                                             f"{self.root or '(none yet)'!r}; not read"))
             return None
         rel = "/".join(parts[1:])
         if rel and rel in self._members:

@@ -160,3 +160,13 @@ def test_archive_listing_never_touches_disk(tmp_path, bag):
     assert sorted(source.listing.files) == sorted(
         ["bagit.txt", "bag-info.txt", "manifest-sha256.txt", "manifest-sha512.txt",
          "tagmanifest-sha256.txt", "data/a.txt", "data/deep/b.bin", "data/empty"])
+
+
+def test_archive_layout_without_bag_folder_reported_once_per_name(tmp_path, bag):
+    archive = tmp_path / "flat.tar"
+    with tarfile.open(archive, "w") as tf:
+        for path in sorted(bag.rglob("*")):
+            tf.add(path, arcname=f"./{path.relative_to(bag).as_posix()}", recursive=False)
+    report = verify_bag(archive)
+    layout = [p for p in report.problems if p.code == "archive.layout"]
+    assert not report.valid and 0 < len(layout) <= 8

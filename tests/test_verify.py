@@ -468,3 +468,12 @@ def test_pipeline_package_verified_with_profile_schemas_and_bagit(sample_collect
     assert not report.valid
     assert {p.path for p in report.problems if p.code == "file.mismatch"} == \
         {tif.relative_to(folder).as_posix()}
+
+
+def test_cli_names_with_line_breaks_stay_on_one_line(tmp_path):
+    root = write_bag(tmp_path / "bag", {"two\nlines.txt": b"x"})
+    (root / "data" / "two\nlines.txt").write_bytes(b"y")
+    proc = run_cli("verify", root)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3 and all("two\\nlines.txt" in line and "[file.mismatch]" in line for line in lines[:2])

@@ -11,6 +11,11 @@ from ..verify import Report, verify_bag
 from . import EXIT_INVALID, EXIT_OK, ProgressBar, cli, echo_json, json_option, quiet_option
 
 
+def _one_line(text: str) -> str:
+    """Names may hold CR and LF: shown escaped so that each problem stays on one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _render(report: Report) -> list[str]:
     lines = []
     for p in report.problems:
@@ -18,7 +23,7 @@ def _render(report: Report) -> list[str]:
         if p.field:
             where = f"{where}:{p.field}"
         prefix = "" if p.is_error else "warning: "
-        lines.append(f"{prefix}{where}: {p.reason} [{p.code}]")
+        lines.append(_one_line(f"{prefix}{where}: {p.reason} [{p.code}]"))
     errors = sum(p.is_error for p in report.problems)
     warnings = len(report.problems) - errors
     what = f"{report.files} payload files, {report.bytes} bytes, {report.hashed} files hashed"
