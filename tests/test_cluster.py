@@ -1,6 +1,7 @@
 """The Dask executor on a real local cluster: a `dask scheduler` and two `dask worker` processes."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -82,12 +83,14 @@ def test_unreachable_scheduler_is_a_cluster_error(tmp_path):
 def test_cli_unreachable_scheduler_one_line_exit_1(tmp_path):
     (tmp_path / "ingest" / "coll").mkdir(parents=True)
     proc = run_cli("run", "--ingest", tmp_path / "ingest", "--output", tmp_path / "output",
-                   "--executor", "dask", "--scheduler", UNREACHABLE,
+                   "--executor", "dask", "--scheduler", UNREACHABLE, "--json",
                    env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"})
     assert proc.returncode == 1, proc.stderr
     assert no_traceback(proc)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the Dask scheduler" in lines[0]
+    report = json.loads(proc.stdout)
+    assert report["ok"] is False and "cannot reach" in report["collections"][0]["error"]
     assert not [p for p in (tmp_path / "output").iterdir() if p.name != ".staging"]
 
 

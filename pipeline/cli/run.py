@@ -63,14 +63,14 @@ def run(collections, ingest, output, until, compression, algorithms, schemas, ma
                                         on_stage=stages.append)
             finally:
                 bar.close()  # end the bar's line before any message
-        except (ClusterError, UsageError):
-            raise  # the same for every collection: stop here with one line
         except PipelineError as exc:
             worst = max(worst, exc.exit_code)
             reports.append(collection_report(folder.name, stages, started, error=exc))
             if not as_json:
                 echo_problems(exc.problems, err=True)
-                click.echo(f"pipeline: error: {exc}", err=True)
+            click.echo(f"pipeline: error: {exc}", err=True)
+            if isinstance(exc, (ClusterError, UsageError)):
+                break  # the same for every collection: stop here
             continue
         reports.append(collection_report(folder.name, stages, started, result=result))
         if not as_json:
