@@ -184,6 +184,16 @@ def serialize_bag(bag: Path, ctx: Context) -> list[tuple[Path, str]]:
 
 
 def package_collection(package: Package, ctx: Context) -> Package:
+    try:
+        return _package(package, ctx)
+    except OSError as exc:
+        where = exc.filename or ctx.staging
+        raise PackagingError(f"{package.name}: {where}: {exc.strerror or exc}; the package was not "
+                             "published (a rerun finishes any publish already begun)",
+                             [Problem("io.write", str(where), exc.strerror or str(exc))]) from exc
+
+
+def _package(package: Package, ctx: Context) -> Package:
     done = publish.preflight(ctx.output, package.name)
     if done:
         return replace(package, published=done)

@@ -353,3 +353,11 @@ def test_sample_collection_runs_into_a_bag_both_validators_accept(sample_collect
     assert proc.returncode == 0, proc.stdout + proc.stderr
     sidecar = (again / f"{archive.name}.sha256").read_text(encoding="utf-8")
     assert sidecar.split()[0] == hash_file(archive, ["sha256"])[1]["sha256"]
+
+
+def test_io_write(tmp_path):
+    """An operating-system error while sealing is a PackagingError naming the path, not a traceback."""
+    name = "n" * 250  # a legal folder name; "<name>.publish" is too long for the file system
+    pkg, ctx = build(tmp_path / "output", name=name)
+    err = refused(pkg, ctx, "io.write")
+    assert err.problems[0].path.endswith(f"{name}.publish") and "too long" in str(err)
