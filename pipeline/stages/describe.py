@@ -9,6 +9,7 @@ is written and returned in `package.metadata_files`:
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Optional
@@ -26,6 +27,7 @@ from ..model import Agent, Event, FileInfo, Item, METADATA, Package, pipeline_ag
 from ..stage import Context, Stage
 from ..xmlio import to_bytes, xml_char_problem
 
+METADATA_DIR = "data/metadata"
 DC_DIR = "data/metadata/dc"
 SUBMISSION_DIR = "data/metadata/submission"
 RECORD_FORMATS = {  # suffix -> mimetype, format name, version, PRONOM
@@ -141,6 +143,10 @@ def describe(package: Package, ctx: Context) -> Package:
     items, problems, metadata = [], [], []
     dcterms_files: dict[str, FileInfo] = {}
     try:
+        # data/metadata/ is this stage's alone: a rerun starts it afresh, so nothing stale of an
+        # earlier run (a record or an item since removed) can reach the bag.
+        if (ctx.staging / METADATA_DIR).exists():
+            shutil.rmtree(ctx.staging / METADATA_DIR)
         infos, copy_problems = _copy_records(package, ctx)
         metadata += infos
         problems += copy_problems

@@ -58,13 +58,26 @@ def test_submitted_records_are_copied_byte_for_byte(tmp_path):
     assert names == ["collection.json", "photos/001 first.json", "photos/002.json"]
 
 
-def test_dc_records_are_written_per_item_and_for_the_collection(tmp_path):
+def test_dc_records_are_written_per_item_and_for_the_collection_and_valid(tmp_path, xsd_dir):
     _, ctx = run(tmp_path)
     dc = ctx.staging / "data/metadata/dc"
-    assert sorted(p.relative_to(dc).as_posix() for p in dc.rglob("*.xml")) == [
+    written = sorted(dc.rglob("*.xml"))
+    assert [p.relative_to(dc).as_posix() for p in written] == [
         "collection.dcterms.xml", "collection.oai_dc.xml",
         "items/photos/001 first.jpg.dcterms.xml", "items/photos/001 first.jpg.oai_dc.xml",
         "items/photos/002.jpg.dcterms.xml", "items/photos/002.jpg.oai_dc.xml"]
+    schema = load_schema(xsd_dir)
+    for path in written:
+        assert validation_errors(parse(path), schema) == [], path
+
+
+def test_a_rerun_leaves_nothing_stale_in_the_metadata(tmp_path):
+    package, ctx = describe_sample.build(tmp_path)
+    stale = ctx.staging / "data/metadata/dc/items/photos/removed.jpg.oai_dc.xml"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("<old/>")
+    package = stage.describe(package, ctx)
+    assert package.all_problems == [] and not stale.exists()
 
 
 def test_ingestion_and_digest_events_are_added_when_upstream_has_none(tmp_path):
