@@ -164,3 +164,17 @@ def test_every_worker_lost_fails_with_cluster_error(cluster, tmp_path):
     with pytest.raises(ClusterError, match="no Dask worker left") as info:
         map_on_dask(hs.slow_item, hs.make_items(ctx, 10), ctx, "convert", kill_all, grace=2)
     assert "\n" not in str(info.value)
+
+
+def test_dask_extra_missing_says_how_to_install(tmp_path):
+    """With `distributed` not importable, the run names the extra to install (no traceback)."""
+    (tmp_path / "ingest" / "coll").mkdir(parents=True)
+    code = ("import sys; sys.modules['distributed'] = None; from pipeline.cli import main; "
+            "main(sys.argv[1:])")
+    proc = subprocess.run([sys.executable, "-c", code, "run", "--ingest", str(tmp_path / "ingest"),
+                           "--output", str(tmp_path / "output"), "--executor", "dask",
+                           "--scheduler", UNREACHABLE], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert no_traceback(proc)
+    assert proc.stderr.strip().splitlines() == [
+        "pipeline: error: the dask executor needs the optional extra: pip install 'preservation-pipeline[dask]'"]
