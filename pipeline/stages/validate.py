@@ -59,6 +59,12 @@ MOJIBAKE_UTF8 = re.compile("\\w*(?:Ã[\u0080-\u00bf]|â€|Â[\u00a0-\u00bf]|\uf
 MOJIBAKE_MACROMAN = re.compile(r"\b[A-Za-z]+í(?:s|t|ll|re|ve|d|m)\b")
 EXIF_TOLERANCE = timedelta(days=31)
 COLUMN_OF = {fld: col for col, fld in reversed(list(CSV_COLUMNS.items()))}
+FORMS = {  # what a pattern in the schemas asks for, in words
+    "identifier": "an identifier: ASCII letters, digits, '.', '_', '-', starting with a letter or digit",
+    "date": "an EDTF date, e.g. 1992, 1992-02, 1992-02-26, 1992?, 1992~, 199X, 1992-02/1992-03",
+    "published": "an EDTF date, e.g. 2017-02-25", "language": "a BCP 47 language tag, e.g. en, az-Latn",
+    "contact_email": "an e-mail address",
+}
 BITS = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}
 
 
@@ -108,7 +114,8 @@ def _reason(error: jsonschema.ValidationError) -> tuple[list, str]:
         name = re.match(r"'(.*)' is a required property", error.message)
         return parts + ([name.group(1)] if name else []), "required, missing"
     if kind == "pattern":
-        return parts, f"{short(error.instance)} is not of the right form: {schema.get('description', '')}".rstrip(": ")
+        form = FORMS.get(str(parts[-1]) if parts else "", "the form the schema gives")
+        return parts, f"{short(error.instance)} is not {form}"
     if kind == "type":
         return parts, f"must be of type {error.validator_value}, not {type(error.instance).__name__}"
     if kind == "maxLength":
@@ -405,8 +412,12 @@ def inspect_image(path: Path, rel: str, limit: int) -> tuple[dict, list[Problem]
         try:
             found, agents = decode(path, fmt, head, limit)
             info.update(found)
-        except (TooLarge, Image.DecompressionBombError) as exc:
+        except TooLarge as exc:
             problems.append(Problem("image.too_large", rel, f"{exc} (raise it with --pixel-limit)"))
+        except Image.DecompressionBombError as exc:
+            size = re.search(r"\((\d+) pixels\)", str(exc))
+            problems.append(Problem("image.too_large", rel, f"{size.group(1) if size else 'too many'} pixels, more "
+                                                            f"than the limit of {limit} (raise it with --pixel-limit)"))
         except DECODE_ERRORS as exc:
             code = "image.truncated" if _is_truncation(exc) else "image.corrupt"
             problems.append(Problem(code, rel, f"cannot be decoded: {str(exc) or type(exc).__name__}"))
