@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Optional
 
 from lxml import etree
@@ -96,7 +96,10 @@ def _copy_records(package: Package, ctx: Context) -> tuple[list[FileInfo], list[
         try:
             size, digests = copy_hashed(src, ctx.staging / bagpath, ctx.settings.algorithms)
         except OSError as exc:
-            problems.append(Problem("describe.record_missing", path, f"cannot be copied: {exc.strerror or exc}"))
+            if exc.filename is not None and Path(exc.filename) == src:
+                problems.append(Problem("describe.record_missing", path, f"cannot be read: {exc.strerror or exc}"))
+            else:
+                problems.append(Problem("describe.write", bagpath, f"cannot be written: {exc.strerror or exc}"))
             continue
         fmt = RECORD_FORMATS.get(PurePosixPath(path).suffix.lower(), ("application/octet-stream", "", "", ""))
         infos.append(_info(ctx, bagpath, size, digests, fmt, original_name=path))

@@ -210,3 +210,14 @@ def test_describe_xml_char_in_a_file_name_or_event(tmp_path):
     assert reasons[0].startswith("original_name: character U+000B")
     assert reasons[1].startswith("event format identification: character U+0000")
     assert not (ctx.staging / METS_PATH).exists()
+
+
+def test_describe_write(tmp_path):
+    package, ctx = describe_sample.build(tmp_path)
+    ctx.staging.mkdir(parents=True, exist_ok=True)
+    (ctx.staging / "data").rename(ctx.staging / "objects-elsewhere")
+    (ctx.staging / "data").write_text("a file where the data/ folder must be")
+    package = stage.describe(package, ctx)
+    codes = {p.code for p in package.all_problems}
+    assert codes == {"describe.write"}
+    assert not (ctx.staging / METS_PATH).exists()
