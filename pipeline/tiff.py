@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -91,6 +90,12 @@ def _ifd_bytes(entries: Sequence[Entry], offset: int) -> bytes:
     return b"".join(head + values)
 
 
+def deflate(data: bytes) -> bytes:
+    """A zlib stream at level 6 from libdeflate (imagecodecs): several times faster than zlib."""
+    import imagecodecs
+    return imagecodecs.deflate_encode(data, 6)
+
+
 def _predict(rows: np.ndarray) -> np.ndarray:
     """Horizontal differencing (Predictor = 2), per sample, modulo the sample size."""
     out = rows.copy()
@@ -129,7 +134,7 @@ def encode(pixels: np.ndarray, layout: Layout, compression: int, resolution: tup
     for top in range(0, height, per_strip):
         rows = rows_source[top:top + per_strip]
         if compression == DEFLATE:
-            strips.append(zlib.compress((rows if packed else _predict(rows)).tobytes(), 6))
+            strips.append(deflate((rows if packed else _predict(rows)).tobytes()))
         else:
             strips.append(memoryview(np.ascontiguousarray(rows)).cast("B"))
     (xn, xd), (yn, yd), unit = resolution
