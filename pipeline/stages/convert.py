@@ -141,9 +141,18 @@ def _normalization_event(item: Item, ctx: Context, source: Source, original: Fil
                "master_pixel_sha256": [m.technical["master_pixel_sha256"] for m in masters],
                "pixel_digest": "sha256 over 'pixels-v1 <dtype> <shape>\\n' + C-contiguous little-endian samples",
                "decoder": f"{name} {version}", "proof_decoder": f"tifffile {tifffile.__version__}",
+               "encoder": _encoder(ctx.settings.compression),
                "orientation_applied": tech.get("orientation_applied", {}),
                "resolution_assumed": source.resolution_assumed,
                "metadata_carried": list(source.meta.carried), "metadata_dropped": list(source.meta.dropped)})
+
+
+def _encoder(compression: str) -> str:
+    from .. import __version__
+    if compression == "deflate":
+        import imagecodecs
+        return f"preservation-pipeline {__version__} TIFF writer, Deflate by {imagecodecs.deflate_version()}"
+    return f"preservation-pipeline {__version__} TIFF writer"
 
 
 def _warnings(item: Item, source: Source) -> list[Problem]:
