@@ -281,10 +281,10 @@ def agents_of(package: Package) -> list[Agent]:
 
 # --- streaming -------------------------------------------------------------------------------------
 
-# Namespaces each kind of section uses.  xmlfile serializes a section in one C call (fast) but
-# declares on its start tag every namespace of the section's parent: so the parent holds only
-# these, and the document repeats a few declarations per section in exchange for a writer that
-# streams 100,000 files in well under a minute (see benchmarks/bench_mets.py).
+# Namespaces each kind of section uses.  xmlfile serializes a section in one C call but declares
+# on its start tag every namespace of the section's parent: so the parent holds only these.  The
+# document repeats a few declarations per section; in exchange the writer is about ten times
+# faster than one that writes element by element (see benchmarks/bench_mets.py).
 SECTION_NAMESPACES = {
     "metsHdr": ("mets",), "dmdSec": ("mets", "xlink", "xsi", "oai_dc", "dc"),
     "amdSec": ("mets", "xsi", "premis", "mix"), "file": ("mets", "xlink"), "div": ("mets",),
