@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import describe_sample
 from pipeline import mets, premis
@@ -294,3 +295,22 @@ def test_describe_mets_flocat_not_reported_for_files_of_sibling_bags(described):
     assert check_mets(ctx.staging) == []
     (ctx.staging / "bag-info.txt").write_text("Bag-Count: 1 of 1\n")
     assert [p.code for p in check_mets(ctx.staging)] == ["describe.mets_flocat"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"),
+                        min_size=1, max_size=12).filter(lambda s: s not in (".", "..")), min_size=1, max_size=3))
+def test_href_round_trips_any_file_name(parts):
+    bagpath = "data/objects/originals/" + "/".join(parts)
+    link = mets.href(bagpath)
+    assert all(ch.isascii() and ch not in " \r\n\t\"<>" for ch in link)
+    assert os.path.normpath("data/metadata/" + unquote(link)) == os.path.normpath(bagpath)
+
+
+def test_unusual_names_are_consistent_and_valid(tmp_path, monkeypatch, xsd_dir):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    names = ["photos/100% sure #1.jpg", "photos/u\u0308ber/\u0645\u0633\u062c\u062f.jpg"]   # %, #, NFD, RTL
+    package, ctx = describe_sample.build(tmp_path, names=names)
+    package = describe(package, ctx)
+    assert package.all_problems == []
+    assert check_mets(ctx.staging, xsd_dir) == []
