@@ -30,6 +30,7 @@ HASH_NAMES = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sh
 LOCATED = {f"{{{NS['mets']}}}FLocat", f"{{{NS['mets']}}}mdRef"}
 IDREFS = ("ADMID", "DMDID", "FILEID")
 HREF = f"{{{NS['xlink']}}}href"
+CLEARED = {f"{{{NS['mets']}}}{name}" for name in ("dmdSec", "amdSec", "file", "div")}  # done with once read
 
 
 def check_mets(bag_root: Path, schemas_dir: Path | None = None) -> list[Problem]:
@@ -73,7 +74,7 @@ def _split(bag_root: Path) -> bool:
 def _consistency(bag_root: Path, mets: Path, split: bool = False) -> list[Problem]:
     problems: list[Problem] = []
     ids: set[str] = set()
-    refs: list[tuple[str, str, int]] = []
+    pending: list[tuple[str, str, int]] = []   # references to IDs not seen yet (few: metsHdr's)
     base = PurePosixPath(METS_PATH).parent
     try:
         for _, el in etree.iterparse(str(mets), events=("end",), resolve_entities=False, no_network=True,
@@ -86,11 +87,12 @@ def _consistency(bag_root: Path, mets: Path, split: bool = False) -> list[Proble
                 ids.add(ident)
             for attr in IDREFS:
                 for ref in (el.get(attr) or "").split():
-                    refs.append((attr, ref, el.sourceline or 0))
+                    if ref not in ids:
+                        pending.append((attr, ref, el.sourceline or 0))
             if el.tag in LOCATED:
                 holder = el.getparent() if el.tag.endswith("FLocat") else el
                 problems += _located(bag_root, base, el.get(HREF, ""), holder, el.sourceline or 0, split)
-            if el.tag in (f"{{{NS['mets']}}}file", f"{{{NS['mets']}}}dmdSec", f"{{{NS['mets']}}}amdSec"):
+            if el.tag in CLEARED:
                 el.clear(keep_tail=True)
                 while el.getprevious() is not None:
                     del el.getparent()[0]
@@ -99,7 +101,7 @@ def _consistency(bag_root: Path, mets: Path, split: bool = False) -> list[Proble
                                    f"line {exc.lineno}")]
     except OSError as exc:
         return problems + [Problem("describe.mets_unreadable", METS_PATH, f"cannot be read: {exc}")]
-    for attr, ref, line in refs:
+    for attr, ref, line in pending:
         if ref not in ids:
             problems.append(Problem("describe.mets_idref", METS_PATH,
                                     f"{attr} {ref!r} names no element of the document", f"line {line}"))
