@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import re
 import struct
@@ -63,7 +64,19 @@ def describe_unsupported(data: bytes, fmt: Format | None) -> str:
 # Library noise: warnings and C-level stderr become messages of the item's report.
 
 
-# File descriptor 2 and the warnings filters belong to the process: one capture at a time, so that
+LIBRARY_LOGGERS = ("tifffile", "imagecodecs", "PIL")
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, records: list) -> None:
+        super().__init__(logging.WARNING)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+# File descriptor 2, the warnings filters and the library loggers belong to the process: one capture at a time, so that
 # threads (Dask workers run several) never restore each other's descriptors out of order.
 _CAPTURE = threading.RLock()
 
@@ -71,15 +84,26 @@ _CAPTURE = threading.RLock()
 @contextmanager
 def captured(messages: list[str]) -> Iterator[None]:
     """Collect Python warnings and anything C libraries write to file descriptor 2."""
+    records: list[logging.LogRecord] = []
+    handler = _ListHandler(records)
+    loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
     with _CAPTURE, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sys.stderr.flush()
         saved = os.dup(2)
+        propagate = [lg.propagate for lg in loggers]
+        for lg in loggers:
+            lg.addHandler(handler)
+            lg.propagate = False
         with tempfile.TemporaryFile() as sink:
             os.dup2(sink.fileno(), 2)
             try:
                 yield
             finally:
+                for lg, prop in zip(loggers, propagate):
+                    lg.removeHandler(handler)
+                    lg.propagate = prop
+                messages.extend(r.getMessage() for r in records)
                 sys.stderr.flush()
                 os.dup2(saved, 2)
                 os.close(saved)

@@ -345,3 +345,20 @@ def test_convert_name_clash_two_originals_one_master_name(tmp_path):
     assert first.masters and not second.masters
     assert [p.code for p in errors_in(second.problems)] == ["convert.name_clash"]
     assert staged_files(ctx) == sorted([first.original.bagpath, first.masters[0].bagpath])
+
+
+def test_convert_library_message_reported_not_leaked(tmp_path, capfd):
+    """tifffile complains (through logging, to stderr) about a tag pointing outside the file."""
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.zeros((48, 64, 3), np.uint16), photometric="rgb", metadata=None,
+                     extratags=[(65000, "s", 0, "x" * 40, True)])
+    raw = bytearray(buf.getvalue())
+    with tifffile.TiffFile(io.BytesIO(bytes(raw))) as tf:
+        struct.pack_into("<I", raw, tf.pages[0].tags[65000].offset + 8, 10**6)
+    ctx = make_ctx(tmp_path)
+    item = convert_item(put(ctx, "odd.tif", bytes(raw)), ctx)
+    assert item.masters and not errors_in(item.problems)
+    messages = [p for p in item.problems if p.code == "convert.library_message"]
+    assert len(messages) == 1 and "invalid value offset" in messages[0].reason
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
