@@ -117,12 +117,16 @@ def remove_tree(path: Path) -> None:
 
 def preflight(output: Path, name: str) -> tuple[str, ...]:
     """Before a run does any work: finish a publish a killed run left half done (returns what it
-    published), or refuse when this collection's package is already in `output/`."""
+    published), or refuse when this collection's package is already in `output/`.  A bag sealed
+    by a killed run but never journaled goes back to the work area, for the stages to reuse."""
     if journal_path(output, name).exists():
         return finish(output, name)
     found = existing_targets(output, name)
     if found:
         raise refuse_existing(output, name, found)
+    sealed, work = sealed_dir(output, name) / name, staging_root(output) / name
+    if sealed.is_dir() and not os.path.lexists(work):
+        os.rename(sealed, work)  # sealed but never published: back to the stages, who reuse its files
     return ()
 
 

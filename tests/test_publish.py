@@ -209,3 +209,13 @@ def test_real_runs_two_at_once_then_kill_9_then_rerun(sample_collection, tmp_pat
         assert rerun.returncode == 0, rerun.stderr
     assert bagit.Bag(str(out / name)).validate()
     assert [p.name for p in out.iterdir() if p.name != ".staging"] == [name]
+
+
+def test_a_sealed_but_unpublished_bag_goes_back_to_the_work_area(tmp_path):
+    package, ctx = build(tmp_path / "output")
+    sealed = publish.sealed_dir(ctx.output, "coll")
+    sealed.mkdir()
+    ctx.staging.rename(sealed / "coll")  # killed after sealing, before the journal
+    assert publish.preflight(ctx.output, "coll") == ()
+    assert (ctx.staging / package.items[0].original.bagpath).is_file()
+    assert package_collection(package, ctx).published == ("coll",)
