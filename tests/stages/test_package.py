@@ -361,3 +361,24 @@ def test_io_write(tmp_path):
     pkg, ctx = build(tmp_path / "output", name=name)
     err = refused(pkg, ctx, "io.write")
     assert err.problems[0].path.endswith(f"{name}.publish") and "too long" in str(err)
+
+
+def test_sample_collection_split_and_serialized(sample_collection, tmp_path, cli):
+    out = tmp_path / "output"
+    proc = cli("run", sample_collection, "--output", out, "-q", "--max-bag-size", "12M", "--serialize", "tar")
+    assert proc.returncode == 0, proc.stderr
+    bags = sorted(p for p in out.iterdir() if p.is_dir() and p.name != ".staging")
+    count = len(bags)
+    assert count >= 2 and [b.name for b in bags] == [f"{sample_collection.name}-{k}-of-{count}"
+                                                     for k in range(1, count + 1)]
+    originals = []
+    for bag in bags:
+        assert bagit_valid(bag)
+        assert dict(read_tag_file(bag / "bag-info.txt"))["Bag-Group-Identifier"] == "khojaly-1992"
+        assert sum(f.stat().st_size for f in (bag / "data").rglob("*") if f.is_file()) <= 12 * 2**20
+        originals += [p.relative_to(bag).as_posix() for p in (bag / "data/objects/originals").rglob("*") if p.is_file()]
+        archive = out / f"{bag.name}.tar"
+        digest = (out / f"{bag.name}.tar.sha256").read_text(encoding="utf-8").split()[0]
+        assert digest == hash_file(archive, ["sha256"])[1]["sha256"]
+    received = [p for p in sample_collection.rglob("*") if p.suffix.lower() in (".jpg", ".png", ".tif")]
+    assert len(originals) == len(set(originals)) == len(received), "every original in exactly one bag"
