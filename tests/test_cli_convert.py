@@ -99,3 +99,13 @@ def test_usage_errors_exit_2(tmp_path, args):
     proc = run_cli("convert", *args)
     assert proc.returncode == 2, proc.stderr
     assert no_traceback(proc)
+
+
+def test_convert_json_report_of_a_failure(tmp_path):
+    src = tmp_path / "cut.jpg"
+    src.write_bytes(jpeg()[:700])
+    proc = run_cli("convert", src, tmp_path / "cut.tif", "--json")
+    assert proc.returncode == 1 and proc.stderr == ""
+    report = json.loads(proc.stdout)
+    assert report["proven"] is False and report["problems"][0]["code"] == "convert.truncated"
+    assert leftovers(tmp_path, {"cut.jpg"}) == []

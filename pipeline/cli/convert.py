@@ -12,7 +12,7 @@ from ..errors import ConversionError, UsageError, errors_in
 from ..model import Item
 from ..stage import Context, Settings
 from ..stages.convert import convert_item
-from . import EXIT_OK, cli, echo_json, echo_problems, json_option
+from . import EXIT_INVALID, EXIT_OK, cli, echo_json, echo_problems, json_option
 from .options import pixel_limit_option
 
 
@@ -50,6 +50,10 @@ def convert(src, dst, compression, pixel_limit, as_json):
         ctx = Context.create(settings, src.resolve().parent, work, "convert")
         item = convert_item(Item(id=ctx.make_id(src.name), relpath=src.name, record=None), ctx)
         errors = errors_in(item.problems)
+        if errors and as_json:
+            echo_json({"command": "convert", "source": str(src), "proven": False, "masters": [],
+                       "problems": [p.as_dict() for p in item.problems]})
+            return EXIT_INVALID
         if errors:
             raise ConversionError(f"{src}: {errors[0].reason} [{errors[0].code}]")
         targets = destinations(dst, len(item.masters))

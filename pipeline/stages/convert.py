@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import ssl
 from dataclasses import asdict, replace
 from pathlib import Path, PurePosixPath
@@ -46,9 +47,10 @@ def _record_path(ctx: Context, item: Item) -> Path:
 
 
 def _settings_key(ctx: Context) -> dict:
+    from .. import __version__
     s = ctx.settings
     return {"compression": s.compression, "default_resolution": s.default_resolution,
-            "algorithms": list(s.algorithms), "record": RECORD_VERSION}
+            "algorithms": list(s.algorithms), "record": RECORD_VERSION, "pipeline": __version__}
 
 
 def _reused(item: Item, ctx: Context, original_sha256: str) -> Item | None:
@@ -179,6 +181,7 @@ def convert_item(item: Item, ctx: Context) -> Item:
         reused = _reused(item, ctx, original_sha256)
         if reused is not None:
             return reused
+        _forget(item, ctx)
         return _convert(item, ctx, data, original_sha256, written)
     except PipelineError as exc:
         _remove(written)
@@ -193,18 +196,39 @@ def convert_item(item: Item, ctx: Context) -> Item:
             Problem("convert.write", item.relpath, f"cannot write into staging: {exc.strerror or exc}"),))
 
 
-def _clear_own(dest: Path, bagpath: str, item: Item, ctx: Context) -> None:
-    """Remove this item's own master left by an earlier run; refuse a name another item holds."""
-    if not dest.exists():
-        return
+def _claim(dest: Path, bagpath: str, item: Item, ctx: Context) -> None:
+    """Claim a master name for this item; refuse a name another item holds.
+
+    The claim (a small file named after the master, holding the item's relpath, created
+    atomically) survives a crash, so a rerun knows a master left in staging is this item's own
+    and replaces it.
+    """
+    claims = proofs_dir(ctx) / "claims"
+    claims.mkdir(parents=True, exist_ok=True)
+    claim = claims / f"{hashlib.sha256(bagpath.encode('utf-8')).hexdigest()}.txt"
+    tmp = claims / f".{claim.name}.{os.getpid()}.part"
+    tmp.write_text(item.relpath, encoding="utf-8")
     try:
-        rec = json.loads(_record_path(ctx, item).read_text(encoding="utf-8"))
-        own = bagpath in [m["bagpath"] for m in rec["masters"]]
-    except (OSError, ValueError, KeyError):
-        own = False
-    if not own:
-        raise ConversionError(f"{item.relpath}: master name taken", [_clash(item, bagpath)])
-    dest.unlink()
+        os.link(tmp, claim)
+    except FileExistsError:
+        if claim.read_text(encoding="utf-8") != item.relpath:
+            raise ConversionError(f"{item.relpath}: master name taken", [_clash(item, bagpath)]) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    dest.unlink(missing_ok=True)   # this item's own master from an earlier, unfinished run
+
+
+def _forget(item: Item, ctx: Context) -> None:
+    """Remove what an earlier run wrote for this item (its original has changed or failed)."""
+    path = _record_path(ctx, item)
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        paths = [rec["original"]["bagpath"], *(m["bagpath"] for m in rec["masters"])]
+    except (OSError, ValueError, KeyError, TypeError):
+        paths = []
+    for bagpath in paths + [f"{ORIGINALS}/{item.relpath}"]:
+        (ctx.staging / bagpath).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
 
 
 def _clash(item: Item, bagpath: str) -> Problem:
@@ -225,7 +249,7 @@ def _convert(item: Item, ctx: Context, data: bytes, original_sha256: str, writte
     masters, proven, mismatch = [], True, ""
     for bagpath, frame in zip(bagpaths, source.iter_frames()):
         dest = ctx.staging / bagpath
-        _clear_own(dest, bagpath, item, ctx)
+        _claim(dest, bagpath, item, ctx)
         dest.parent.mkdir(parents=True, exist_ok=True)
         m = write_master(source, frame, dest, s.compression, s.algorithms)
         del frame

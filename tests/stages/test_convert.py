@@ -362,3 +362,24 @@ def test_convert_library_message_reported_not_leaked(tmp_path, capfd):
     assert len(messages) == 1 and "invalid value offset" in messages[0].reason
     captured = capfd.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+def test_rerun_after_a_crash_before_the_record_replaces_the_masters(tmp_path):
+    """A crash after the master was linked but before the proof record: no false name clash."""
+    ctx = make_ctx(tmp_path)
+    item = put(ctx, "c.png", png("RGB"))
+    first = convert_item(item, ctx)
+    (proofs_dir(ctx) / f"{item.id}.json").unlink()
+    again = convert_item(item, ctx)
+    assert not errors_in(again.problems) and "reused" not in again.events[1].detail
+    assert again.masters[0].checksums == first.masters[0].checksums
+
+
+def test_original_replaced_by_a_broken_file_leaves_nothing_of_the_old_one(tmp_path):
+    ctx = make_ctx(tmp_path)
+    item = put(ctx, "c.png", png("RGB"))
+    assert convert_item(item, ctx).masters
+    (ctx.ingest / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
+    again = convert_item(item, ctx)
+    assert [p.code for p in errors_in(again.problems)] == ["convert.undecodable"]
+    assert staged_files(ctx) == []
