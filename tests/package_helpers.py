@@ -68,6 +68,16 @@ def bagit_valid(path: Path) -> bool:
     return True
 
 
+def pipeline_valid(path: Path, profile: Optional[Path] = None) -> bool:
+    """`pipeline verify` (in-process): every checksum, and the profile's rules when given."""
+    from pipeline.profile import load_profile
+    from pipeline.verify import verify_bag
+
+    report = verify_bag(path, workers=1, profile=load_profile(profile) if profile else None)
+    assert report.valid, [p.render() for p in report.problems]
+    return True
+
+
 def tree_bytes(root: Path) -> dict[str, bytes]:
     """Every file under `root` with its bytes, for byte-identical comparisons."""
     out = {}

@@ -19,7 +19,7 @@ from pathlib import Path
 import bagit
 import pytest
 
-from package_helpers import build, tree_bytes
+from package_helpers import bagit_valid, build, pipeline_valid, tree_bytes
 from pipeline import publish
 from pipeline.errors import PackagingError
 from pipeline.stages.package import package_collection
@@ -58,6 +58,11 @@ def reference(tmp_path_factory):
         proc = driver(out, args)
         assert proc.returncode == 0, proc.stderr
         steps = int(proc.stderr.rsplit("steps=", 1)[1])
+        for entry in out.iterdir():
+            if entry.is_dir() and entry.name != ".staging":
+                assert bagit_valid(entry)
+            elif entry.suffix != ".sha256":
+                assert pipeline_valid(entry)
         refs[args] = (snapshot(out), steps)
     return refs
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from package_helpers import bagit_valid, build, tree_bytes
+from package_helpers import bagit_valid, build, pipeline_valid, tree_bytes
 from pipeline.errors import PackagingError
 from pipeline.serialize import EXTENSIONS, write_archive
 from pipeline.stage import Settings
@@ -44,6 +44,7 @@ def test_archive_holds_the_bag_under_one_folder(bag, tmp_path, fmt):
     archive = tmp_path / f"coll{EXTENSIONS[fmt]}"
     digest = write_archive(bag, archive, fmt, WHEN)
     assert digest == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert pipeline_valid(archive)
     out = unpack(archive, fmt, tmp_path / "x")
     assert [p.name for p in out.iterdir()] == ["coll"]
     assert tree_bytes(out / "coll") == tree_bytes(bag)
@@ -111,6 +112,7 @@ def test_stage_publishes_archive_and_sidecar(tmp_path, fmt):
     archive = ctx.output / name
     sidecar = (ctx.output / f"{name}.sha256").read_text(encoding="utf-8")
     assert sidecar == f"{hashlib.sha256(archive.read_bytes()).hexdigest()}  {name}\n"
+    assert pipeline_valid(archive)  # streamed, not unpacked
     out = unpack(archive, fmt, tmp_path / "x")
     assert bagit_valid(out / "coll")
     assert tree_bytes(out / "coll") == tree_bytes(ctx.output / "coll")
