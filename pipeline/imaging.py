@@ -308,7 +308,9 @@ def _xmp_orientation_reset(xmp: bytes | None, orientation: int) -> bytes | None:
 def _needs_tifffile(data: bytes) -> bool:
     import tifffile
     with tifffile.TiffFile(io.BytesIO(data)) as tf:
-        return any(p.bitspersample > 8 and p.samplesperpixel > 1 for p in tf.pages)
+        # 16-bit colour (Pillow cuts it to 8 bits) and 16-bit min-is-white (Pillow does not
+        # invert it as it does 8-bit, so its values would be written as min-is-black)
+        return any(p.bitspersample > 8 and (p.samplesperpixel > 1 or p.photometric == 0) for p in tf.pages)
 
 
 def open_source(data: bytes, path: str, pixel_limit: int, default_resolution: float = 300.0) -> Source:
@@ -470,7 +472,8 @@ def _tifffile_source(data, path, fmt, limit, default_resolution) -> Source:
     first = pages[0]
     total = 0
     for page in pages:
-        if page.photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
+        if page.photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB,
+                                    tifffile.PHOTOMETRIC.MINISWHITE):
             raise _fail("convert.mode", path, f"16-bit {page.photometric.name} TIFF is not supported",
                         UnsupportedInput)
         if page.sampleformat != 1 or page.bitspersample not in (8, 16) or page.is_tiled and page.imagedepth > 1:

@@ -117,6 +117,10 @@ def tiff(mode: str) -> bytes:
                          extratags=[(271, "s", 0, "BigEndianCam", True), (34675, "B", 0, srgb_icc(), True)],
                          metadata=None)
         return buf.getvalue()
+    if mode == "white16":
+        buf = io.BytesIO()
+        tifffile.imwrite(buf, gradient(1, np.uint16), photometric="miniswhite", metadata=None)
+        return buf.getvalue()
     if mode == "pages":
         buf = io.BytesIO()
         with tifffile.TiffWriter(buf) as tw:
@@ -150,6 +154,7 @@ SOURCES = {
     "grey16.png": lambda: png("I;16"), "rgb16.png": lambda: png("RGB;16"), "rgba16.png": lambda: png("RGBA;16"),
     "rgb.tif": lambda: tiff("RGB"), "cmyk.tif": lambda: tiff("CMYK"), "bilevel.tif": lambda: tiff("1"),
     "grey16.tif": lambda: tiff("I;16"), "rgb16.tif": lambda: tiff("RGB;16"), "bigendian.tif": lambda: tiff("BE"),
+    "white16.tif": lambda: tiff("white16"),
     "rgb.webp": lambda: webp("RGB"), "rgba.webp": lambda: webp("RGBA"), "palette.gif": lambda: gif(),
 }
 MULTI = {"pages.tif": (lambda: tiff("pages"), 3), "animated.gif": (lambda: gif(True), 3),
@@ -162,7 +167,7 @@ def expected_frames(data: bytes) -> list[np.ndarray]:
         return [imagecodecs.png_decode(data)]
     if data[:4] in (b"II*\0", b"MM\0*"):
         with tifffile.TiffFile(io.BytesIO(data)) as tf:
-            if any(p.bitspersample == 16 and p.samplesperpixel > 1 for p in tf.pages):
+            if any(p.bitspersample == 16 and (p.samplesperpixel > 1 or p.photometric == 0) for p in tf.pages):
                 return [p.asarray() for p in tf.pages]
     im = Image.open(io.BytesIO(data))
     out = []

@@ -186,7 +186,7 @@ def test_icc_profile_embedded_unchanged(converted, name):
 
 @pytest.mark.parametrize("name,bits,samples,photometric", [
     ("rgb16.png", 16, 3, "RGB"), ("rgba16.png", 16, 4, "RGB"), ("rgb16.tif", 16, 3, "RGB"),
-    ("grey16.png", 16, 1, "min-is-black"), ("grey16.tif", 16, 1, "min-is-black"), ("bilevel.png", 1, 1, "min-is-black"),
+    ("grey16.png", 16, 1, "min-is-black"), ("white16.tif", 16, 1, "min-is-white"), ("grey16.tif", 16, 1, "min-is-black"), ("bilevel.png", 1, 1, "min-is-black"),
     ("bilevel.tif", 1, 1, "min-is-black"), ("cmyk.jpg", 8, 4, "separated (CMYK)"), ("palette.png", 8, 4, "RGB"),
     ("palette.gif", 8, 4, "RGB"), ("la.png", 8, 2, "min-is-black")])
 def test_bit_depth_and_colour_model_kept(converted, name, bits, samples, photometric):
