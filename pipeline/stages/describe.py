@@ -139,61 +139,78 @@ def _name_problems(item: Item) -> list[Problem]:
             for what, text in texts if (reason := xml_char_problem(text))]
 
 
-def describe(package: Package, ctx: Context) -> Package:
+def _write_descriptions(package: Package, ctx: Context) -> tuple[Package, dict[str, FileInfo]]:
+    """Copy the submitted records and write the DC of the collection and of every item.
+
+    Returns the package with these files in `metadata_files`, the problems found, the items
+    with their supplemented events, and the qualified DC FileInfo of the collection and of
+    each item (for the METS's mdRefs).  Raises OSError when the staging area cannot be written.
+    """
     collection = dict(package.collection.data) if package.collection else {}
-    package = _with_agents(package, ctx)
-    agent = pipeline_agent()
-    items, problems, metadata = [], [], []
+    # data/metadata/ is this stage's alone: a rerun starts it afresh, so nothing stale of an
+    # earlier run (a record or an item since removed) can reach the bag.
+    if (ctx.staging / METADATA_DIR).exists():
+        shutil.rmtree(ctx.staging / METADATA_DIR)
+    metadata, problems = _copy_records(package, ctx)
     dcterms_files: dict[str, FileInfo] = {}
-    try:
-        # data/metadata/ is this stage's alone: a rerun starts it afresh, so nothing stale of an
-        # earlier run (a record or an item since removed) can reach the bag.
-        if (ctx.staging / METADATA_DIR).exists():
-            shutil.rmtree(ctx.staging / METADATA_DIR)
-        infos, copy_problems = _copy_records(package, ctx)
-        metadata += infos
-        problems += copy_problems
-        terms = dc.collection_terms(collection, len(package.items))
-        problems += _text_problems(package.collection.path if package.collection else "collection.json", terms)
-        if not problems:
-            written = _write_dc(ctx, None, terms)
+    terms = dc.collection_terms(collection, len(package.items))
+    problems += _text_problems(package.collection.path if package.collection else "collection.json", terms)
+    if not problems:
+        written = _write_dc(ctx, None, terms)
+        metadata += written
+        dcterms_files["collection"] = written[1]
+    agent, items = pipeline_agent(), []
+    for item in package.items:
+        item_problems = [] if item.original else [
+            Problem("describe.no_files", item.relpath, "no original file in the package")]
+        terms = _item_terms(item, collection)
+        item_problems += _text_problems(item.record.path if item.record else item.relpath, terms)
+        item_problems += _name_problems(item)
+        if not item_problems:
+            written = _write_dc(ctx, item, terms)
             metadata += written
-            dcterms_files["collection"] = written[1]
-        for item in package.items:
-            item_problems = [] if item.original else [
-                Problem("describe.no_files", item.relpath, "no original file in the package")]
-            terms = _item_terms(item, collection)
-            item_problems += _text_problems(item.record.path if item.record else item.relpath, terms)
-            item_problems += _name_problems(item)
-            if not item_problems:
-                written = _write_dc(ctx, item, terms)
-                metadata += written
-                dcterms_files[item.id] = written[1]
-                item = _supplement_events(item, ctx, agent)
-            items.append(replace(item, problems=item.problems + tuple(item_problems)))
-    except OSError as exc:
-        return replace(package, problems=package.problems + (
-            Problem("describe.write", DC_DIR, f"cannot be written: {exc.strerror or exc}"),))
-    package = replace(package, items=tuple(items),
-                      metadata_files=package.metadata_files + tuple(sorted(metadata, key=lambda f: f.bagpath)),
-                      problems=package.problems + tuple(problems))
-    if errors_in(package.all_problems):
-        return package
+            dcterms_files[item.id] = written[1]
+            item = _supplement_events(item, ctx, agent)
+        items.append(replace(item, problems=item.problems + tuple(item_problems)))
+    kept = tuple(f for f in package.metadata_files if not f.bagpath.startswith(METADATA_DIR + "/"))
+    package = replace(package, items=tuple(items), problems=package.problems + tuple(problems),
+                      metadata_files=kept + tuple(sorted(metadata, key=lambda f: f.bagpath)))
+    return package, dcterms_files
+
+
+def _write_package_mets(package: Package, ctx: Context, dcterms_files: dict[str, FileInfo]) -> FileInfo:
+    collection = dict(package.collection.data) if package.collection else {}
 
     def dc_record(item: Optional[Item]) -> etree._Element:
         if item is None:
             return dc.oai_dc(dc.collection_terms(collection, len(package.items)))
         return dc.oai_dc(_item_terms(item, collection))
 
+    size, digests = write_mets(ctx.staging / METS_PATH, package, created=ctx.now(),
+                               organization=_organization(package, ctx), dc_record=dc_record,
+                               agent_md_id=lambda a: "agent-" + ctx.make_id("agent", agent_key(a)),
+                               dcterms_files=dcterms_files, algorithms=ctx.settings.algorithms)
+    return _info(ctx, METS_PATH, size, digests, XML_FORMAT)
+
+
+def _failed(package: Package, where: str, exc: OSError) -> Package:
+    return replace(package, problems=package.problems + (
+        Problem("describe.write", where, f"cannot be written: {exc.strerror or exc}"),))
+
+
+def describe(package: Package, ctx: Context) -> Package:
+    """Records, DC, then the METS (last, so it can list every other file), then its check."""
+    package = _with_agents(package, ctx)
     try:
-        size, digests = write_mets(ctx.staging / METS_PATH, package, created=ctx.now(),
-                                   organization=_organization(package, ctx), dc_record=dc_record,
-                                   agent_md_id=lambda a: "agent-" + ctx.make_id("agent", agent_key(a)),
-                                   dcterms_files=dcterms_files, algorithms=ctx.settings.algorithms)
+        package, dcterms_files = _write_descriptions(package, ctx)
     except OSError as exc:
-        return replace(package, problems=package.problems + (
-            Problem("describe.write", METS_PATH, f"cannot be written: {exc.strerror or exc}"),))
-    mets_info = _info(ctx, METS_PATH, size, digests, XML_FORMAT)
+        return _failed(package, DC_DIR, exc)
+    if errors_in(package.all_problems):
+        return package
+    try:
+        mets_info = _write_package_mets(package, ctx, dcterms_files)
+    except OSError as exc:
+        return _failed(package, METS_PATH, exc)
     package = replace(package, metadata_files=package.metadata_files + (mets_info,))
     return replace(package, problems=package.problems + tuple(check_mets(ctx.staging, ctx.settings.schemas_dir)))
 
