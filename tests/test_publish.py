@@ -59,10 +59,9 @@ def reference(tmp_path_factory):
         assert proc.returncode == 0, proc.stderr
         steps = int(proc.stderr.rsplit("steps=", 1)[1])
         for entry in out.iterdir():
-            if entry.is_dir() and entry.name != ".staging":
-                assert bagit_valid(entry)
-            elif entry.suffix != ".sha256":
-                assert pipeline_valid(entry)
+            if entry.name == ".staging" or entry.suffix == ".sha256":
+                continue
+            assert bagit_valid(entry) if entry.is_dir() else pipeline_valid(entry)
         refs[args] = (snapshot(out), steps)
     return refs
 
