@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Optional
 
 from lxml import etree
 
-from .model import Agent, Event, FileInfo
+from .model import Agent, Event, FileInfo, PRESERVATION
 from .xmlio import NS
 
 VOCAB = "http://id.loc.gov/vocabulary/preservation/"
@@ -105,7 +105,7 @@ def object_element(info: FileInfo, *, sources: Iterable[str] = (), derivatives: 
         registry = _sub(fmt, "formatRegistry")
         _sub(registry, "formatRegistryName", "PRONOM")
         _sub(registry, "formatRegistryKey", info.pronom)
-    if info.original_name:
+    if info.original_name and info.role != PRESERVATION:   # a master was never received under a name
         _sub(obj, "originalName", info.original_name)
     for subtype, related in (("has source", list(sources)), ("is source of", list(derivatives))):
         if not related:

@@ -314,3 +314,18 @@ def test_unusual_names_are_consistent_and_valid(tmp_path, monkeypatch, xsd_dir):
     package = describe(package, ctx)
     assert package.all_problems == []
     assert check_mets(ctx.staging, xsd_dir) == []
+
+
+def test_original_name_only_on_originals_and_ingestion_implemented_by_the_organization(described):
+    package, _, path = described
+    root = parse(path).getroot()
+    item = package.items[0]
+    names = {}
+    for obj in root.iter(q("premis:object")):
+        names[obj.findtext(f".//{q('premis:objectIdentifierValue')}")] = obj.findtext(q("premis:originalName"))
+    assert names[item.original.id] == "photos/001 first.jpg"
+    assert names[item.masters[0].id] is None
+    ingestion = next(e for e in root.iter(q("premis:event")) if e.findtext(q("premis:eventType")) == "ingestion")
+    roles = [(a.findtext(q("premis:linkingAgentIdentifierValue")), a.findtext(q("premis:linkingAgentRole")))
+             for a in ingestion.iter(q("premis:linkingAgentIdentifier"))]
+    assert roles[1] == ("organization:Example Archive", "implementer")

@@ -64,7 +64,7 @@ def _with_agents(package: Package, ctx: Context) -> Package:
     return replace(package, agents=tuple(agents))
 
 
-def _supplement_events(item: Item, ctx: Context, agent: Agent) -> Item:
+def _supplement_events(item: Item, ctx: Context, agent: Agent, org: Optional[Agent]) -> Item:
     """Add the ingestion and message digest events an upstream stage did not record."""
     files = ([item.original] if item.original else []) + list(item.masters)
     if not files:
@@ -73,7 +73,8 @@ def _supplement_events(item: Item, ctx: Context, agent: Agent) -> Item:
     if not any(e.type == "ingestion" for e in events):
         events.insert(0, Event(id=ctx.make_id("event", "ingestion", item.relpath), type="ingestion",
                                datetime=ctx.now(), detail="photograph and record accepted into the package",
-                               agents=((agent, "executing program"),), objects=((files[0].id, "source"),)))
+                               agents=((agent, "executing program"),) + (((org, "implementer"),) if org else ()),
+                               objects=((files[0].id, "source"),)))
     digested = {oid for e in events if e.type == "message digest calculation" for oid, _ in e.objects}
     for info in files:
         if info.id not in digested:
@@ -160,6 +161,7 @@ def _write_descriptions(package: Package, ctx: Context) -> tuple[Package, dict[s
         metadata += written
         dcterms_files["collection"] = written[1]
     agent, items = pipeline_agent(), []
+    org = next((a for a in package.agents if a.type == "organization"), None)
     for item in package.items:
         item_problems = [] if item.original else [
             Problem("describe.no_files", item.relpath, "no original file in the package")]
@@ -170,7 +172,7 @@ def _write_descriptions(package: Package, ctx: Context) -> tuple[Package, dict[s
             written = _write_dc(ctx, item, terms)
             metadata += written
             dcterms_files[item.id] = written[1]
-            item = _supplement_events(item, ctx, agent)
+            item = _supplement_events(item, ctx, agent, org)
         items.append(replace(item, problems=item.problems + tuple(item_problems)))
     kept = tuple(f for f in package.metadata_files if not f.bagpath.startswith(METADATA_DIR + "/"))
     package = replace(package, items=tuple(items), problems=package.problems + tuple(problems),
