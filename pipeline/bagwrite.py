@@ -36,8 +36,9 @@ def tag_value(value: Any) -> str:
 
 
 def manifest_text(files: Iterable[FileInfo], algorithm: str) -> str:
-    lines = sorted(f"{f.checksums[algorithm].lower()}  {encode_path(f.bagpath)}\n" for f in files)
-    return "".join(lines)
+    """`checksum  path` lines, sorted by path."""
+    return "".join(f"{f.checksums[algorithm].lower()}  {encode_path(f.bagpath)}\n"
+                   for f in sorted(files, key=lambda f: f.bagpath))
 
 
 def payload_oxum(files: Sequence[FileInfo]) -> str:
