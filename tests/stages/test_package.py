@@ -385,3 +385,25 @@ def test_sample_collection_split_and_serialized(sample_collection, tmp_path, cli
         assert digest == hash_file(archive, ["sha256"])[1]["sha256"]
     received = [p for p in sample_collection.rglob("*") if p.suffix.lower() in (".jpg", ".png", ".tif")]
     assert len(originals) == len(set(originals)) == len(received), "every original in exactly one bag"
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=1000), min_size=2, max_size=12),
+       st.integers(min_value=0, max_value=300), st.integers(min_value=1, max_value=2500))
+def test_split_keeps_every_item_once_in_order_within_the_limit(sizes, meta_size, limit):
+    from pipeline.model import METADATA, ORIGINAL, FileInfo, Item, Package
+    from pipeline.stages.package import split
+
+    def info(role, path, size):
+        return FileInfo(role=role, bagpath=path, size=size, checksums={})
+    items = tuple(Item(id=str(i), relpath=f"{i}.jpg", record=None,
+                       original=info(ORIGINAL, f"data/objects/originals/{i}.jpg", n)) for i, n in enumerate(sizes))
+    pkg = Package(name="p", source=Path("."), collection=None, items=items,
+                  metadata_files=(info(METADATA, "data/metadata/mets.xml", meta_size),))
+    groups, warnings = split(pkg, limit)
+    assert [i for g in groups for i in g] == list(items) and all(groups)
+    oversize = {p.path for p in warnings}
+    assert oversize == {i.relpath for i in items if i.original.size + meta_size > limit} or len(groups) == 1
+    for group in groups:
+        total = meta_size + sum(i.original.size for i in group)
+        assert total <= limit or len(groups) == 1 or (len(group) == 1 and group[0].relpath in oversize)
