@@ -162,7 +162,8 @@ def finish(output: Path, name: str) -> tuple[str, ...]:
         except FileExistsError as exc:
             raise refuse_existing(output, name, [dst]) from exc
         except OSError as exc:
-            raise PackagingError(f"{dst}: could not move into {output}: {exc.strerror or exc}") from exc
+            raise PackagingError(f"{dst}: could not move into {output}: {exc.strerror or exc} "
+                                 f"(to package afresh instead, remove {journal})") from exc
     fsync_dir(output)
     remove_tree(sealed_dir(output, name))
     remove_tree(root / name)  # the stages' work area: done with

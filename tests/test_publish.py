@@ -223,3 +223,15 @@ def test_a_sealed_but_unpublished_bag_goes_back_to_the_work_area(tmp_path):
     assert publish.preflight(ctx.output, "coll") == ()
     assert (ctx.staging / package.items[0].original.bagpath).is_file()
     assert package_collection(package, ctx).published == ("coll",)
+
+
+def test_a_journal_whose_sources_are_gone_says_how_to_start_afresh(tmp_path):
+    output = tmp_path / "output"
+    publish.staging_root(output).mkdir(parents=True)
+    journal = publish.journal_path(output, "coll")
+    journal.write_text('{"moves": [["coll.sealed/coll", "coll"]]}')
+    with pytest.raises(PackagingError) as err:
+        publish.preflight(output, "coll")
+    assert str(journal) in str(err.value) and not (output / "coll").exists()
+    journal.unlink()
+    assert publish.preflight(output, "coll") == ()
