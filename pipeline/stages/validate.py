@@ -206,6 +206,8 @@ def date_bounds(value: str) -> tuple[date, date] | None:
     year, _, rest = value.partition("-")
     month, _, day_text = rest.partition("-")
     y0, y1 = int(year.replace("X", "0")), int(year.replace("X", "9"))
+    if y0 < 1:
+        return None  # year 0000 and before: beyond Python's calendar, nothing to compare
     if not month or month == "XX" or 21 <= int(month) <= 24:
         start, end = date(max(y0, 1), 1, 1), date(y1, 12, 31)
     elif not day_text or day_text == "XX":

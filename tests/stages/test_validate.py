@@ -18,8 +18,8 @@ from pipeline import validate_collection
 from pipeline.errors import CODES, ERROR, errors_in
 from pipeline.model import Item, Record
 from pipeline.stage import Context, Settings
-from pipeline.stages.validate import (XML_ILLEGAL, captured_stderr, date_bounds, place_spellings, twins,
-                                      validate_item)
+from pipeline.stages.validate import (XML_ILLEGAL, captured_stderr, date_bounds, date_problems,
+                                      place_spellings, twins, validate_item)
 
 ONE = Settings(workers=1)
 RECORD = {"identifier": "a", "date": "1992-02", "place": ["Azerbaijan", "Aghdam"]}
@@ -183,6 +183,7 @@ def test_caption_date_far_from_exif_is_a_warning_near_is_not(tmp_path):
     ("1992?", ("1991-01-01", "1993-12-31")),
     ("1992-12", ("1992-12-01", "1992-12-31")),
     ("../1992", None),
+    ("0000", None),
 ])
 def test_edtf_bounds(value, bounds):
     got = date_bounds(value)
@@ -279,3 +280,12 @@ def test_damaged_images_are_reported_never_raised(one_image, name, cut, flips):
     assert item.image.keys() >= {"mimetype", "width", "height", "mode", "bits_per_sample", "frames"}
     for p in item.problems:
         assert p.code.startswith(("image.", "date.")), p.render()
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(value=st.from_regex(json.loads((Path(__file__).parents[2] / "schemas" / "item.schema.json").read_text())
+                           ["properties"]["date"]["pattern"], fullmatch=True))
+def test_any_date_of_the_schema_form_is_judged_without_crashing(value):
+    record = Record("a.json", RECORD | {"date": value})
+    for p in date_problems(record, "1992-02-27T12:00:00"):
+        assert p.code in ("record.date", "date.exif_mismatch"), p.render()
