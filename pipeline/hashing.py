@@ -92,7 +92,8 @@ RESULT_BYTES = 1 << 24  # ...or fewer results once this many bytes were hashed
 
 
 class Hashed(NamedTuple):
-    """One file of `hash_many`: `path` as given; `error` is "" or why the file could not be read."""
+    """One file of `hash_many`: `path` as given (a str, or str subclass, is the very object given);
+    `error` is "" or why the file could not be read."""
 
     path: str
     size: int

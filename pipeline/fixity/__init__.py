@@ -109,12 +109,23 @@ class _Recorder:
         self.runs, self.count, self.last = {}, 0, time.monotonic()
 
 
+class _TaskPath(str):
+    """A file's path that carries its run and task through `hash_many` (which hands back the path
+    object it was given), so that no path -> task table of the whole store is needed."""
+
+    __slots__ = ("run", "task")
+
+
 def _hash_folders(chosen: list[tuple[_Run, FileTask]], workers: int) -> Iterator[tuple[_Run, FileTask, object]]:
-    by_path = {disk_path(run.plan, task): (run, task) for run, task in chosen}
+    def paths() -> Iterator[_TaskPath]:  # made lazily: only the files in flight exist as paths
+        for run, task in chosen:
+            path = _TaskPath(disk_path(run.plan, task))
+            path.run, path.task = run, task
+            yield path
+
     algorithms = sorted({alg for _, task in chosen for alg in task.expected})
-    for result in hash_many(list(by_path), algorithms, workers, follow_symlinks=False):
-        run, task = by_path.pop(result.path)
-        yield run, task, (result.size, result.digests, result.error)
+    for result in hash_many(paths(), algorithms, workers, follow_symlinks=False):
+        yield result.path.run, result.path.task, (result.size, result.digests, result.error)
 
 
 def _hash_archive(run: _Run) -> Iterator[tuple[_Run, FileTask, object]]:

@@ -52,7 +52,7 @@ class Finding:
                 "field": self.field, "reason": self.reason}
 
 
-@dataclass
+@dataclass(slots=True)
 class FileTask:
     """A file to re-hash: `key` is its NFC name (the registry's), `rel` its name in the bag."""
 
@@ -163,14 +163,16 @@ class _Expectations:
             self.payload_algs.append(manifest.algorithm)
         alg = manifest.algorithm
         for entry in manifest.entries:
-            where = f"{name} line {entry.line}"
-            if not is_inside(Path("."), entry.path):
+            path = entry.path
+            suspicious = not path or path[:1] == "/" or "\\" in path or ".." in path  # fast path first
+            if suspicious and not is_inside(Path("."), path):
                 plan.findings.append(Finding("fixity.unsafe_path", entry.path, "path leaves the bag; not opened",
-                                             field=where))
+                                             field=f"{name} line {entry.line}"))
                 continue
             if not manifest.tag and not entry.path.startswith("data/"):
                 plan.findings.append(Finding("fixity.manifest_line", entry.path,
-                                             "a payload manifest lists a file outside data/", field=where))
+                                             "a payload manifest lists a file outside data/",
+                                             field=f"{name} line {entry.line}"))
                 continue
             key = nfc(entry.path)
             known = self.by_key.get(key)
@@ -179,7 +181,7 @@ class _Expectations:
             elif alg in known[1] and known[1][alg] != entry.digest:
                 plan.findings.append(Finding("fixity.duplicate", entry.path,
                                              f"listed again with another {alg} checksum", alg,
-                                             known[1][alg], entry.digest, where))
+                                             known[1][alg], entry.digest, f"{name} line {entry.line}"))
             else:
                 known[1][alg] = entry.digest
 

@@ -9,7 +9,8 @@ Schema (version 1):
              (an audit killed halfway keeps finished and outcome NULL: "interrupted")
     checks  (audit_id, path, checked, outcome, size, seen, expected)   one row per file per audit
              outcome: intact | changed | missing | unexpected | unreadable | special | ...
-             seen/expected: JSON objects algorithm -> hex digest
+             seen/expected: JSON objects algorithm -> hex digest (expected only when it
+             differs from what was seen: for an intact file it is the same)
     files   (bag_id, path, size, last_checked, last_outcome, last_verified)   latest state per file;
              last_verified is the last time the file was found intact (rolling audits pick the
              oldest first, never-verified first)
@@ -53,6 +54,15 @@ CREATE TABLE IF NOT EXISTS files (
     last_checked TEXT, last_outcome TEXT, last_verified TEXT,
     PRIMARY KEY (bag_id, path)) WITHOUT ROWID;
 """
+
+
+def _digests_json(digests: Optional[dict]) -> str:
+    """{"sha256": "hex", ...}: algorithm names and hex digests need no escaping (fast path)."""
+    if not digests:
+        return "{}"
+    if all(k.isalnum() and v.isalnum() for k, v in digests.items()):
+        return "{" + ", ".join(f'"{k}": "{digests[k]}"' for k in sorted(digests)) + "}"
+    return json.dumps(digests, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -163,8 +173,8 @@ class Registry:
                verification: bool = True) -> None:
         """Record one batch of checks and commit it.  `verification=False` (a completeness check)
         leaves each file's last verification untouched."""
-        rows = [(audit_id, c.path, checked, c.outcome, c.size, json.dumps(c.seen or {}, sort_keys=True),
-                 json.dumps(c.expected or {}, sort_keys=True), c.code, c.reason) for c in checks]
+        rows = [(audit_id, c.path, checked, c.outcome, c.size, _digests_json(c.seen),
+                 _digests_json(c.expected), c.code, c.reason) for c in checks]
         with self.transaction() as db:
             db.executemany("INSERT INTO checks (audit_id, path, checked, outcome, size, seen, expected, code, reason)"
                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
