@@ -17,6 +17,8 @@ _PCT = re.compile(r"%(0[dDaA]|25)")
 
 def decode_path(text: str) -> str:
     """Undo RFC 8493 percent-encoding (only CR, LF and %)."""
+    if "%" not in text:
+        return text
     return _PCT.sub(lambda m: {"0d": "\r", "0a": "\n", "25": "%"}[m.group(1).lower()], text)
 
 
@@ -29,7 +31,7 @@ def nfc(path: str) -> str:
     return unicodedata.normalize("NFC", path)
 
 
-@dataclass
+@dataclass(slots=True)
 class ManifestEntry:
     path: str          # decoded, relative to the bag root, POSIX
     digest: str        # lower-case hex
@@ -48,6 +50,8 @@ class Manifest:
 
 
 _LINE = re.compile(r"^([^ \t]*)[ \t]+(.*)$", re.S)
+_EOL = re.compile(r"\r\n|\n|\r")   # RFC 8493 line ends; U+2028 and friends are not among them
+_HEX = re.compile(r"[0-9A-Fa-f]+")
 
 
 def parse_manifest(path: Path, encoding: str = "utf-8") -> Manifest:
@@ -65,7 +69,7 @@ def parse_manifest_bytes(name: str, data: bytes, encoding: str = "utf-8") -> Man
         manifest.bom = True
         text = text[1:]
     # Only LF, CRLF and CR end lines here: a literal U+2028 or other separator is part of a name.
-    for number, raw in enumerate(re.split(r"\r\n|\n|\r", text), start=1):
+    for number, raw in enumerate(_EOL.split(text), start=1):
         if raw == "":
             continue
         match = _LINE.match(raw)
@@ -77,7 +81,7 @@ def parse_manifest_bytes(name: str, data: bytes, encoding: str = "utf-8") -> Man
         if rest.startswith("*"):
             manifest.legacy_lines.append(number)
             rest = rest[1:]
-        if not re.fullmatch(r"[0-9A-Fa-f]+", digest):
+        if not _HEX.fullmatch(digest):
             manifest.errors.append((number, f"checksum {digest!r} is not hexadecimal"))
             continue
         manifest.entries.append(ManifestEntry(decode_path(rest), digest.lower(), number))
@@ -101,7 +105,7 @@ class Tag:
 def parse_tags(text: str) -> list[Tag]:
     """The tags of a tag file's text; lines end with LF, CRLF or CR (RFC 8493 section 2.2.2)."""
     tags: list[Tag] = []
-    for number, raw in enumerate(re.split(r"\r\n|\n|\r", text), start=1):
+    for number, raw in enumerate(_EOL.split(text), start=1):
         if raw[:1] in (" ", "\t") and tags and raw.strip():
             tags[-1].value = (tags[-1].value + " " + raw.strip()).strip()
             continue

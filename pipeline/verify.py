@@ -150,10 +150,15 @@ def open_bag(path: Path):
 
 # -- the checks -----------------------------------------------------------------------------------
 
+_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
 def path_problem(rel: str) -> str:
     """Why a manifest or fetch path is unsafe or not a plain relative path, or ''."""
-    if rel.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", rel):
+    if rel.startswith("/") or _DRIVE.match(rel):
         return "absolute path"
+    if "/." not in rel and "//" not in rel and not rel.startswith(".") and not rel.endswith("/"):
+        return ""   # the common case, without splitting
     parts = rel.split("/")
     if ".." in parts:
         return "'..' climbs out of the bag"
@@ -326,7 +331,7 @@ class Checker:
             length = 0
         kept, seen, seen_nfc = [], {}, {}
         for e in manifest.entries:
-            where = f"{name} line {e.line}"
+            where = f"{name} line {e.line}"   # (cheap next to the hashing; kept simple)
             reason = path_problem(e.path)
             if reason:
                 self.add("manifest.unsafe", e.path, f"{reason}; never read", where)
@@ -365,62 +370,63 @@ class Checker:
         Returns disk relpath -> {algorithm: (expected digest, manifest name, line)}.
         """
         files = self.src.listing.files
-        by_nfc: dict[str, list[str]] = {}
-        for rel in files:
-            by_nfc.setdefault(nfc(rel), []).append(rel)
-        for key, names in by_nfc.items():
-            if len(names) > 1:
-                for rel in sorted(names)[1:]:
-                    self.add("file.normalization_conflict", rel,
-                             f"differs from {sorted(names)[0]!r} only by Unicode normalization")
+        by_nfc: dict[str, str] = {}
+        ambiguous: set[str] = set()
+        for rel in sorted(files):
+            key = nfc(rel)
+            if key in by_nfc:
+                ambiguous.add(key)
+                self.add("file.normalization_conflict", rel,
+                         f"differs from {by_nfc[key]!r} only by Unicode normalization")
+            else:
+                by_nfc[key] = rel
         wanted: dict[str, dict[str, tuple]] = {}
         missing: dict[str, list[str]] = {}
         warned: set[str] = set()
-        covered_by: dict[str, set[str]] = {}
+        covered: dict[str, set[str]] = {}      # manifest name -> the files it lists
         for m in self.manifests:
+            mine = covered.setdefault(m.name, set())
+            usable = m.algorithm in hashlib.algorithms_available
             for e in m.entries:
-                rel = e.path if e.path in files else None
-                if rel is None and len(by_nfc.get(nfc(e.path), ())) == 1:
-                    rel = by_nfc[nfc(e.path)][0]
+                rel = e.path
+                if rel not in files:
+                    key = nfc(rel)
+                    rel = by_nfc.get(key) if key not in ambiguous else None
+                    if rel is None:
+                        missing.setdefault(e.path, []).append(f"{m.name} line {e.line}")
+                        continue
                     if rel not in warned:
                         warned.add(rel)
                         self.add("file.normalization", rel, f"listed as {e.path!r} (another Unicode "
                                  "normalization of the same name)", f"{m.name} line {e.line}")
-                if rel is None:
-                    missing.setdefault(e.path, []).append(f"{m.name} line {e.line}")
-                    continue
-                covered_by.setdefault(rel, set()).add(m.name)
-                if m.algorithm in hashlib.algorithms_available:
+                mine.add(rel)
+                if usable:
                     wanted.setdefault(rel, {})[m.algorithm] = (e.digest, m.name, e.line)
         for path, wheres in missing.items():
             if path in self.fetch:
                 continue
             self.add("file.missing", path, f"listed in {', '.join(w.split(' line')[0] for w in wheres)} "
                      "but not in the bag", wheres[0])
-        self.check_coverage(covered_by)
+        self.check_coverage(covered)
         return wanted
 
-    def check_coverage(self, covered_by: dict[str, set[str]]) -> None:
+    def check_coverage(self, covered: dict[str, set[str]]) -> None:
         payload_manifests = [m.name for m in self.manifests if not m.tag]
         tag_manifests = [m.name for m in self.manifests if m.tag]
+        severity = "warning" if self.version < (1, 0) else ""
         for rel in sorted(self.payload):
-            have = covered_by.get(rel, set())
-            if not have & set(payload_manifests):
-                if payload_manifests:
-                    self.add("file.unlisted", rel, "in the payload but in no payload manifest")
+            lacking = [name for name in payload_manifests if rel not in covered[name]]
+            if payload_manifests and len(lacking) == len(payload_manifests):
+                self.add("file.unlisted", rel, "in the payload but in no payload manifest")
                 continue
-            for name in payload_manifests:
-                if name not in have:
-                    severity = "warning" if self.version < (1, 0) else ""
-                    self.add("manifest.incomplete", rel, f"not listed in {name} (every payload manifest "
-                             "must list every payload file)", name, severity)
-        if not tag_manifests:
-            return
+            for name in lacking:
+                self.add("manifest.incomplete", rel, f"not listed in {name} (every payload manifest "
+                         "must list every payload file)", name, severity)
         for rel in sorted(self.src.listing.files):
             if rel.startswith("data/") or rel.startswith("tagmanifest-"):
                 continue
             for name in tag_manifests:
-                if name not in covered_by.get(rel, set()):
+                if rel not in covered[name]:
                     self.add("tagmanifest.incomplete", rel, f"tag file not listed in {name}", name)
 
     # fetch.txt ---------------------------------------------------------------------------------
