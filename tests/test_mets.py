@@ -329,3 +329,11 @@ def test_original_name_only_on_originals_and_ingestion_implemented_by_the_organi
     roles = [(a.findtext(q("premis:linkingAgentIdentifierValue")), a.findtext(q("premis:linkingAgentRole")))
              for a in ingestion.iter(q("premis:linkingAgentIdentifier"))]
     assert roles[1] == ("organization:Example Archive", "implementer")
+
+
+def test_every_describe_code_has_a_test_named_after_it():
+    import tomllib
+    root = Path(__file__).resolve().parent
+    codes = tomllib.loads((root.parent / "pipeline/codes/describe.toml").read_text(encoding="utf-8"))
+    text = (root / "test_mets.py").read_text() + (root / "stages/test_describe.py").read_text()
+    assert [c for c in codes if f"def test_{c.replace('.', '_')}" not in text] == []
