@@ -12,7 +12,6 @@ identifiers, names that differ only by Unicode normalization or case, a place sp
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -20,10 +19,8 @@ import site
 import struct
 import sys
 import sysconfig
-import tempfile
 import unicodedata
-import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -36,9 +33,10 @@ import jsonschema
 import numpy
 import PIL
 import tifffile
-from PIL import Image, ImageCms
+from PIL import Image
 
 from .. import formats
+from ..imaging import captured, icc_description
 from ..errors import Problem, ProcessingError, errors_in
 from ..model import Event, Item, Package, Record, pipeline_agent, software_agent
 from ..stage import Context, Stage
@@ -255,29 +253,11 @@ def record_problems(record: Record, kind: str) -> list[Problem]:
 # ---- images ------------------------------------------------------------------------------------
 
 @contextmanager
-def captured_stderr() -> Iterator[list[str]]:
-    """Whatever C libraries (libjpeg, libtiff) write to file descriptor 2, as lines."""
-    try:
-        sys.stderr.flush()
-    except (AttributeError, ValueError):
-        pass
-    lines: list[str] = []
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            text = tmp.read(65536).decode("utf-8", "replace")
-            lines.extend(line.strip() for line in text.splitlines() if line.strip())
-
-
-@contextmanager
 def pillow_pixel_limit(limit: int) -> Iterator[None]:
-    """Pillow refuses outright above 2 x MAX_IMAGE_PIXELS; make that follow --pixel-limit."""
+    """Pillow refuses outright above 2 x MAX_IMAGE_PIXELS; make that follow --pixel-limit.
+
+    Only inside `imaging.captured`, whose lock keeps other threads off this process-wide setting.
+    """
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = limit
     try:
@@ -305,13 +285,6 @@ def _exif(im: Image.Image) -> tuple[int | None, str | None]:
         except ValueError:
             when = None
     return (orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else None), when
-
-
-def _icc_description(icc: bytes) -> str:
-    try:
-        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
-    except (OSError, ImageCms.PyCMSError, TypeError, ValueError):
-        return ""
 
 
 def _deep_colour(path: Path, fmt: formats.Format, head: bytes, limit: int) -> dict | None:
@@ -366,7 +339,7 @@ def decode(path: Path, fmt: formats.Format, head: bytes, limit: int) -> tuple[di
         orientation, taken = _exif(im)
         dpi = im.info.get("dpi")
         info.update(width=width, height=height, mode=im.mode, samples=len(im.getbands()), frames=frames,
-                    has_icc=bool(icc), icc_description=_icc_description(icc) if icc else "",
+                    has_icc=bool(icc), icc_description=icc_description(icc),
                     dpi=[float(dpi[0]), float(dpi[1])] if dpi else None,
                     exif_orientation=orientation, exif_datetime_original=taken)
     info["bits_per_sample"] = _bits(path, fmt, head, info["mode"])
@@ -408,9 +381,8 @@ def inspect_image(path: Path, rel: str, limit: int) -> tuple[dict, list[Problem]
         problems.append(Problem("image.extension", rel, f"the content is {fmt.name} ({fmt.mimetype}); "
                                                         f"the extension says otherwise"))
     agents: list = []
-    with warnings.catch_warnings(record=True) as caught, captured_stderr() as said, pillow_pixel_limit(limit):
-        warnings.simplefilter("always")
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own check reports it
+    messages: list[str] = []
+    with captured(messages), pillow_pixel_limit(limit):
         try:
             found, agents = decode(path, fmt, head, limit)
             info.update(found)
@@ -423,7 +395,6 @@ def inspect_image(path: Path, rel: str, limit: int) -> tuple[dict, list[Problem]
         except DECODE_ERRORS as exc:
             code = "image.truncated" if _is_truncation(exc) else "image.corrupt"
             problems.append(Problem(code, rel, f"cannot be decoded: {str(exc) or type(exc).__name__}"))
-    messages = [f"{w.category.__name__}: {w.message}" for w in caught] + said
     for message in dict.fromkeys(messages):
         problems.append(Problem("image.warning", rel, f"decoder warning: {message[:300]}"))
     return info, problems, fmt, agents

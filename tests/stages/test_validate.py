@@ -18,7 +18,7 @@ from pipeline import validate_collection
 from pipeline.errors import CODES, ERROR, errors_in
 from pipeline.model import Item, Record
 from pipeline.stage import Context, Settings
-from pipeline.stages.validate import (XML_ILLEGAL, captured_stderr, date_bounds, date_problems,
+from pipeline.stages.validate import (XML_ILLEGAL, captured, date_bounds, date_problems,
                                       place_spellings, twins, validate_item)
 
 ONE = Settings(workers=1)
@@ -197,7 +197,8 @@ def test_impossible_dates_are_refused(value):
 
 
 def test_decoder_messages_on_stderr_are_captured_not_shown(capfd):
-    with captured_stderr() as lines:
+    lines: list[str] = []
+    with captured(lines):
         os.write(2, b"TIFFReadDirectory: Warning, unknown field\n")
     assert lines == ["TIFFReadDirectory: Warning, unknown field"]
     assert "TIFFReadDirectory" not in capfd.readouterr().err
