@@ -46,15 +46,18 @@ def photo(seed: int) -> Image.Image:
     return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
 
 
-def timed(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of the largest process, from /usr/bin/time -v."""
+def timed(cmd: list[str]) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (KiB) of the largest process and CPU seconds (user + system, all
+    processes), from /usr/bin/time -v."""
     t0 = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"benchmark command failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
-    return wall, rss
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", proc.stderr).group(1))
+              for kind in ("User", "System"))
+    return wall, rss, cpu
 
 
 OURS = r"""
@@ -106,16 +109,19 @@ def main() -> None:
         print(f"{args.count} JPEGs {W}x{H} q90, {size / args.count / 1e6:.1f} MB each; "
               f"{args.workers} workers; compression {args.compression}; {os.cpu_count()} CPUs")
         (tmp / "im").mkdir()
-        im_wall, im_rss = timed([sys.executable, "-c", IMAGEMAGICK, str(src), str(tmp / "im"), str(args.workers)])
-        ours_wall, ours_rss = timed([sys.executable, "-c", OURS, str(src), str(tmp / "ours"),
+        im_wall, im_rss, im_cpu = timed([sys.executable, "-c", IMAGEMAGICK, str(src), str(tmp / "im"), str(args.workers)])
+        ours_wall, ours_rss, ours_cpu = timed([sys.executable, "-c", OURS, str(src), str(tmp / "ours"),
                                      str(args.workers), args.compression])
-        _, idle_rss = timed([sys.executable, "-c", IDLE])
+        _, idle_rss, idle_cpu = timed([sys.executable, "-c", IDLE])
     decoded = W * H * 3 / 1024
     im_rate, ours_rate = args.count / im_wall, args.count / ours_wall
-    print(f"ImageMagick convert +compress : {im_rate:6.2f} images/s   peak RSS {im_rss / 1024:7.1f} MiB")
-    print(f"pipeline convert + proof      : {ours_rate:6.2f} images/s   peak RSS {ours_rss / 1024:7.1f} MiB "
-          f"(interpreter and libraries alone: {idle_rss / 1024:.1f} MiB)")
-    print(f"throughput ratio (ours / ImageMagick): {ours_rate / im_rate:.2f}x   (target >= 2.5x)")
+    n = args.count
+    print(f"ImageMagick convert +compress : {im_rate:6.2f} images/s  {im_cpu / n:5.2f} CPU s/image  "
+          f"peak RSS {im_rss / 1024:7.1f} MiB")
+    print(f"pipeline convert + proof      : {ours_rate:6.2f} images/s  {(ours_cpu - idle_cpu) / n:5.2f} CPU s/image  "
+          f"peak RSS {ours_rss / 1024:7.1f} MiB (interpreter and libraries alone: {idle_rss / 1024:.1f} MiB)")
+    print(f"throughput ratio (ours / ImageMagick): {ours_rate / im_rate:.2f}x wall, "
+          f"{(im_cpu / n) / ((ours_cpu - idle_cpu) / n):.2f}x by CPU time   (target >= 2.5x)")
     print(f"peak memory / one decoded image ({decoded / 1024:.1f} MiB): {ours_rss / decoded:.2f}x, "
           f"above the idle interpreter {(ours_rss - idle_rss) / decoded:.2f}x   (target < 4x)")
 
