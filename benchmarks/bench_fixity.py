@@ -9,8 +9,8 @@ cache, then times on each bag:
   * `pipeline fixity BAG --db ...` (a fresh registry each time),
   * `python -m bagit --validate --processes 2 BAG`,
   * and on the large bag `openssl dgst -sha256` over two processes (two xargs -P2 shards),
-and prints the ratios and the peak RSS of each `pipeline fixity` run.
-Timings are the best of --repeat runs (default 3).
+and prints the ratios and the peak RSS of each `pipeline fixity` run; the figures also go to
+benchmarks/RESULTS.md.  Timings are the best of --repeat warm-cache runs (default 3).
 """
 from __future__ import annotations
 
@@ -18,16 +18,12 @@ import argparse
 import hashlib
 import os
 import random
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-WORK = HERE / "work"
+from benchlib import WORK, Timed, shown, timed, write_section
 
 
 def write_bag(bag: Path, files, algorithms: tuple[str, ...]) -> None:
@@ -82,6 +78,7 @@ def build(name: str, files, algorithms) -> Path:
 
 
 def warm(bag: Path) -> None:
+    """Read every file once so that each tool starts from the page cache (warm-cache figures)."""
     for dirpath, _, names in os.walk(bag):
         for n in names:
             with open(os.path.join(dirpath, n), "rb") as f:
@@ -89,58 +86,30 @@ def warm(bag: Path) -> None:
                     pass
 
 
-def timed(cmd: list[str], repeat: int, **kw) -> tuple[float, int]:
-    """Best wall time of `repeat` runs and the peak RSS (KiB) of the child processes."""
-    best = float("inf")
+def best(cmd: list[str], bag: Path, repeat: int, fresh_db: Path | None = None) -> Timed:
+    """The fastest of `repeat` runs (page cache warmed before each; a fresh registry for fixity)."""
+    runs = []
     for _ in range(repeat):
-        t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
-        best = min(best, time.perf_counter() - t)
-        if proc.returncode != 0:
-            sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return best, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        if fresh_db is not None:
+            for f in fresh_db.parent.glob(fresh_db.name + "*"):
+                f.unlink()
+        warm(bag)
+        t = timed(cmd)
+        if t.returncode != 0:
+            sys.exit(f"failed ({t.returncode}): {shown(' '.join(cmd))}\n{t.stdout[-2000:]}{t.stderr[-2000:]}")
+        runs.append(t)
+    return min(runs, key=lambda t: t.seconds)
 
 
-def fixity_cmd(bag: Path, db: Path) -> list[str]:
-    return [sys.executable, "-m", "pipeline", "fixity", str(bag), "--db", str(db), "--quiet"]
-
-
-def time_fixity(bag: Path, repeat: int) -> tuple[float, int]:
-    """Like `timed`, with a fresh registry for each run; peak RSS measured in a wrapper process."""
-    best, peak = float("inf"), 0
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory() as tmp:
-            db = Path(tmp) / "fixity.sqlite"
-            wrapper = ("import resource,subprocess,sys;"
-                       "r=subprocess.run(sys.argv[1:]).returncode;"
-                       "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);sys.exit(r)")
-            t = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-c", wrapper, *fixity_cmd(bag, db)],
-                                  capture_output=True, text=True)
-            best = min(best, time.perf_counter() - t)
-            if proc.returncode != 0:
-                sys.exit(f"pipeline fixity failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-            peak = max(peak, int(proc.stdout.strip().splitlines()[-1]))
-    return best, peak
-
-
-def openssl_two(bag: Path, repeat: int) -> float:
-    """`openssl dgst -sha256` over the payload in two shards, two processes at once."""
+def openssl_cmd(bag: Path, lists: Path) -> list[str]:
+    """`openssl dgst -sha256` over the payload in two shards, two processes at once (xargs)."""
     files = sorted(str(p) for p in (bag / "data").rglob("*") if p.is_file())
-    shards = [files[0::2], files[1::2]]
-    best = float("inf")
-    with tempfile.TemporaryDirectory() as tmp:
-        lists = []
-        for i, shard in enumerate(shards):
-            lst = Path(tmp) / f"shard{i}"
-            lst.write_text("\0".join(shard))
-            lists.append(lst)
-        script = " & ".join(f"xargs -0 -n 500 openssl dgst -sha256 < {lst} > /dev/null" for lst in lists) + " ; wait"
-        for _ in range(repeat):
-            t = time.perf_counter()
-            subprocess.run(["sh", "-c", script], check=True)
-            best = min(best, time.perf_counter() - t)
-    return best
+    shards = []
+    for i, shard in enumerate((files[0::2], files[1::2])):
+        lst = lists / f"shard{i}"
+        lst.write_text("\0".join(shard))
+        shards.append(f"xargs -0 -n 500 openssl dgst -sha256 < {lst} > /dev/null")
+    return ["sh", "-c", " & ".join(shards) + " & wait"]
 
 
 def main() -> None:
@@ -155,24 +124,27 @@ def main() -> None:
     tag = "-".join(algs)
     large = build(f"large-{args.large_mb}mb-{args.large_files}-{tag}", large_files(args.large_mb, args.large_files), algs)
     tiny = build(f"tiny-{args.tiny_files}-{tag}", tiny_files(args.tiny_files), algs)
-    for bag in (large, tiny):
-        warm(bag)
-    print(f"machine: {os.cpu_count()} cores; algorithms: {', '.join(algs)}; best of {args.repeat}")
-    rows = []
-    for label, bag in (("large", large), ("tiny", tiny)):
-        fx, rss = time_fixity(bag, args.repeat)
-        bg, _ = timed([sys.executable, "-m", "bagit", "--validate", "--processes", "2", str(bag)], args.repeat)
-        rows.append((label, bag, fx, rss, bg))
-    ssl = openssl_two(large, args.repeat)
-    for label, bag, fx, rss, bg in rows:
-        size = sum(p.stat().st_size for p in (bag / "data").rglob("*") if p.is_file())
-        n = sum(1 for p in (bag / "data").rglob("*") if p.is_file())
-        print(f"{label:5} bag: {n} files, {size / 1e9:.2f} GB")
-        print(f"  pipeline fixity             {fx:7.2f} s   peak RSS {rss / 1024:.0f} MB")
-        print(f"  bagit.py --validate -p 2    {bg:7.2f} s   ratio bagit/fixity {bg / fx:.2f}x "
-              f"(target >= {1.25 if label == 'large' else 3}x)")
-        if label == "large":
-            print(f"  openssl sha256, 2 processes {ssl:7.2f} s   fixity/openssl {fx / ssl:.2f} (target <= 1.15)")
+    lines = [f"algorithms: {', '.join(algs)}; best of {args.repeat} warm-cache runs"]
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "fixity.sqlite"
+        for label, bag, target in (("large", large, 1.25), ("tiny", tiny, 3.0)):
+            fx = best([sys.executable, "-m", "pipeline", "fixity", str(bag), "--db", str(db), "--quiet"],
+                      bag, args.repeat, fresh_db=db)
+            bg = best([sys.executable, "-m", "bagit", "--validate", "--processes", "2", str(bag)], bag, args.repeat)
+            files = [p for p in (bag / "data").rglob("*") if p.is_file()]
+            lines += [f"{label} bag: {len(files)} files, {sum(p.stat().st_size for p in files) / 1e9:.2f} GB",
+                      f"  pipeline fixity              {fx.seconds:7.2f} s   peak RSS {fx.max_rss_mb:6.0f} MB",
+                      f"  bagit.py --validate -p 2     {bg.seconds:7.2f} s   peak RSS {bg.tree_rss_mb:6.0f} MB (all processes)",
+                      f"  bagit / fixity               {bg.seconds / fx.seconds:7.2f}x  (target >= {target}x)"]
+            if label == "large":
+                ssl = best(openssl_cmd(bag, Path(tmp)), bag, args.repeat)
+                lines += [f"  openssl sha256, 2 processes  {ssl.seconds:7.2f} s",
+                          f"  fixity / openssl             {fx.seconds / ssl.seconds:7.2f}   (target <= 1.15)"]
+    print("\n".join(lines))
+    command = shown(" ".join([sys.executable, *sys.argv]))
+    write_section("bench_fixity", "pipeline fixity against bagit-python and OpenSSL", command, lines,
+                  ["Warm page cache; `pipeline fixity` starts from an empty registry each run and records "
+                   "every file in it. Peak RSS of fixity is its single process (threads, no workers)."])
 
 
 if __name__ == "__main__":
