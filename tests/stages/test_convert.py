@@ -383,3 +383,31 @@ def test_original_replaced_by_a_broken_file_leaves_nothing_of_the_old_one(tmp_pa
     again = convert_item(item, ctx)
     assert [p.code for p in errors_in(again.problems)] == ["convert.undecodable"]
     assert staged_files(ctx) == []
+
+
+def test_xmp_orientation_set_to_1_with_the_pixels(tmp_path):
+    from PIL import Image
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    im = Image.fromarray(np.zeros((48, 64, 3), np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=exif, xmp=xmp)
+    ctx = make_ctx(tmp_path)
+    item = convert_item(put(ctx, "x.jpg", buf.getvalue()), ctx)
+    with tifffile.TiffFile(ctx.staging / item.masters[0].bagpath) as tf:
+        written = bytes(tf.pages[0].tags["XMP"].value)
+    assert b'tiff:Orientation="1"' in written and b'tiff:Orientation="6"' not in written
+
+
+def test_damaged_exif_is_dropped_and_listed_not_fatal(tmp_path):
+    from PIL import Image
+    exif = b"Exif\0\0II*\0\x08\0\0\0\x01\0" + struct.pack("<HHII", 0x8769, 4, 1, 0x7FFFFF00) + b"\0\0\0\0"
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(buf, "JPEG", exif=exif)
+    ctx = make_ctx(tmp_path)
+    item = convert_item(put(ctx, "x.jpg", buf.getvalue()), ctx)
+    assert item.masters and not errors_in(item.problems)
+    dropped = [p.reason for p in item.problems if p.code == "convert.metadata_dropped"]
+    assert dropped and "EXIF (damaged" in dropped[0]
