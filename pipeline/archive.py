@@ -251,7 +251,11 @@ class ArchiveBag:
     def _check_sidecar(self) -> None:
         if not self._sidecar.is_file() or not self.sha256:
             return
-        text = self._sidecar.read_text(encoding="utf-8", errors="replace").strip()
+        try:
+            text = self._sidecar.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError as exc:
+            self.problems.append(Problem("io.read", self._sidecar.name, f"could not be read: {exc}"))
+            return
         first = text.split()[0].lower() if text else ""
         if not re.fullmatch(r"[0-9a-f]{64}", first):
             self.problems.append(Problem("archive.sidecar", self._sidecar.name,

@@ -155,6 +155,7 @@ class Listing:
     links: list[str] = field(default_factory=list)        # symbolic links (never followed)
     special: list[str] = field(default_factory=list)      # fifos, sockets, devices
     dirs: list[str] = field(default_factory=list)         # every folder, relpath
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (folder relpath, reason)
 
 
 def list_bag(bag: Path) -> Listing:
@@ -163,7 +164,12 @@ def list_bag(bag: Path) -> Listing:
     stack = [("", str(bag))]
     while stack:
         prefix, folder = stack.pop()
-        with os.scandir(folder) as it:
+        try:
+            it = os.scandir(folder)
+        except OSError as exc:
+            out.unreadable.append((prefix.rstrip("/") or ".", exc.strerror or str(exc)))
+            continue
+        with it:
             for entry in it:
                 rel = prefix + entry.name
                 if entry.is_symlink():
@@ -172,7 +178,10 @@ def list_bag(bag: Path) -> Listing:
                     out.dirs.append(rel)
                     stack.append((rel + "/", entry.path))
                 elif entry.is_file(follow_symlinks=False):
-                    out.files[rel] = entry.stat(follow_symlinks=False).st_size
+                    try:
+                        out.files[rel] = entry.stat(follow_symlinks=False).st_size
+                    except OSError as exc:   # vanished while listed
+                        out.unreadable.append((rel, exc.strerror or str(exc)))
                 else:
                     out.special.append(rel)
     return out

@@ -485,6 +485,8 @@ class Checker:
             self.add("file.link", rel, "symbolic link; not followed")
         for rel in listing.special:
             self.add("file.special", rel, "not a regular file; not read")
+        for rel, reason in listing.unreadable:
+            self.add("io.read", rel, f"could not be listed: {reason}")
         if not self.src.readable:
             return self.report
         self.check_bagit_txt()
