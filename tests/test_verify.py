@@ -477,3 +477,16 @@ def test_cli_names_with_line_breaks_stay_on_one_line(tmp_path):
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
     assert len(lines) == 3 and all("two\\nlines.txt" in line and "[file.mismatch]" in line for line in lines[:2])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["bagit.txt", "bag-info.txt", "manifest-sha256.txt", "tagmanifest-sha256.txt",
+                             "fetch.txt"]),
+       data=st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_garbage_tag_files_give_problems_never_exceptions(tmp_path_factory, name, data):
+    root = write_bag(tmp_path_factory.mktemp("garbage") / "bag", {"a.txt": b"a"})
+    original = (root / name).read_bytes() if (root / name).exists() else None
+    (root / name).write_bytes(data)
+    report = verify_bag(root)   # any exception here fails the test
+    if data != original:
+        assert report.problems, "a changed tag file must be noticed"
