@@ -290,3 +290,43 @@ def test_any_date_of_the_schema_form_is_judged_without_crashing(value):
     record = Record("a.json", RECORD | {"date": value})
     for p in date_problems(record, "1992-02-27T12:00:00"):
         assert p.code in ("record.date", "date.exif_mismatch"), p.render()
+
+
+def _exif_jpeg_head(version: bytes) -> bytes:
+    import struct
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9000] = version
+    block = exif.tobytes()
+    return b"\xff\xd8\xff\xe1" + struct.pack(">H", len(block) + 2) + block + b"\xff\xdb"
+
+
+def _png_with(chunk: bytes) -> bytes:
+    im = Image.new("RGB", (4, 4))
+    if chunk == b"iTXt":
+        from PIL import PngImagePlugin
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("Comment", "x")
+        return saved(im, "PNG", pnginfo=info)
+    return saved(im, "PNG", icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+
+
+@pytest.mark.parametrize("head,expected", [
+    (_exif_jpeg_head(b"0220"), ("image/jpeg", "2.2", "x-fmt/391")),
+    (_exif_jpeg_head(b"0231"), ("image/jpeg", "", "")),            # a version PRONOM has no id for here
+    (_png_with(b"iTXt"), ("image/png", "1.2", "fmt/13")),
+    (_png_with(b"iCCP"), ("image/png", "1.1", "fmt/12")),
+    (b"GIF87a" + bytes(20), ("image/gif", "87a", "fmt/3")),
+    (b"II+\x00" + bytes(20), ("image/tiff", "", "")),              # BigTIFF
+    (b"BM" + bytes(12) + (40).to_bytes(4, "little"), ("image/bmp", "3.0", "fmt/116")),
+    (b"\x00\x00\x00\x18ftypheic" + bytes(8), ("image/heif", "", "")),
+    (b"%PDF-1.7\n", ("application/pdf", "", "")),
+])
+def test_signatures(head, expected):
+    from pipeline.formats import identify
+    fmt = identify(head)
+    assert (fmt.mimetype, fmt.version, fmt.pronom) == expected
+
+
+def test_no_signature_is_none():
+    from pipeline.formats import identify
+    assert identify(b"hello") is None and identify(b"") is None
