@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from convert_fixtures import (IPTC, MULTI, SOURCES, XMP, checkit, expected_frames, gif, jpeg, png,
                               srgb_icc, tool)
@@ -411,3 +412,26 @@ def test_damaged_exif_is_dropped_and_listed_not_fatal(tmp_path):
     assert item.masters and not errors_in(item.problems)
     dropped = [p.reason for p in item.problems if p.code == "convert.metadata_dropped"]
     assert dropped and "EXIF (damaged" in dropped[0]
+
+
+FUZZ_SOURCES = {name: SOURCES[name]() for name in ("rgb.jpg", "palette.png", "rgb16.tif", "palette.gif", "rgba.webp")}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(sorted(FUZZ_SOURCES)),
+       edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8),
+       cut=st.one_of(st.none(), st.floats(0, 1)))
+def test_damaged_files_never_raise_and_leave_nothing_when_rejected(tmp_path, name, edits, cut):
+    data = bytearray(FUZZ_SOURCES[name])
+    for where, value in edits:
+        data[int(where * len(data))] = value
+    if cut is not None:
+        data = data[:int(cut * len(data))]
+    ctx = make_ctx(tmp_path / hashlib.sha256(bytes(data)).hexdigest()[:16])
+    item = convert_item(put(ctx, name, bytes(data)), ctx)
+    errors = errors_in(item.problems)
+    assert all(p.code.startswith("convert.") and "\n" not in p.reason for p in item.problems)
+    if errors:
+        assert staged_files(ctx) == [] and item.masters == ()
+    else:
+        assert len(staged_files(ctx)) == 1 + len(item.masters)
