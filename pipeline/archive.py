@@ -90,9 +90,9 @@ class _HashingReader:
 class ArchiveBag:
     """A serialized bag.  `problems` holds what the scan refused; `listing` what the bag holds."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, progress=None) -> None:
         self.path = Path(path)
-        self.kind = kind_of(self.path)
+        self.kind = "tar"
         self.label = self.path.name
         self.problems: list[Problem] = []
         self.listing = Listing()
@@ -104,11 +104,20 @@ class ArchiveBag:
         self._seen_algs: set[str] = set()
         self._outside: set[str] = set()
         self._sidecar = self.path.with_name(self.path.name + ".sha256")
+        self._progress = progress
         try:
+            self.kind = kind_of(self.path)
             self._scan_zip() if self.kind == "zip" else self._scan_tar()
         except _ERRORS as exc:
             self.problems.append(Problem("archive.unreadable", "", f"{self.label}: {exc}"))
         self._check_sidecar()
+        self._check_name()
+
+    def _check_name(self) -> None:
+        base = re.sub(r"\.(tar(\.(gz|bz2|xz))?|tgz|zip)$", "", self.path.name)
+        if self.root and self.readable and self.root != base:
+            self.problems.append(Problem("archive.layout", self.root, f"the bag folder should be named "
+                                         f"like the archive ({base!r})", severity="warning"))
 
     @property
     def readable(self) -> bool:
@@ -170,6 +179,7 @@ class ArchiveBag:
                 yield tf, member
 
     def _scan_tar(self) -> None:
+        total = self.path.stat().st_size
         with open(self.path, "rb") as raw:
             reader = _HashingReader(raw, self._sidecar.is_file())
             for tf, member in self._tar_members(reader):
@@ -179,6 +189,8 @@ class ArchiveBag:
                 if rel is not None:
                     algorithms = sorted(self._seen_algs) or GUESS
                     self._keep_or_hash(rel, member.size, tf.extractfile(member), algorithms)
+                if self._progress:
+                    self._progress("verify", raw.tell(), total)
             self.sha256 = reader.drain()
 
     def _rehash_tar(self, wanted: Mapping[str, set[str]]) -> dict[str, dict[str, str]]:

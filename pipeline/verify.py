@@ -139,12 +139,12 @@ class FolderBag:
             yield from (fut.result() for fut in pending)
 
 
-def open_bag(path: Path):
+def open_bag(path: Path, progress: Optional[Progress] = None):
     path = Path(path)
     if path.is_dir():
         return FolderBag(path)
     if path.is_file():
-        return ArchiveBag(path)
+        return ArchiveBag(path, progress)
     raise UsageError(f"{path}: no such bag (neither a folder nor a tar or zip file)")
 
 
@@ -534,7 +534,7 @@ def verify_bag(path: Path | str, *, fast: bool = False, workers: int = 0, schema
     Raises UsageError when `path` does not exist; every problem of the bag itself is in the Report.
     """
     path = Path(path)
-    source = open_bag(path)
+    source = open_bag(path, progress)
     workers = workers if workers > 0 else (os.cpu_count() or 1)
     checker = Checker(source, label or str(path), fast, workers, progress)
     report = checker.run()

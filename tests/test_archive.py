@@ -62,7 +62,7 @@ def test_zip_bag_valid(tmp_path, bag):
 @pytest.mark.parametrize("maker", [make_tar, make_zip])
 def test_file_mismatch_inside_archive(tmp_path, bag, maker):
     (bag / "data" / "a.txt").write_bytes(b"ALPHA\n")
-    report = verify_bag(maker(bag, tmp_path / "x.arc"))
+    report = verify_bag(maker(bag, tmp_path / ("mybag.tar" if maker is make_tar else "mybag.zip")))
     assert [(p.code, p.path) for p in report.problems] == [("file.mismatch", "data/a.txt")] * 2
 
 
@@ -91,7 +91,7 @@ def test_tar_second_pass_when_manifests_come_last(tmp_path):
     ("loose.txt", tarfile.REGTYPE, "", "archive.layout"),
 ])
 def test_tar_entries_refused(tmp_path, bag, name, kind, linkname, code):
-    archive = make_tar(bag, tmp_path / "evil.tar")
+    archive = make_tar(bag, tmp_path / "mybag.tar")
     with tarfile.open(archive, "a") as tf:
         add_member(tf, name, b"evil" if kind == tarfile.REGTYPE else b"", kind, linkname)
     report = verify_bag(archive)
@@ -101,14 +101,14 @@ def test_tar_entries_refused(tmp_path, bag, name, kind, linkname, code):
 
 
 def test_tar_duplicate_entry(tmp_path, bag):
-    archive = make_tar(bag, tmp_path / "dup.tar")
+    archive = make_tar(bag, tmp_path / "mybag.tar")
     with tarfile.open(archive, "a") as tf:
         add_member(tf, "mybag/data/a.txt", b"other content")
     assert "archive.duplicate" in codes(verify_bag(archive))
 
 
 def test_zip_slip_and_symlink_refused(tmp_path, bag):
-    archive = make_zip(bag, tmp_path / "evil.zip")
+    archive = make_zip(bag, tmp_path / "mybag.zip")
     with zipfile.ZipFile(archive, "a") as zf:
         zf.writestr("mybag/../../escaped.txt", b"evil")
         link = zipfile.ZipInfo("mybag/data/link")
@@ -132,7 +132,7 @@ def test_archive_sidecar(tmp_path, bag):
 
 
 def test_archive_unreadable_cli(tmp_path, bag):
-    archive = make_tar(bag, tmp_path / "cut.tar.gz", "w:gz")
+    archive = make_tar(bag, tmp_path / "mybag.tar.gz", "w:gz")
     archive.write_bytes(archive.read_bytes()[:5000])
     proc = run_cli("verify", archive)
     assert proc.returncode == 1 and no_traceback(proc)
@@ -170,3 +170,8 @@ def test_archive_layout_without_bag_folder_reported_once_per_name(tmp_path, bag)
     report = verify_bag(archive)
     layout = [p for p in report.problems if p.code == "archive.layout"]
     assert not report.valid and 0 < len(layout) <= 8
+
+
+def test_archive_layout_bag_folder_named_unlike_archive_is_a_warning(tmp_path, bag):
+    report = verify_bag(make_tar(bag, tmp_path / "renamed.tar.gz", "w:gz"))
+    assert report.valid and [(p.code, p.severity) for p in report.problems] == [("archive.layout", "warning")]
