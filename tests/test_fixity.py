@@ -313,12 +313,14 @@ def test_folder_of_bags_and_csv_report(tmp_path, db):
 
 
 def _tar(bag: Path, dest: Path, mode: str) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(dest, mode) as tf:
         tf.add(bag, arcname=bag.name)
     return dest
 
 
 def _zip(bag: Path, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
         for p in sorted(bag.rglob("*")):
             zf.write(p, f"{bag.name}/{p.relative_to(bag).as_posix()}")
@@ -328,12 +330,12 @@ def _zip(bag: Path, dest: Path) -> Path:
 @pytest.mark.parametrize("kind", ["tar", "tar.gz", "zip"])
 def test_serialized_bags_are_streamed_and_damage_named(bag, db, tmp_path, kind):
     make = {"tar": lambda b, d: _tar(b, d, "w"), "tar.gz": lambda b, d: _tar(b, d, "w:gz"), "zip": _zip}[kind]
-    good = make(bag, tmp_path / f"good.{kind}")
+    good = make(bag, tmp_path / "good" / f"bag1.{kind}")  # the archive is named like its bag folder
     code, report = audit_json(good, db=db)
     assert code == 0, report
     assert report["bags"][0]["files_checked"] == len(PAYLOAD) + 4  # + bagit, bag-info, 2 manifests
     (bag / "data/photos/b.jpg").write_bytes(b"\xff" + PAYLOAD["data/photos/b.jpg"][1:])
-    bad = make(bag, tmp_path / f"bad.{kind}")
+    bad = make(bag, tmp_path / "bad" / f"bag1.{kind}")
     code, report = audit_json(bad, db=db)
     assert code == 3
     assert {c for c in problems_of(report)} == {("fixity.mismatch", "data/photos/b.jpg")}

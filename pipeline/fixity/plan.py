@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
-from ..archive import ArchiveBag
 from ..bag import (MANIFEST_RE, Listing, Manifest, find_manifests, is_inside, list_bag, nfc,
                    parse_manifest, parse_manifest_bytes, parse_tags)
 from ..errors import CODES, Problem, UsageError
@@ -38,16 +37,21 @@ class Finding:
     expected: str = ""
     actual: str = ""
     field: str = ""           # e.g. "manifest-sha256.txt line 4"
+    severity: str = ""        # "" means: the registry's severity for this code
+
+    @property
+    def level(self) -> str:
+        return self.severity or CODES[self.code].severity
 
     @property
     def is_error(self) -> bool:
-        return CODES[self.code].severity == "error"
+        return self.level == "error"
 
     def problem(self) -> Problem:
-        return Problem(self.code, self.path, self.reason, self.field)
+        return Problem(self.code, self.path, self.reason, self.field, self.level)
 
     def as_dict(self) -> dict:
-        return {"code": self.code, "severity": CODES[self.code].severity, "path": self.path,
+        return {"code": self.code, "severity": self.level, "path": self.path,
                 "algorithm": self.algorithm, "expected": self.expected, "actual": self.actual,
                 "field": self.field, "reason": self.reason}
 
@@ -67,7 +71,7 @@ class BagPlan:
     location: str                     # absolute path: the bag's identity in the registry
     name: str
     folder: Optional[Path] = None
-    archive: Optional[ArchiveBag] = None
+    archive: Optional["ArchiveBag"] = None  # noqa: F821 (pipeline.archive, imported when needed)
     manifests: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     tasks: list[FileTask] = field(default_factory=list)
@@ -255,9 +259,12 @@ def plan_folder(bag: Path) -> BagPlan:
 
 
 def plan_archive(path: Path) -> BagPlan:
+    from ..archive import ArchiveBag  # tarfile, zipfile and zlib only when an archive is audited
+
     archive = ArchiveBag(path)
     plan = BagPlan(location=str(path.resolve()), name=path.name, archive=archive)
-    plan.findings.extend(Finding(p.code, p.path, p.reason, field=p.field) for p in archive.problems)
+    plan.findings.extend(Finding(p.code, p.path, p.reason, field=p.field, severity=p.severity)
+                         for p in archive.problems)
     if not archive.readable:
         return plan
 

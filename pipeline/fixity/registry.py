@@ -26,7 +26,7 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, NamedTuple, Optional
 
 from ..errors import ProcessingError, UsageError
 
@@ -65,9 +65,8 @@ def _digests_json(digests: Optional[dict]) -> str:
     return json.dumps(digests, sort_keys=True)
 
 
-@dataclass(frozen=True)
-class Check:
-    """One file's result, as recorded."""
+class Check(NamedTuple):
+    """One file's result, as recorded (a tuple: an audit makes one per file)."""
 
     path: str
     outcome: str
