@@ -14,7 +14,7 @@ from conftest import no_traceback, run_cli
 from pipeline.archive import ArchiveBag, unsafe_reason
 from pipeline.verify import verify_bag
 
-PAYLOAD = {"a.txt": b"alpha\n", "deep/b.bin": os.urandom(3 << 20), "empty": b""}
+PAYLOAD = {"a.txt": b"alpha\n", "deep/b.bin": os.urandom((1 << 20) + 4321), "empty": b""}
 
 
 def codes(report):
@@ -75,7 +75,7 @@ def test_tar_second_pass_when_manifests_come_last(tmp_path):
                     "manifest-md5.txt", "tagmanifest-md5.txt"):
             tf.add(src / rel, arcname=f"old/{rel}")
     assert verify_bag(archive).valid
-    (src / "data" / "deep" / "b.bin").write_bytes(os.urandom(3 << 20))
+    (src / "data" / "deep" / "b.bin").write_bytes(os.urandom((1 << 20) + 4321))
     with tarfile.open(archive, "w") as tf:
         tf.add(src, arcname="old")
     assert codes(verify_bag(archive)) == ["file.mismatch"]
