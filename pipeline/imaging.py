@@ -398,7 +398,7 @@ def _pillow_source(data, path, fmt, limit, default_resolution) -> Source:
     decoder = ("Pillow", PIL.__version__)
     if kind == "JPEG":
         decoder = ("Pillow", f"{PIL.__version__} (libjpeg-turbo {features.version('libjpeg_turbo') or features.version('jpg')})")
-    if kind == "JPEG" and im.format == "JPEG" and im.mode in ("L", "RGB"):
+    if kind == "JPEG" and im.format == "JPEG" and im.mode in ("L", "RGB") and _ends_with_eoi(data):
         import imagecodecs
         decoder = ("imagecodecs", f"{imagecodecs.__version__} ({imagecodecs.jpeg8_version()})")
 
@@ -419,17 +419,24 @@ def _pillow_source(data, path, fmt, limit, default_resolution) -> Source:
     return Source(fmt, im.width, im.height, im.mode, frames, decoder, meta, resolution, assumed, iter_frames)
 
 
+def _ends_with_eoi(data: bytes) -> bool:
+    """True when an end-of-image marker follows the JPEG's last scan (SOS).
+
+    libjpeg only warns on a truncated file and pads it, and imagecodecs ignores the warning: such
+    files, and files with trailing data that happens to hold an SOS byte pair (motion photos),
+    go to Pillow, which refuses a truncated file.  Entropy-coded data never holds FF D9 (0xFF is
+    always stuffed), so a truncated scan cannot look complete.
+    """
+    return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda")
+
+
 def _jpeg_frame(data: bytes, path: str, size: tuple[int, int], mode: str, orientation: int) -> Frame:
     """Grey and RGB JPEG straight into one numpy array with libjpeg-turbo (imagecodecs).
 
-    Twice as fast as Pillow and without Pillow's padded 4-byte copy of the pixels.  imagecodecs
-    does not fail on a truncated file (libjpeg only warns and pads), so a JPEG whose last scan
-    (SOS) is not followed by an end-of-image marker is refused first, as Pillow would refuse it.
+    Twice as fast as Pillow and without Pillow's padded 4-byte copy of the pixels.  Only for
+    files that pass `_ends_with_eoi`: imagecodecs does not fail on a truncated file.
     """
     import imagecodecs
-    if data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
-        raise _fail("convert.truncated", path, "the JPEG file is truncated (no end-of-image marker "
-                    "after the last scan)")
     pixels = imagecodecs.jpeg8_decode(data)
     want = (size[1], size[0]) + ((3,) if mode == "RGB" else ())
     if pixels.dtype != np.uint8 or pixels.shape != want:

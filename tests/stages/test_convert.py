@@ -435,3 +435,12 @@ def test_damaged_files_never_raise_and_leave_nothing_when_rejected(tmp_path, nam
         assert staged_files(ctx) == [] and item.masters == ()
     else:
         assert len(staged_files(ctx)) == 1 + len(item.masters)
+
+
+def test_jpeg_with_trailing_data_after_the_image_converts(tmp_path):
+    """Trailing bytes holding an SOS pair (as in motion photos) must not look like truncation."""
+    data = jpeg() + b"\0trailer\xff\xda\x00\x08more"
+    ctx = make_ctx(tmp_path)
+    item = convert_item(put(ctx, "motion.jpg", data), ctx)
+    assert item.masters and not errors_in(item.problems)
+    np.testing.assert_array_equal(tifffile.imread(ctx.staging / item.masters[0].bagpath), expected_frames(jpeg())[0])
