@@ -11,7 +11,7 @@ import tifffile
 from hypothesis import given, settings, strategies as st
 from PIL import Image, ImageOps
 
-from pipeline import imaging, tiff
+from pipeline import decode, imaging, tiff
 from pipeline.errors import ConversionError, UnsupportedInput
 from pipeline.exif import read_metadata
 
@@ -62,7 +62,7 @@ def test_proof_catches_a_master_that_cannot_hold_the_pixels(tmp_path):
     """Signed samples written as unsigned decode differently: the proof must refuse the master."""
     data = io.BytesIO()
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(data, "PNG")
-    source = imaging.open_source(data.getvalue(), "s.png", 10**6)
+    source = decode.open_source(data.getvalue(), "s.png", 10**6)
     frame = imaging.Frame(np.full((4, 4), -3, np.int8), tiff.Layout(tiff.MINISBLACK), "L", [])
     master = imaging.write_master(source, frame, tmp_path / "m.tif", "none", ("sha256",))
     assert not master.proven and "int8" in master.mismatch
@@ -80,13 +80,13 @@ def test_captured_turns_warnings_and_c_level_stderr_into_messages(capfd):
 
 def test_open_source_errors():
     with pytest.raises(UnsupportedInput) as exc:
-        imaging.open_source(b"", "e.jpg", 100)
+        decode.open_source(b"", "e.jpg", 100)
     assert exc.value.problems[0].code == "convert.empty"
     with pytest.raises(UnsupportedInput) as exc:
-        imaging.open_source(b"BM" + b"\0" * 60, "x.bmp", 100)
+        decode.open_source(b"BM" + b"\0" * 60, "x.bmp", 100)
     assert exc.value.problems[0].code == "convert.unsupported"
     with pytest.raises(ConversionError) as exc:
-        imaging.open_source(b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "x.png", 100)
+        decode.open_source(b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "x.png", 100)
     assert exc.value.problems[0].code == "convert.undecodable"
 
 

@@ -21,7 +21,8 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import ConversionError, PipelineError, Problem
 from ..hashing import hash_file, write_hashed
-from ..imaging import Source, open_source, write_master
+from ..decode import open_source
+from ..imaging import Source, write_master
 from ..model import ORIGINAL, PRESERVATION, Agent, Event, FileInfo, Item, pipeline_agent, software_agent
 from ..stage import Context, Stage
 

@@ -13,7 +13,7 @@ import pytest
 import tifffile
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from convert_fixtures import (IPTC, MULTI, SOURCES, XMP, checkit, expected_frames, gif, jpeg, png,
+from convert_fixtures import (MULTI, SOURCES, checkit, expected_frames, gif, jpeg, png,
                               srgb_icc, tool)
 from pipeline.errors import errors_in
 from pipeline.model import ORIGINAL, PRESERVATION, Item

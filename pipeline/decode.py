@@ -1,0 +1,393 @@
+"""Decoding sources: identify by signature, open, decode frames to canonical pixel arrays.
+
+Pillow wherever it is exact (CMYK and MPO JPEG, 8-bit and 16-bit grey, palette, bilevel, GIF,
+WebP, 8-bit TIFF); libjpeg-turbo through imagecodecs for grey and RGB JPEG (straight into one
+array); imagecodecs' libpng for 16-bit colour PNG and tifffile for 16-bit colour and 16-bit
+min-is-white TIFF, because Pillow cuts 16-bit colour to 8 bits (and leaves 16-bit min-is-white
+uninverted).  Every decoder exception is wrapped into a ConversionError with a convert.* problem.
+"""
+from __future__ import annotations
+
+import io
+import re
+import struct
+from fractions import Fraction
+from typing import Callable, Iterator
+
+import numpy as np
+
+from . import tiff
+from .errors import ConversionError, Problem, UnsupportedInput
+from .exif import Metadata, read_metadata
+from .formats import Format, identify
+from .imaging import ORIENTATIONS, Frame, Source, captured, orient
+
+# --------------------------------------------------------------------------------------------
+# Formats, identified by signature.
+
+
+KINDS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/tiff": "TIFF", "image/gif": "GIF",
+         "image/webp": "WebP"}
+
+
+def kind_of(fmt: Format | None) -> str:
+    """The short name of a format this module converts, or "" (BigTIFF, PDF, unknown...)."""
+    if fmt is None or not fmt.supported or fmt.name == "BigTIFF":
+        return ""
+    return KINDS.get(fmt.mimetype, "")
+
+
+def describe_unsupported(data: bytes, fmt: Format | None) -> str:
+    head = data[:256].lstrip()
+    if head.startswith(b"%PDF"):
+        return "a PDF document, not an image this pipeline converts"
+    if head.startswith((b"<svg", b"<?xml")) and b"<svg" in data[:4096]:
+        return "an SVG drawing (vector), not a raster image this pipeline converts"
+    if fmt is not None:
+        return f"{fmt.name} ({fmt.mimetype}) is not a format this pipeline converts"
+    return "not a JPEG, PNG, TIFF, GIF or WebP image"
+
+
+def _fail(code: str, path: str, reason: str, cls=ConversionError):
+    return cls(f"{path}: {reason}", [Problem(code, path, reason)])
+
+
+# Pillow modes kept as they are -> (photometric, extrasamples, inkset)
+PILLOW_LAYOUTS = {
+    "1": tiff.Layout(tiff.MINISBLACK), "L": tiff.Layout(tiff.MINISBLACK),
+    "LA": tiff.Layout(tiff.MINISBLACK, (tiff.UNASSOCIATED_ALPHA,)),
+    "RGB": tiff.Layout(tiff.RGB), "RGBA": tiff.Layout(tiff.RGB, (tiff.UNASSOCIATED_ALPHA,)),
+    "CMYK": tiff.Layout(tiff.SEPARATED, (), True),
+    "I;16": tiff.Layout(tiff.MINISBLACK), "I;16L": tiff.Layout(tiff.MINISBLACK),
+    "I;16B": tiff.Layout(tiff.MINISBLACK), "I;16N": tiff.Layout(tiff.MINISBLACK),
+}
+
+
+def _pillow_frame(im, path: str, orientation: int) -> Frame:
+    mode, steps = im.mode, []
+    if mode in ("P", "PA"):
+        target = "RGBA" if mode == "PA" or "transparency" in im.info else "RGB"
+        im = im.convert(target)
+        steps.append(f"palette expanded to {target}" + (" (palette transparency kept as alpha)"
+                                                      if target == "RGBA" else ""))
+    elif mode in ("L", "RGB") and "transparency" in im.info:
+        target = mode + "A" if mode == "RGB" else "LA"
+        im = im.convert(target)
+        steps.append(f"transparent colour key expanded to alpha ({target})")
+    layout = PILLOW_LAYOUTS.get(im.mode)
+    if layout is None:
+        raise _fail("convert.mode", path, f"pixel mode {im.mode} is not supported for archival masters",
+                    UnsupportedInput)
+    pixels = np.asarray(im)
+    if pixels.dtype.itemsize > 1:
+        pixels = pixels.astype("<u2", copy=False)
+    if orientation != 1:
+        steps.append(f"EXIF orientation {orientation} baked in: {ORIENTATIONS[orientation][0]}")
+    return Frame(orient(pixels, orientation), layout, mode, steps)
+
+
+def _array_frame(pixels: np.ndarray, photometric: int, extrasamples: tuple, mode: str,
+                 orientation: int) -> Frame:
+    steps = [f"EXIF orientation {orientation} baked in: {ORIENTATIONS[orientation][0]}"] if orientation != 1 else []
+    pixels = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False)
+    return Frame(orient(pixels, orientation), tiff.Layout(photometric, extrasamples), mode, steps)
+
+
+def _png_header(data: bytes) -> tuple[int, int]:
+    """(bit depth, colour type) from a PNG's IHDR."""
+    return data[24], data[25]
+
+
+def _png_phys(data: bytes) -> tuple | None:
+    """A PNG's pHYs in pixels per metre (unit 1) as an exact resolution per centimetre."""
+    at = 8
+    while at + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, at)
+        if kind == b"IDAT" or kind == b"IEND":
+            return None
+        if kind == b"pHYs" and length == 9 and at + 17 <= len(data):
+            x, y, unit = struct.unpack_from(">IIB", data, at + 8)
+            return ((x, 100), (y, 100), 3) if unit == 1 and x and y else None
+        at += 12 + length
+    return None
+
+
+def _ratio(value: float) -> tuple[int, int]:
+    f = Fraction(value).limit_denominator(10000)
+    return f.numerator, f.denominator
+
+
+def _pillow_metadata(im, fmt: Format, data: bytes, path: str) -> Metadata:
+    """EXIF (relocatable), ICC, XMP, IPTC; everything not carried is listed in `dropped`."""
+    info, kind = im.info, kind_of(fmt)
+    meta = Metadata()
+    try:
+        if kind == "TIFF":
+            meta = read_metadata(data, image_ifd=True)
+        elif info.get("exif"):
+            raw = info["exif"]
+            meta = read_metadata(raw[6:] if raw.startswith(b"Exif\0\0") else raw)
+    except (ValueError, struct.error) as exc:
+        meta.dropped.append(f"EXIF (damaged: {exc})")
+    if kind != "TIFF":
+        meta.icc = info.get("icc_profile") or None
+        text = dict(getattr(im, "text", {}) or {}) if kind == "PNG" else {}
+        xmp = info.get("xmp") or text.pop("XML:com.adobe.xmp", None)
+        text.pop("XML:com.adobe.xmp", None)
+        meta.xmp = xmp.encode("utf-8") if isinstance(xmp, str) else xmp
+        for key in sorted(text):
+            meta.dropped.append(f"PNG text chunk {key!r}")
+        photoshop = info.get("photoshop") or {}
+        meta.iptc = photoshop.get(0x0404)
+        for rid in sorted(photoshop):
+            if rid != 0x0404:
+                meta.dropped.append(f"Photoshop resource 0x{rid:04X}")
+        if info.get("comment"):
+            meta.dropped.append(f"{kind} comment")
+        for key, label in (("gamma", "PNG gAMA (gamma)"), ("srgb", "PNG sRGB rendering intent"),
+                           ("chromaticity", "PNG cHRM (chromaticities)"), ("mp", "MPF index (further images)")):
+            if key in info:
+                meta.dropped.append(label)
+    if meta.icc:
+        meta.carried.append("ICC profile")
+    if meta.xmp:
+        meta.carried.append("XMP")
+    if meta.iptc:
+        meta.carried.append("IPTC-IIM")
+    return meta
+
+
+def _resolution(im, fmt: Format, data: bytes, meta: Metadata, default: float) -> tuple[tuple, bool]:
+    info, kind = (im.info if im is not None else {}), kind_of(fmt)
+    if kind == "JPEG" and info.get("jfif_unit") in (1, 2):
+        dx, dy = info.get("jfif_density", (0, 0))
+        if dx and dy:
+            return ((dx, 1), (dy, 1), 2 if info["jfif_unit"] == 1 else 3), False
+    if kind == "PNG":
+        phys = _png_phys(data)
+        if phys:
+            return phys, False
+    if meta.resolution and meta.resolution[2] in (2, 3):
+        return meta.resolution, False
+    r = _ratio(default)
+    return (r, r, 2), True
+
+
+def _xmp_orientation_reset(xmp: bytes | None, orientation: int) -> bytes | None:
+    """XMP's tiff:Orientation would contradict the baked pixels: set it to 1 too."""
+    if not xmp or orientation == 1:
+        return xmp
+    xmp = re.sub(rb'(tiff:Orientation\s*=\s*["\'])[1-8](["\'])', rb"\g<1>1\g<2>", xmp)
+    return re.sub(rb"(<tiff:Orientation>)\s*[1-8]\s*(</tiff:Orientation>)", rb"\g<1>1\g<2>", xmp)
+
+
+def _needs_tifffile(data: bytes) -> bool:
+    import tifffile
+    with tifffile.TiffFile(io.BytesIO(data)) as tf:
+        # 16-bit colour (Pillow cuts it to 8 bits) and 16-bit min-is-white (Pillow does not
+        # invert it as it does 8-bit, so its values would be written as min-is-black)
+        return any(p.bitspersample > 8 and (p.samplesperpixel > 1 or p.photometric == 0) for p in tf.pages)
+
+
+def open_source(data: bytes, path: str, pixel_limit: int, default_resolution: float = 300.0) -> Source:
+    """Identify and open a source from its bytes; frames are decoded lazily by `iter_frames`.
+
+    Raises UnsupportedInput or ConversionError (with a convert.* problem) for bad input.
+    """
+    if not data:
+        raise _fail("convert.empty", path, "the file is empty (zero bytes)", UnsupportedInput)
+    fmt = identify(data[:65536])
+    kind = kind_of(fmt)
+    if not kind:
+        raise _fail("convert.unsupported", path, describe_unsupported(data, fmt), UnsupportedInput)
+    messages: list[str] = []
+    try:
+        with captured(messages):
+            if kind == "PNG" and len(data) > 26 and _png_header(data) in ((16, 2), (16, 4), (16, 6)):
+                source = _png16_source(data, path, fmt, pixel_limit, default_resolution)
+            elif kind == "TIFF" and _needs_tifffile(data):
+                source = _tifffile_source(data, path, fmt, pixel_limit, default_resolution)
+            else:
+                source = _pillow_source(data, path, fmt, pixel_limit, default_resolution)
+    except (ConversionError, UnsupportedInput):
+        raise
+    except Exception as exc:  # decoders raise anything on hostile input: wrap at the boundary
+        raise _decode_error(exc, path, fmt) from exc
+    source.messages[:0] = messages
+    source.iter_frames = _guarded(source, source.iter_frames, path, fmt)
+    return source
+
+
+def _guarded(source: Source, frames: Callable[[], Iterator[Frame]], path: str, fmt: Format):
+    """Decode frames with library noise captured and decoder exceptions wrapped."""
+    def iter_frames() -> Iterator[Frame]:
+        it = frames()
+        while True:
+            messages: list[str] = []
+            try:
+                with captured(messages):
+                    frame = next(it)
+            except StopIteration:
+                return
+            except (ConversionError, UnsupportedInput):
+                raise
+            except Exception as exc:  # hostile input: wrap at the boundary
+                raise _decode_error(exc, path, fmt) from exc
+            finally:
+                source.messages.extend(messages)
+            yield frame
+    return iter_frames
+
+
+def _decode_error(exc: Exception, path: str, fmt: Format) -> ConversionError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if type(exc).__name__ == "DecompressionBombError":
+        return _fail("convert.pixel_limit", path, f"too many pixels: {reason}")
+    if "truncat" in reason.lower():
+        return _fail("convert.truncated", path, f"the {kind_of(fmt)} file is truncated ({reason})")
+    return _fail("convert.undecodable", path, f"the {kind_of(fmt)} file cannot be decoded ({reason})")
+
+
+def _check_limit(path: str, width: int, height: int, frames: int, limit: int) -> None:
+    if width <= 0 or height <= 0:
+        raise _fail("convert.undecodable", path, f"the image declares {width}x{height} pixels")
+    if width * height * frames > limit:
+        raise _fail("convert.pixel_limit", path,
+                    f"{width}x{height} pixels x {frames} frame(s) exceed the pixel limit of {limit}")
+
+
+def _pillow_source(data, path, fmt, limit, default_resolution) -> Source:
+    import PIL
+    from PIL import Image, features
+    kind = kind_of(fmt)
+    im = Image.open(io.BytesIO(data))
+    frames = getattr(im, "n_frames", 1)
+    meta = _pillow_metadata(im, fmt, data, path)
+    if im.format == "MPO" and frames > 1:
+        meta.dropped.append(f"MPO: {frames - 1} further image(s) in the JPEG (only the primary image is converted)")
+        frames = 1
+    if frames > 1 and kind in ("GIF", "WebP", "PNG"):
+        meta.dropped.append("animation timing (frame durations, loop count)")
+    _check_limit(path, im.width, im.height, frames, limit)
+    resolution, assumed = _resolution(im, fmt, data, meta, default_resolution)
+    meta.xmp = _xmp_orientation_reset(meta.xmp, meta.orientation)
+    decoder = ("Pillow", PIL.__version__)
+    if kind == "JPEG":
+        decoder = ("Pillow", f"{PIL.__version__} (libjpeg-turbo {features.version('libjpeg_turbo') or features.version('jpg')})")
+    if kind == "JPEG" and im.format == "JPEG" and im.mode in ("L", "RGB") and _ends_with_eoi(data):
+        import imagecodecs
+        decoder = ("imagecodecs", f"{imagecodecs.__version__} ({imagecodecs.jpeg8_version()})")
+
+    def iter_frames() -> Iterator[Frame]:
+        if decoder[0] == "imagecodecs":
+            im.close()
+            yield _jpeg_frame(data, path, im.size, im.mode, meta.orientation)
+            return
+        for i in range(frames):
+            if i:
+                im.seek(i)
+            im.load()
+            frame = _pillow_frame(im, path, meta.orientation)
+            if i == frames - 1:
+                im.close()      # the decoder's own copy of the pixels is not needed any more
+            yield frame
+
+    return Source(fmt, im.width, im.height, im.mode, frames, decoder, meta, resolution, assumed, iter_frames)
+
+
+def _ends_with_eoi(data: bytes) -> bool:
+    """True when an end-of-image marker follows the JPEG's last scan (SOS).
+
+    libjpeg only warns on a truncated file and pads it, and imagecodecs ignores the warning: such
+    files, and files with trailing data that happens to hold an SOS byte pair (motion photos),
+    go to Pillow, which refuses a truncated file.  Entropy-coded data never holds FF D9 (0xFF is
+    always stuffed), so a truncated scan cannot look complete.
+    """
+    return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda")
+
+
+def _jpeg_frame(data: bytes, path: str, size: tuple[int, int], mode: str, orientation: int) -> Frame:
+    """Grey and RGB JPEG straight into one numpy array with libjpeg-turbo (imagecodecs).
+
+    Twice as fast as Pillow and without Pillow's padded 4-byte copy of the pixels.  Only for
+    files that pass `_ends_with_eoi`: imagecodecs does not fail on a truncated file.
+    """
+    import imagecodecs
+    pixels = imagecodecs.jpeg8_decode(data)
+    want = (size[1], size[0]) + ((3,) if mode == "RGB" else ())
+    if pixels.dtype != np.uint8 or pixels.shape != want:
+        raise _fail("convert.undecodable", path, f"JPEG decoded to {pixels.dtype} {pixels.shape}, expected {want}")
+    return _array_frame(pixels, tiff.RGB if mode == "RGB" else tiff.MINISBLACK, (), mode, orientation)
+
+
+def _png16_source(data, path, fmt, limit, default_resolution) -> Source:
+    import imagecodecs
+    from PIL import Image
+    im = Image.open(io.BytesIO(data))   # header and chunks only: metadata, never the pixels
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        raise _fail("convert.mode", path, "animated 16-bit PNG is not supported", UnsupportedInput)
+    _check_limit(path, im.width, im.height, 1, limit)
+    meta = _pillow_metadata(im, fmt, data, path)
+    if "transparency" in im.info:
+        meta.dropped.append("PNG tRNS colour key of a 16-bit image")
+    resolution, assumed = _resolution(im, fmt, data, meta, default_resolution)
+    meta.xmp = _xmp_orientation_reset(meta.xmp, meta.orientation)
+    channels = {2: 3, 4: 2, 6: 4}[_png_header(data)[1]]
+    mode = {3: "RGB;16", 2: "LA;16", 4: "RGBA;16"}[channels]
+
+    def iter_frames() -> Iterator[Frame]:
+        pixels = imagecodecs.png_decode(data)
+        if pixels.dtype != np.uint16 or pixels.shape[:2] != (im.height, im.width):
+            raise _fail("convert.undecodable", path, "16-bit PNG decoded to an unexpected shape")
+        extra = (tiff.UNASSOCIATED_ALPHA,) if channels in (2, 4) else ()
+        photometric = tiff.RGB if channels >= 3 else tiff.MINISBLACK
+        yield _array_frame(pixels, photometric, extra, mode, meta.orientation)
+
+    return Source(fmt, im.width, im.height, mode, 1, ("imagecodecs (libpng)", imagecodecs.__version__),
+                  meta, resolution, assumed, iter_frames)
+
+
+def _tifffile_source(data, path, fmt, limit, default_resolution) -> Source:
+    import tifffile
+    tf = tifffile.TiffFile(io.BytesIO(data))
+    pages = list(tf.pages)
+    first = pages[0]
+    total = 0
+    for page in pages:
+        if page.photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB,
+                                    tifffile.PHOTOMETRIC.MINISWHITE):
+            raise _fail("convert.mode", path, f"16-bit {page.photometric.name} TIFF is not supported",
+                        UnsupportedInput)
+        if page.sampleformat != 1 or page.bitspersample not in (8, 16) or page.is_tiled and page.imagedepth > 1:
+            raise _fail("convert.mode", path, f"TIFF with {page.bitspersample}-bit samples of format "
+                        f"{page.sampleformat} is not supported", UnsupportedInput)
+        if any(e != tiff.UNASSOCIATED_ALPHA for e in page.extrasamples):
+            raise _fail("convert.mode", path, "TIFF extra samples other than unassociated alpha "
+                        "are not supported", UnsupportedInput)
+        total += page.imagewidth * page.imagelength
+    _check_limit(path, first.imagewidth, first.imagelength, 1, limit)
+    if total > limit:
+        _check_limit(path, first.imagewidth, first.imagelength, len(pages), limit)
+    try:
+        meta = read_metadata(data, image_ifd=True)
+    except (ValueError, struct.error) as exc:
+        meta = Metadata(dropped=[f"TIFF metadata (damaged: {exc})"])
+    for label, value in (("ICC profile", meta.icc), ("XMP", meta.xmp), ("IPTC-IIM", meta.iptc)):
+        if value:
+            meta.carried.append(label)
+    resolution, assumed = _resolution(None, fmt, data, meta, default_resolution)
+    meta.xmp = _xmp_orientation_reset(meta.xmp, meta.orientation)
+    mode = f"{'RGB' if first.photometric == 2 else 'L'}{'A' if first.extrasamples else ''};{first.bitspersample}"
+
+    def iter_frames() -> Iterator[Frame]:
+        with tf:
+            for page in pages:
+                pixels = page.asarray()
+                if page.planarconfig == 2 and pixels.ndim == 3 and page.samplesperpixel > 1:
+                    pixels = np.moveaxis(pixels, 0, -1)
+                yield _array_frame(np.ascontiguousarray(pixels), int(page.photometric),
+                                   tuple(page.extrasamples), mode, meta.orientation)
+
+    return Source(fmt, first.imagewidth, first.imagelength, mode, len(pages),
+                  ("tifffile", tifffile.__version__), meta, resolution, assumed, iter_frames)
