@@ -7,7 +7,8 @@ each with the checksums computed while it was written.  The stage
      package already exists in output/ (before any work);
   2. checks, by stat alone, that the staging payload is exactly the package's files;
   3. splits the items over several bags when --max-bag-size asks for it (each bag: its items'
-     originals and masters, plus all the metadata), hard-linking from the staging folder;
+     originals and masters, plus all the metadata with a METS of its own), hard-linking from
+     the staging folder;
   4. writes bagit.txt, bag-info.txt, the manifests (from the recorded checksums) and the tag
      manifests; reads the sealed bag back (all but the payload's bytes: see check_sealed);
   5. moves the sealed bag(s) to output/.staging/<name>.sealed/, writes the serialized copies
@@ -27,7 +28,9 @@ from .. import bagwrite, publish, serialize
 from ..bag import find_manifests, list_bag, parse_manifest, parse_tags
 from ..errors import PackagingError, Problem, errors_in
 from ..hashing import hash_file, write_hashed
+from ..mets import METS_PATH
 from ..model import FileInfo, Item, Package
+from ..partmets import write_part_mets
 from ..stage import Context, Stage
 
 
@@ -117,6 +120,20 @@ def link_bag(staging: Path, bag: Path, files: Sequence[FileInfo]) -> None:
             os.link(staging / f.bagpath, dest)
         except OSError:
             shutil.copyfile(staging / f.bagpath, dest)
+
+
+def part_payload(ctx: Context, package: Package, items: Sequence[Item], bag: Path) -> list[FileInfo]:
+    """One bag of a split package: its items' files and all the metadata, hard-linked from
+    staging, with its own METS (partmets: the files of the other bags left out)."""
+    files = [f for i in items for f in item_files(i)] + list(package.metadata_files)
+    link_bag(ctx.staging, bag, files)
+    for n, f in enumerate(files):
+        if f.bagpath == METS_PATH:
+            (bag / METS_PATH).unlink()
+            size, digests = write_part_mets(ctx.staging / METS_PATH, bag / METS_PATH,
+                                            {g.bagpath for g in files}, ctx.settings.algorithms)
+            files[n] = replace(f, size=size, checksums=digests)
+    return sorted(files, key=lambda f: f.bagpath)
 
 
 def check_sealed(bag: Path, files: Sequence[FileInfo], algorithms: Sequence[str]) -> list[Problem]:
@@ -215,11 +232,9 @@ def _package(package: Package, ctx: Context) -> Package:
         bags.append(sealed / package.name)
         os.rename(ctx.staging, bags[0])  # out of the way of a rerun's stages
     else:
-        meta = list(package.metadata_files)
         for number, items in enumerate(groups, start=1):
             bag = sealed / publish.part_name(package.name, number, len(groups))
-            part_files = sorted([f for i in items for f in item_files(i)] + meta, key=lambda f: f.bagpath)
-            link_bag(ctx.staging, bag, part_files)
+            part_files = part_payload(ctx, package, items, bag)
             seal(bag, package, ctx, part_files, (ctx.collection_id, number, len(groups)))
             bags.append(bag)
     moves = [(bag, bag.name) for bag in bags]

@@ -17,6 +17,7 @@ from pipeline import bagwrite
 from pipeline.bag import find_manifests, parse_manifest, read_tag_file
 from pipeline.errors import PackagingError
 from pipeline.hashing import hash_file
+from pipeline.metscheck import check_mets
 from pipeline.stage import Settings
 from pipeline.stages.package import STAGE, check_sealed, package_collection
 
@@ -366,7 +367,7 @@ def test_io_write(tmp_path):
     assert err.problems[0].path.endswith(f"{name}.publish") and "too long" in str(err)
 
 
-def test_sample_collection_split_and_serialized(sample_collection, tmp_path, cli):
+def test_sample_collection_split_and_serialized(sample_collection, tmp_path, cli, xsd_dir):
     out = tmp_path / "output"
     proc = cli("run", sample_collection, "--output", out, "-q", "--max-bag-size", "12M", "--serialize", "tar")
     assert proc.returncode == 0, proc.stderr
@@ -377,6 +378,8 @@ def test_sample_collection_split_and_serialized(sample_collection, tmp_path, cli
     originals = []
     for bag in bags:
         assert bagit_valid(bag)
+        assert check_mets(bag, xsd_dir) == [], "each bag's own METS: consistent and valid"
+        assert pipeline_valid(bag)
         assert dict(read_tag_file(bag / "bag-info.txt"))["Bag-Group-Identifier"] == "khojaly-1992"
         assert sum(f.stat().st_size for f in (bag / "data").rglob("*") if f.is_file()) <= 12 * 2**20
         originals += [p.relative_to(bag).as_posix() for p in (bag / "data/objects/originals").rglob("*") if p.is_file()]

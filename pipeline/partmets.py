@@ -1,0 +1,99 @@
+"""The METS of one bag of a split package (--max-bag-size).
+
+Each bag of a group carries all of `data/metadata/`, but its METS is the collection's METS less
+the files that travel in the other bags: their `mets:file` elements, the `mets:fptr` pointers to
+them and the amdSecs only they referred to.  Every link left resolves inside the bag, so each bag
+passes the METS consistency check (metscheck) on its own; the descriptive metadata of the whole
+collection (dmdSecs, structMap divisions) is kept.
+
+Two streaming passes over the source (iterparse, elements cleared as read): the first finds the
+files to leave out, the second copies the document one top-level section at a time, hashing the
+bytes as they are written.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+from typing import Collection, Sequence
+from urllib.parse import unquote
+
+from lxml import etree
+
+from .mets import METS_PATH
+from .xmlio import NS, HashingWriter
+
+_FILE, _FLOCAT, _FPTR, _AMD = (f"{{{NS['mets']}}}{n}" for n in ("file", "FLocat", "fptr", "amdSec"))
+_HREF = f"{{{NS['xlink']}}}href"
+_PARSE = dict(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
+
+
+def _target(href: str) -> str:
+    """The bag path an href relative to the METS names."""
+    return os.path.normpath((PurePosixPath(METS_PATH).parent / unquote(href)).as_posix())
+
+
+def _left_out(src: Path, keep: Collection[str]) -> tuple[set[str], set[str]]:
+    """IDs of the files whose content is in another bag, and of the techMD/digiprovMD sections
+    only they refer to (an amdSec made only of those is left out)."""
+    files: set[str] = set()
+    their_amd: set[str] = set()
+    used_amd: set[str] = set()
+    for _, el in etree.iterparse(str(src), events=("end",), **_PARSE):
+        admids = (el.get("ADMID") or "").split()
+        if el.tag == _FILE:
+            hrefs = [_target(loc.get(_HREF, "")) for loc in el.iter(_FLOCAT)]
+            if any(h.startswith("data/objects/") and h not in keep for h in hrefs):
+                files.add(el.get("ID", ""))
+                their_amd.update(admids)
+                admids = []
+        used_amd.update(admids)
+        parent = el.getparent()
+        if parent is not None and parent.getparent() is None:  # a whole top-level section: done
+            el.clear(keep_tail=True)
+    return files, their_amd - used_amd
+
+
+def write_part_mets(src: Path, dest: Path, keep: Collection[str],
+                    algorithms: Sequence[str]) -> tuple[int, dict[str, str]]:
+    """Write to `dest` the METS `src` less what is not in `keep` (bag paths of this bag's
+    payload); returns its size and digests."""
+    files, amd = _left_out(src, keep)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.part")
+    with open(tmp, "wb") as raw:
+        out = HashingWriter(raw, algorithms)
+        with etree.xmlfile(out, encoding="UTF-8") as xf:
+            xf.write_declaration()
+            root = section = None
+            for event, el in etree.iterparse(str(src), events=("start", "end"), **_PARSE):
+                if root is None:
+                    root = el
+                    section = xf.element(el.tag, dict(el.attrib), nsmap=el.nsmap)
+                    section.__enter__()
+                    xf.write(el.text or "")
+                elif event == "end" and el.getparent() is root:
+                    inner = {c.get("ID") for c in el} if el.tag == _AMD else set()
+                    if not (inner and inner <= amd):
+                        for gone in [e for e in el.iter(_FILE, _FPTR)
+                                     if e.get("ID" if e.tag == _FILE else "FILEID") in files]:
+                            _remove(gone)
+                        xf.write(el)
+                    el.clear(keep_tail=True)  # memory: drop what is written, never what is read ahead
+                    while el.getprevious() is not None:
+                        del root[0]
+            section.__exit__(None, None, None)
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.replace(tmp, dest)
+    return out.size, out.digests()
+
+
+def _remove(el: etree._Element) -> None:
+    """Take `el` out of its parent, keeping the indentation of what follows."""
+    parent = el.getparent()
+    previous = el.getprevious()
+    if previous is not None:
+        previous.tail = el.tail
+    else:
+        parent.text = el.tail
+    parent.remove(el)
