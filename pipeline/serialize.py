@@ -8,7 +8,6 @@ sidecar (`<digest>  <file name>`, the format `sha256sum -c` reads).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import tarfile
 import zipfile
@@ -18,25 +17,16 @@ from typing import BinaryIO
 
 from .errors import PackagingError
 from .hashing import CHUNK
+from .xmlio import HashingWriter
 
 EXTENSIONS = {"tar": ".tar", "tar.gz": ".tar.gz", "zip": ".zip"}
 MEDIA_TYPES = {"tar": "application/x-tar", "tar.gz": "application/gzip", "zip": "application/zip"}
 ZIP_EPOCH = datetime(1980, 1, 1, tzinfo=timezone.utc)
 
 
-class HashingWriter:
-    """A write-only, non-seekable file that hashes and counts what passes through it."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data) -> int:
-        self.raw.write(data)
-        self.sha256.update(data)
-        self.size += len(data)
-        return len(data)
+class ArchiveWriter(HashingWriter):
+    """A write-only, non-seekable file (zipfile then writes data descriptors instead of seeking
+    back), hashing what passes through it."""
 
     def tell(self) -> int:
         return self.size
@@ -110,7 +100,7 @@ def write_archive(bag: Path, dest: Path, fmt: str, when: datetime, root: str = "
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(dest, "wb") as raw:
-            out = HashingWriter(raw)
+            out = ArchiveWriter(raw, ["sha256"])
             if fmt == "zip":
                 _write_zip(entries, root, out, when.astimezone(timezone.utc))
             elif fmt == "tar":
@@ -122,7 +112,7 @@ def write_archive(bag: Path, dest: Path, fmt: str, when: datetime, root: str = "
             os.fsync(raw.fileno())
     except OSError as exc:
         raise PackagingError(f"{dest}: could not write the {fmt} file: {exc.strerror or exc}") from exc
-    return out.sha256.hexdigest()
+    return out.digests()["sha256"]
 
 
 def sidecar_text(digest: str, archive_name: str) -> str:
