@@ -17,7 +17,7 @@ import tarfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Iterator, Mapping, Optional
+from typing import Iterable, Iterator, Mapping, Optional
 
 from .bag import MANIFEST_RE, Listing
 from .errors import Problem
@@ -193,7 +193,7 @@ class ArchiveBag:
                     self._progress("verify", raw.tell(), total)
             self.sha256 = reader.drain()
 
-    def _rehash_tar(self, wanted: Mapping[str, set[str]]) -> dict[str, dict[str, str]]:
+    def _rehash_tar(self, wanted: Mapping[str, Iterable[str]]) -> dict[str, dict[str, str]]:
         by_member = {self._members[rel]: rel for rel in wanted}
         out: dict[str, dict[str, str]] = {}
         with open(self.path, "rb") as raw:
@@ -220,7 +220,7 @@ class ArchiveBag:
         if self._sidecar.is_file():
             self.sha256 = hash_file(self.path, ["sha256"])[1]["sha256"]
 
-    def _hash_zip(self, wanted: Mapping[str, set[str]]) -> Iterator[Result]:
+    def _hash_zip(self, wanted: Mapping[str, Iterable[str]]) -> Iterator[Result]:
         with zipfile.ZipFile(self.path) as zf:
             for rel, algorithms in wanted.items():
                 try:
@@ -237,7 +237,7 @@ class ArchiveBag:
         """A top-level tag file's bytes (KeyError when the archive has no such file)."""
         return self._kept[rel]
 
-    def digests(self, wanted: Mapping[str, set[str]], workers: int = 1, progress=None) -> Iterator[Result]:
+    def digests(self, wanted: Mapping[str, Iterable[str]], workers: int = 1, progress=None) -> Iterator[Result]:
         """Size and digests of each wanted file (relpath -> algorithms), streamed from the archive."""
         kept = {rel: algs for rel, algs in wanted.items() if rel in self._kept}
         for rel, algorithms in kept.items():
@@ -247,7 +247,7 @@ class ArchiveBag:
         if self.kind == "zip":
             yield from self._hash_zip(rest)
             return
-        missing = {rel: algs for rel, algs in rest.items() if not algs <= set(self._digests.get(rel, {}))}
+        missing = {rel: algs for rel, algs in rest.items() if not set(algs) <= set(self._digests.get(rel, {}))}
         try:
             extra = self._rehash_tar(missing) if missing else {}
         except _ERRORS as exc:
