@@ -102,12 +102,22 @@ def _batches(root: str, wanted: dict[str, dict], sizes: dict[str, int]) -> Itera
 class FolderBag:
     """A bag that is a folder on disk."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, workers: int = 1) -> None:
         self.path = path
         self.label = str(path)
         self.problems: list[Problem] = []
         self.listing: Listing = list_bag(path)
         self.readable = True
+        self._pool: Optional[ProcessPoolExecutor] = None
+        if workers > 1 and len(self.listing.files) >= 64:
+            # Fork the workers now, while this process holds only the listing, not the manifests.
+            self._pool = ProcessPoolExecutor(max_workers=workers)
+            list(self._pool.map(abs, range(workers)))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
     def read(self, rel: str) -> bytes:
         with _open_nofollow(os.path.join(self.path, rel)) as f:
@@ -125,24 +135,23 @@ class FolderBag:
     def _hash_batches(self, wanted: dict[str, dict], workers: int) -> Iterator[list[Result]]:
         root = str(self.path)
         batches = _batches(root, wanted, self.listing.files)
-        if workers <= 1 or len(wanted) < 64:
+        if self._pool is None or len(wanted) < 64:
             yield from (_hash_batch(root, batch) for batch in batches)
             return
         # A bounded number of batches in flight: memory does not grow with the number of files.
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            pending: set = set()
-            for batch in batches:
-                pending.add(pool.submit(_hash_batch, root, batch))
-                if len(pending) >= 2 * workers:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    yield from (fut.result() for fut in finished)
-            yield from (fut.result() for fut in pending)
+        pending: set = set()
+        for batch in batches:
+            pending.add(self._pool.submit(_hash_batch, root, batch))
+            if len(pending) >= 2 * workers:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (fut.result() for fut in finished)
+        yield from (fut.result() for fut in pending)
 
 
-def open_bag(path: Path, progress: Optional[Progress] = None):
+def open_bag(path: Path, progress: Optional[Progress] = None, workers: int = 1):
     path = Path(path)
     if path.is_dir():
-        return FolderBag(path)
+        return FolderBag(path, workers)
     if path.is_file():
         return ArchiveBag(path, progress)
     raise UsageError(f"{path}: no such bag (neither a folder nor a tar or zip file)")
@@ -536,10 +545,13 @@ def verify_bag(path: Path | str, *, fast: bool = False, workers: int = 0, schema
     Raises UsageError when `path` does not exist; every problem of the bag itself is in the Report.
     """
     path = Path(path)
-    source = open_bag(path, progress)
     workers = workers if workers > 0 else (os.cpu_count() or 1)
-    checker = Checker(source, label or str(path), fast, workers, progress)
-    report = checker.run()
+    source = open_bag(path, progress, 1 if fast else workers)
+    try:
+        checker = Checker(source, label or str(path), fast, workers, progress)
+        report = checker.run()
+    finally:
+        getattr(source, "close", lambda: None)()
     if source.readable and "bagit.txt" in source.listing.files:
         _check_mets(checker, source, schemas)
     if profile is not None:
