@@ -490,3 +490,17 @@ def test_garbage_tag_files_give_problems_never_exceptions(tmp_path_factory, name
     report = verify_bag(root)   # any exception here fails the test
     if data != original:
         assert report.problems, "a changed tag file must be noticed"
+
+
+def test_file_mismatch_found_by_worker_processes(tmp_path):
+    payload = {f"f{i:03d}.txt": f"file {i}\n".encode() for i in range(150)}
+    payload["big.bin"] = bytes(range(256)) * 9000            # above the 1 MiB read size
+    root = write_bag(tmp_path / "bag", payload)
+    assert verify_bag(root, workers=2).valid
+    (root / "data" / "f077.txt").write_bytes(b"file 78\n")
+    big = bytearray((root / "data" / "big.bin").read_bytes())
+    big[-1] ^= 1
+    (root / "data" / "big.bin").write_bytes(bytes(big))
+    report = verify_bag(root, workers=2)
+    assert {p.path for p in report.problems} == {"data/f077.txt", "data/big.bin"}
+    assert report.hashed == 151 + 4
