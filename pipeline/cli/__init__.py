@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 rejected or failed, 2 usage, 3 fixity problems found.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
@@ -23,7 +24,23 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FIXITY = 0, 1, 2, 3
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+SUBCOMMAND_MODULES = ("run", "validate", "convert", "verify", "fixity")
+
+
+class LazyGroup(click.Group):
+    """Imports a subcommand's module (which registers it on `cli`) only when that subcommand is
+    used, so that e.g. `pipeline fixity` run by cron does not pay for numpy and the imaging stack."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(SUBCOMMAND_MODULES))
+
+    def get_command(self, ctx, name):
+        if name in SUBCOMMAND_MODULES and name not in self.commands:
+            importlib.import_module(f"{__name__}.{name}")
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="pipeline")
 def cli() -> None:
     """Turn folders of photographs and captions into sealed preservation packages.
@@ -114,5 +131,4 @@ def main(argv: Optional[list[str]] = None) -> None:
     sys.exit(rv if isinstance(rv, int) else EXIT_OK)
 
 
-# Subcommands register themselves on `cli` when imported.
-from . import run as _run, validate as _validate, convert as _convert, verify as _verify, fixity as _fixity  # noqa: E402,F401
+# Subcommands register themselves on `cli` when imported: see LazyGroup.

@@ -115,7 +115,7 @@ def find_targets(paths: Iterable[Path], output: Path) -> list[Path]:
                          and (is_bag_folder(c) or is_archive_name(c)))
         elif explicit:
             found.append(p)  # a file that is not an archive by name: planning says why
-    return list(dict.fromkeys(found))
+    return list({p.resolve(): p for p in reversed(found)}.values())[::-1]  # each bag once, first spelling
 
 
 def _encoding(tags_text: Optional[bytes]) -> str:
