@@ -102,7 +102,9 @@ def _bag_info(rules: _Rules, info: list[tuple[str, str]]) -> None:
                       f"{label} appears {len(found)} times; the profile says it is not repeatable", where)
     ident = str(rules.get("BagIt-Profile-Info", {}).get("BagIt-Profile-Identifier", ""))
     declared = values.get("bagit-profile-identifier", [])
-    if not declared:
+    required_here = any(label.lower() == "bagit-profile-identifier" and rule.get("required")
+                        for label, rule in rules.get("Bag-Info", {}).items())
+    if not declared and not required_here:   # (reported above when the profile lists it)
         rules.add("profile.bag_info", "bag-info.txt",
                   "BagIt-Profile-Identifier is required in a bag that follows a profile",
                   "BagIt-Profile-Identifier")

@@ -76,11 +76,16 @@ def test_btr_unmet_rules_each_named(tmp_path):
         ("profile.bag_info", "Bag-Info/Source-Organization"),
         ("profile.bag_info", "Bag-Info/Bagging-Date"),
         ("profile.bag_info", "Bag-Info/Bagit-Profile-Identifier"),
-        ("profile.bag_info", "BagIt-Profile-Identifier"),
         ("profile.manifest_allowed", "Manifests-Allowed"),
         ("profile.tag_manifest_allowed", "Tag-Manifests-Allowed"),
         ("profile.fetch", "Allow-Fetch.txt"),
     }
+
+
+def test_profile_identifier_always_required(tmp_path):
+    root = write_bag(tmp_path / "bag", {"x.txt": b"hello"}, info=BTR_INFO[:3])
+    report = verify_bag(root, profile={"BagIt-Profile-Info": BTR["BagIt-Profile-Info"]})
+    assert [(p.code, p.field) for p in report.problems] == [("profile.bag_info", "BagIt-Profile-Identifier")]
 
 
 @pytest.mark.parametrize("rules, code", [
