@@ -64,6 +64,13 @@ def _with_agents(package: Package, ctx: Context) -> Package:
     return replace(package, agents=tuple(agents))
 
 
+def _with_file_ids(item: Item, ctx: Context) -> Item:
+    """Every file needs an identifier for PREMIS and METS; mint one where an upstream stage did not."""
+    def named(info: Optional[FileInfo]) -> Optional[FileInfo]:
+        return replace(info, id=ctx.make_id("file", info.bagpath)) if info is not None and not info.id else info
+    return replace(item, original=named(item.original), masters=tuple(named(m) for m in item.masters))
+
+
 def _supplement_events(item: Item, ctx: Context, agent: Agent, org: Optional[Agent]) -> Item:
     """Add the ingestion and message digest events an upstream stage did not record."""
     files = ([item.original] if item.original else []) + list(item.masters)
@@ -163,6 +170,7 @@ def _write_descriptions(package: Package, ctx: Context) -> tuple[Package, dict[s
     agent, items = pipeline_agent(), []
     org = next((a for a in package.agents if a.type == "organization"), None)
     for item in package.items:
+        item = _with_file_ids(item, ctx)
         item_problems = [] if item.original else [
             Problem("describe.no_files", item.relpath, "no original file in the package")]
         terms = _item_terms(item, collection)

@@ -221,3 +221,13 @@ def test_describe_write(tmp_path):
     codes = {p.code for p in package.all_problems}
     assert codes == {"describe.write"}
     assert not (ctx.staging / METS_PATH).exists()
+
+
+def test_files_without_an_identifier_get_one(tmp_path):
+    def anonymous(package):
+        item = package.items[1]
+        return replace(package, items=package.items[:1] + (replace(item, original=replace(item.original, id="")),))
+
+    package, _ = run(tmp_path, edit=anonymous)
+    assert package.all_problems == []
+    assert package.items[1].original.id
