@@ -108,7 +108,7 @@ def _bag_info(rules: _Rules, info: list[tuple[str, str]]) -> None:
         rules.add("profile.bag_info", "bag-info.txt",
                   "BagIt-Profile-Identifier is required in a bag that follows a profile",
                   "BagIt-Profile-Identifier")
-    elif ident and ident not in declared:
+    elif declared and ident and ident not in declared:
         rules.add("profile.identifier", "bag-info.txt",
                   f"names {', '.join(declared)}, the profile is {ident}", "BagIt-Profile-Identifier")
 
