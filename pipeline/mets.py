@@ -30,7 +30,7 @@ from lxml import etree
 from . import __version__
 from .model import Agent, Event, FileInfo, Item, Package, ORIGINAL, PRESERVATION, METADATA
 from .premis import agent_element, agent_key, event_element, object_element
-from .xmlio import NS, SCHEMA_LOCATIONS, HashingWriter
+from .xmlio import NS, SCHEMA_LOCATIONS, hashed_output
 
 METS_PATH = "data/metadata/mets.xml"
 GROUPS = (ORIGINAL, PRESERVATION, METADATA)
@@ -311,10 +311,7 @@ def write_mets(dest: Path, package: Package, *, created: str, organization: str,
     """
     agents = agents_of(package)
     agent_ids = [agent_md_id(a) for a in agents]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part")
-    with open(tmp, "wb") as raw:
-        out = HashingWriter(raw, algorithms)
+    with hashed_output(dest, algorithms) as out:
         with etree.xmlfile(out, encoding="UTF-8") as xf:
             xf.write_declaration()
             coll = package.collection.data if package.collection else {}
@@ -328,9 +325,6 @@ def write_mets(dest: Path, package: Package, *, created: str, organization: str,
                 _write_file_sec(xf, package)
                 _write_struct_map(xf, package, coll)
                 xf.write("\n")
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(tmp, dest)
     return out.size, out.digests()
 
 

@@ -3,9 +3,8 @@
 `check_mets(bag_root, schemas_dir)` is what the describe stage runs before sealing and what
 `pipeline verify` runs on our own bags:
   * every FLocat and mdRef names a file inside the bag that exists, with the SIZE and CHECKSUM
-    the METS states (re-hashed here, one read per file).  In one bag of a split group
-    (bag-info.txt `Bag-Count: K of N`, N > 1) the METS describes the whole collection, so a file
-    held by another bag of the group is not reported missing; the files present are checked;
+    the METS states (re-hashed here, one read per file; each bag of a split package carries
+    its own METS, see pipeline/partmets.py, so this holds for every bag);
   * every ID is unique and every ADMID, DMDID and FILEID reference resolves;
   * with `schemas_dir`, the document is valid against the official schemas (errors with lines).
 
@@ -20,7 +19,7 @@ from urllib.parse import unquote
 
 from lxml import etree
 
-from .bag import is_inside, read_tag_file
+from .bag import is_inside
 from .errors import Problem
 from .hashing import hash_file
 from .mets import METS_PATH
@@ -39,7 +38,7 @@ def check_mets(bag_root: Path, schemas_dir: Path | None = None) -> list[Problem]
     mets = bag_root / METS_PATH
     if not mets.is_file():
         return [Problem("describe.mets_missing", METS_PATH, "the package has no METS document")]
-    problems = _consistency(bag_root, mets, _split(bag_root))
+    problems = _consistency(bag_root, mets)
     if schemas_dir is not None and not any(p.code == "describe.mets_unreadable" for p in problems):
         problems += schema_problems(mets, Path(schemas_dir))
     return problems
@@ -56,22 +55,7 @@ def schema_problems(path: Path, schemas_dir: Path, shown_as: str = METS_PATH) ->
             for msg in validation_errors(doc, schema)]
 
 
-def _split(bag_root: Path) -> bool:
-    info = bag_root / "bag-info.txt"
-    if not info.is_file():
-        return False
-    try:
-        pairs = read_tag_file(info)
-    except (OSError, UnicodeDecodeError):
-        return False
-    for label, value in pairs:
-        if label.lower() == "bag-count":
-            total = value.partition(" of ")[2].strip()
-            return total.isdigit() and int(total) > 1 or total == "?"
-    return False
-
-
-def _consistency(bag_root: Path, mets: Path, split: bool = False) -> list[Problem]:
+def _consistency(bag_root: Path, mets: Path) -> list[Problem]:
     problems: list[Problem] = []
     ids: set[str] = set()
     pending: list[tuple[str, str, int]] = []   # references to IDs not seen yet (few: metsHdr's)
@@ -91,7 +75,7 @@ def _consistency(bag_root: Path, mets: Path, split: bool = False) -> list[Proble
                         pending.append((attr, ref, el.sourceline or 0))
             if el.tag in LOCATED:
                 holder = el.getparent() if el.tag.endswith("FLocat") else el
-                problems += _located(bag_root, base, el.get(HREF, ""), holder, el.sourceline or 0, split)
+                problems += _located(bag_root, base, el.get(HREF, ""), holder, el.sourceline or 0)
             if el.tag in CLEARED:
                 el.clear(keep_tail=True)
                 while el.getprevious() is not None:
@@ -109,15 +93,13 @@ def _consistency(bag_root: Path, mets: Path, split: bool = False) -> list[Proble
 
 
 def _located(bag_root: Path, base: PurePosixPath, href: str, holder: etree._Element,
-             line: int, split: bool = False) -> list[Problem]:
+             line: int) -> list[Problem]:
     """The file an FLocat/mdRef points at: inside the bag, present, right size and checksum."""
     where = f"line {line}"
     target = os.path.normpath((base / unquote(href)).as_posix()) if href else ""
     if not href or "://" in href or not is_inside(bag_root, target) or target.startswith(".."):
         return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r} does not name a file inside the bag", where)]
     path = bag_root / target
-    if split and not os.path.lexists(path):
-        return []   # held by another bag of the group
     if not path.is_file() or path.is_symlink():
         return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r}: {target} does not exist", where)]
     out: list[Problem] = []

@@ -7,8 +7,11 @@
 """
 from __future__ import annotations
 
+import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from lxml import etree
 
@@ -174,6 +177,25 @@ class HashingWriter:
 
     def digests(self) -> dict[str, str]:
         return {alg: h.hexdigest() for alg, h in self.hashers.items()}
+
+
+@contextmanager
+def hashed_output(dest: Path, algorithms) -> Iterator[HashingWriter]:
+    """A file written under a temporary name, hashed as it is written, fsynced and renamed to
+    `dest` when the block succeeds; removed when it fails.  Yields the HashingWriter (its
+    `size` and `digests()` are final after the block)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.part")
+    try:
+        with open(tmp, "wb") as raw:
+            out = HashingWriter(raw, algorithms)
+            yield out
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def canonical(doc) -> bytes:

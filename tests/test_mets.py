@@ -288,15 +288,6 @@ def test_mix_values():
     assert mets.mix({"width": 0, "height": 3}) is None
 
 
-def test_describe_mets_flocat_not_reported_for_files_of_sibling_bags(described):
-    package, ctx, _ = described
-    (ctx.staging / package.items[0].original.bagpath).unlink()
-    (ctx.staging / "bag-info.txt").write_text("Bag-Group-Identifier: khojaly-1992\nBag-Count: 1 of 2\n")
-    assert check_mets(ctx.staging) == []
-    (ctx.staging / "bag-info.txt").write_text("Bag-Count: 1 of 1\n")
-    assert [p.code for p in check_mets(ctx.staging)] == ["describe.mets_flocat"]
-
-
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"),
                         min_size=1, max_size=12).filter(lambda s: s not in (".", "..")), min_size=1, max_size=3))

@@ -148,3 +148,15 @@ def test_load_schema_refuses_an_unknown_remote_import(tmp_path, http_server, xsd
     with pytest.raises(UsageError, match="remote schemas refused: .*elsewhere.xsd"):
         xmlio.load_schema(tmp_path)
     assert hits == []
+
+
+def test_hashed_output_renames_on_success_and_leaves_nothing_on_failure(tmp_path):
+    dest = tmp_path / "sub" / "doc.xml"
+    with xmlio.hashed_output(dest, ("sha256",)) as out:
+        out.write(b"<a/>")
+    assert dest.read_bytes() == b"<a/>" and out.digests() == {"sha256": hashlib.sha256(b"<a/>").hexdigest()}
+    with pytest.raises(RuntimeError):
+        with xmlio.hashed_output(tmp_path / "sub" / "broken.xml", ("sha256",)) as out:
+            out.write(b"<half")
+            raise RuntimeError("killed in the middle")
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["doc.xml"]
