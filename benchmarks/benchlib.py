@@ -2,7 +2,8 @@
 
 Timed commands run under GNU time (`/usr/bin/time -v`), whose "Maximum resident set size" is the
 largest single process of the command's tree; a sampler also sums the resident memory of the
-whole tree (main process plus workers) every 50 ms, which is what the machine has to provide.
+whole tree (main process plus workers; proportional set size, so pages that forked workers share
+with the main process count once) every 50 ms, which is what the machine has to provide.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class Timed:
     command: str
     seconds: float
     max_rss_mb: float        # GNU time: the largest single process
-    tree_rss_mb: float       # sampled: all processes of the command at once
+    tree_rss_mb: float       # sampled: all processes of the command at once (PSS)
     returncode: int
     stdout: str
     stderr: str
@@ -42,7 +43,7 @@ def _tree_rss(proc: psutil.Process) -> int:
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
         try:
-            total += p.memory_info().rss
+            total += p.memory_full_info().pss  # shared pages (forked workers) counted once
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return total

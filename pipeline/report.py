@@ -5,6 +5,7 @@ monotonic timer; they describe the run, never go into a bag, and so do not touch
 """
 from __future__ import annotations
 
+import resource
 from dataclasses import asdict, dataclass
 
 from .model import Package
@@ -17,6 +18,7 @@ class StageReport:
     `bytes`: payload the package holds after the stage (originals, masters, metadata files);
     `bytes_added`: what this stage added to it (e.g. the masters, for convert).
     `problems` / `errors`: problems this stage added (all severities / errors only).
+    `peak_mb`: the main process's peak resident memory so far (workers not included).
     """
 
     stage: str
@@ -26,6 +28,7 @@ class StageReport:
     bytes_added: int
     problems: int
     errors: int
+    peak_mb: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -53,4 +56,9 @@ def stage_report(stage: str, seconds: float, before: Package, after: Package) ->
     return StageReport(stage=stage, seconds=round(seconds, 3), items=len(after.items),
                        bytes=bytes_after, bytes_added=max(bytes_after - bytes_before, 0),
                        problems=max(problems_after - problems_before, 0),
-                       errors=max(errors_after - errors_before, 0))
+                       errors=max(errors_after - errors_before, 0), peak_mb=peak_mb())
+
+
+def peak_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports kilobytes)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

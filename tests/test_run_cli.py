@@ -14,7 +14,7 @@ import helpers_stages as hs
 from conftest import no_traceback, run_cli
 from pipeline.executor import STAGE_NAMES
 
-STAGE_KEYS = {"stage", "seconds", "items", "bytes", "bytes_added", "problems", "errors"}
+STAGE_KEYS = {"stage", "seconds", "items", "bytes", "bytes_added", "problems", "errors", "peak_mb"}
 PROBLEM_KEYS = {"code", "severity", "path", "field", "reason"}
 
 
