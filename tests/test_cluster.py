@@ -178,3 +178,18 @@ def test_dask_extra_missing_says_how_to_install(tmp_path):
     assert no_traceback(proc)
     assert proc.stderr.strip().splitlines() == [
         "pipeline: error: the dask executor needs the optional extra: pip install 'preservation-pipeline[dask]'"]
+
+
+def test_scheduler_lost_mid_run_is_a_cluster_error(cluster, tmp_path):
+    """Last in this module: it kills the module's scheduler."""
+    ctx = make_ctx(tmp_path, executor="dask", scheduler=cluster.address)
+
+    def kill_scheduler(stage, done, total):
+        if done == 2:
+            cluster.scheduler.kill()
+            cluster.scheduler.wait()
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        with pytest.raises(ClusterError, match="scheduler lost") as info:
+            map_items(hs.slow_item, hs.make_items(ctx, 12), ctx, "convert", kill_scheduler)
+    assert "\n" not in str(info.value)
