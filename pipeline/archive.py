@@ -275,3 +275,7 @@ class ArchiveBag:
         elif first != self.sha256:
             self.problems.append(Problem("archive.sidecar", self._sidecar.name,
                                          f"says {first}, the archive's SHA-256 is {self.sha256}"))
+        named = text.split(None, 1)[1].strip().lstrip("*") if len(text.split(None, 1)) > 1 else ""
+        if named and named != self.path.name:
+            self.problems.append(Problem("archive.sidecar", self._sidecar.name,
+                                         f"names {named!r}, not {self.path.name!r}", severity="warning"))

@@ -129,6 +129,9 @@ def test_archive_sidecar(tmp_path, bag):
     assert codes(report) == ["archive.sidecar"] and report.problems[0].path == sidecar.name
     sidecar.write_text("not a checksum\n")
     assert codes(verify_bag(archive)) == ["archive.sidecar"]
+    sidecar.write_text(f"{hashlib.sha256(archive.read_bytes()).hexdigest()}  other.tar.gz\n")
+    report = verify_bag(archive)
+    assert report.valid and [(p.code, p.severity) for p in report.problems] == [("archive.sidecar", "warning")]
 
 
 def test_archive_unreadable_cli(tmp_path, bag):
