@@ -86,7 +86,7 @@ def same_digests(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
 # Many files at once (fixity audits, verification).
 
 BIG_CHUNK = 1 << 22     # 4 MiB reads: few system calls, the GIL released while each one hashes
-BIG_FILE = 1 << 20      # files from this size are hashed in parallel; smaller ones one at a time
+BIG_FILE = 1 << 18      # files from 256 KiB are hashed in parallel; smaller ones one at a time
 RESULT_BATCH = 256      # results handed over per queue put (tiny files: the queue is the cost)
 RESULT_BYTES = 1 << 24  # ...or fewer results once this many bytes were hashed
 

@@ -216,7 +216,7 @@ def _match(plan: BagPlan, exp: _Expectations, files: dict[str, int], links: list
             plan.findings.append(Finding("fixity.normalization", rel,
                                          f"the manifest writes this name in another Unicode normalization "
                                          f"({name!r}); matched as the same file"))
-        plan.tasks.append(FileTask(key, rel, files[rel], digests))
+        plan.tasks.append(FileTask(key, key if rel == key else rel, files[rel], digests))  # one string if same
     for key, rel in on_disk.items():
         if rel.startswith("data/"):
             plan.payload_files += 1
