@@ -164,7 +164,11 @@ def audit(paths: Iterable[Path | str] = (), *, output: Path | str = "output", db
     window = window_days or budget.window_days()
     began, t0 = clock(), time.monotonic()
     deadline = t0 + budget.max_seconds if budget.max_seconds is not None else None
-    plans = [plan_bag(t) for t in targets]
+    plans = []
+    for i, target in enumerate(targets):
+        plans.append(plan_bag(target))
+        if progress:
+            progress("plan", i + 1, len(targets))
     report = AuditReport(started=stamp(began), finished="", mode=mode, registry=str(db), window_days=window)
     with Registry(db) as registry:
         runs: list[_Run] = []
