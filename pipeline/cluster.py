@@ -96,7 +96,7 @@ def map_on_dask(fn: Callable[[Item, Context], Item], items: Sequence[Item], ctx:
                     exhausted = True
                     break
                 fut = client.submit(fn, item, ctx, pure=False)
-                pending[fut] = i
+                pending[fut] = (i, item.relpath)
                 fut.add_done_callback(finished.put)
             if not pending:
                 break
@@ -106,8 +106,8 @@ def map_on_dask(fn: Callable[[Item, Context], Item], items: Sequence[Item], ctx:
                 idle_since = _check_workers(client, address, stage, idle_since, grace)
                 continue
             idle_since = None
-            i = pending.pop(fut)
-            results[i] = _result(fut, items[i], stage)
+            i, relpath = pending.pop(fut)
+            results[i] = _result(fut, relpath, stage)
             done += 1
             if progress:
                 progress(stage, done, total)
@@ -134,18 +134,18 @@ def _check_workers(client, address: str, stage: str, idle_since: Optional[float]
     return idle_since
 
 
-def _result(fut, item: Item, stage: str) -> Item:
+def _result(fut, relpath: str, stage: str) -> Item:
     distributed = _distributed()
     if fut.status == "cancelled":
-        raise ClusterError(f"{stage}: {item.relpath}: the Dask cluster cancelled the task "
+        raise ClusterError(f"{stage}: {relpath}: the Dask cluster cancelled the task "
                            "(scheduler lost?); no bag was published")
     if fut.status == "error":
         exc = fut.exception()
         if isinstance(exc, distributed.KilledWorker):
-            raise ClusterError(f"{stage}: {item.relpath}: Dask workers died while running it "
+            raise ClusterError(f"{stage}: {relpath}: Dask workers died while running it "
                                f"({_one_line(exc)}); no bag was published") from exc
     try:
         return fut.result()
     except distributed.CancelledError as exc:
-        raise ClusterError(f"{stage}: {item.relpath}: the Dask cluster cancelled the task "
+        raise ClusterError(f"{stage}: {relpath}: the Dask cluster cancelled the task "
                            "(scheduler lost?); no bag was published") from exc

@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from .errors import PipelineError, ProcessingError, RejectedError, UsageError, errors_in
 from .model import Item, Package
-from .report import StageReport, stage_report
+from .report import StageReport, measure, stage_report
 from .stage import Context, Settings, Stage
 
 STAGE_NAMES = ("discover", "validate", "convert", "describe", "package")
@@ -116,11 +116,38 @@ def map_items(fn, items: Sequence[Item], ctx: Context, stage: str,
     return results  # type: ignore[return-value]
 
 
+class _HandOff(Sequence):
+    """The items of a stage, each let go once it has been handed to a worker.
+
+    The results come back as new objects (from another process), so holding the inputs until
+    the stage ends would keep two generations of every item in memory at once.
+    """
+
+    def __init__(self, items: Sequence[Item]) -> None:
+        self._items: list[Optional[Item]] = list(items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i):
+        return self._items[i]
+
+    def __iter__(self) -> Iterator[Item]:
+        for i in range(len(self._items)):
+            item, self._items[i] = self._items[i], None
+            yield item  # type: ignore[misc]
+
+
 def run_stage(stage: Stage, package: Package, ctx: Context,
               progress: Optional[Progress] = None, client=None) -> Package:
+    """Run one stage.  The caller should hold no other reference to `package`'s items if it
+    wants them freed as they are handed out (see _HandOff)."""
     if stage.per_item is not None:
-        items = map_items(stage.per_item, package.items, ctx, stage.name, progress, client=client)
-        package = replace(package, items=tuple(items))
+        items = _HandOff(package.items)
+        package = replace(package, items=())
+        results = map_items(stage.per_item, items, ctx, stage.name, progress, client=client)
+        package = replace(package, items=tuple(results))
+        del results
     if stage.collect is not None:
         if progress and stage.per_item is None:
             progress(stage.name, 0, len(package.items))
@@ -215,8 +242,10 @@ def run(collection: Path, output: Path, settings: Settings = Settings(),
             if stage is None:
                 result.stages_missing.append(name)
                 continue
-            before, started = result.package, time.monotonic()
-            result.package = run_stage(stage, before, ctx, progress, client=client)
+            before, started = measure(result.package), time.monotonic()
+            package, result.package = result.package, _empty_package(collection)
+            result.package = run_stage(stage, package, ctx, progress, client=client)
+            del package  # let the stage's input items go as they are handed out
             report = stage_report(name, time.monotonic() - started, before, result.package)
             result.stages.append(report)
             result.stages_run.append(name)

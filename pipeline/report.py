@@ -49,14 +49,28 @@ def problem_counts(package: Package) -> tuple[int, int]:
     return len(problems), sum(1 for p in problems if p.is_error)
 
 
-def stage_report(stage: str, seconds: float, before: Package, after: Package) -> StageReport:
-    bytes_before, bytes_after = payload_bytes(before), payload_bytes(after)
-    problems_before, errors_before = problem_counts(before)
-    problems_after, errors_after = problem_counts(after)
+@dataclass(frozen=True)
+class Measure:
+    """What a package holds at one moment: payload bytes, problems, errors."""
+
+    bytes: int
+    problems: int
+    errors: int
+
+
+def measure(package: Package) -> Measure:
+    return Measure(payload_bytes(package), *problem_counts(package))
+
+
+def stage_report(stage: str, seconds: float, before: Measure | Package, after: Package) -> StageReport:
+    """`before`: the package the stage received, or its Measure taken before the stage ran."""
+    if isinstance(before, Package):
+        before = measure(before)
+    now = measure(after)
     return StageReport(stage=stage, seconds=round(seconds, 3), items=len(after.items),
-                       bytes=bytes_after, bytes_added=max(bytes_after - bytes_before, 0),
-                       problems=max(problems_after - problems_before, 0),
-                       errors=max(errors_after - errors_before, 0), peak_mb=peak_mb())
+                       bytes=now.bytes, bytes_added=max(now.bytes - before.bytes, 0),
+                       problems=max(now.problems - before.problems, 0),
+                       errors=max(now.errors - before.errors, 0), peak_mb=peak_mb())
 
 
 def peak_mb() -> float:

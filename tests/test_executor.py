@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import replace
 
 import pytest
@@ -115,3 +116,19 @@ def test_stage_report_counts_items_bytes_and_new_problems(tmp_path):
     assert report.pop("peak_mb") > 10  # this Python process holds more than 10 MB
     assert report == {"stage": "validate", "seconds": 0.5, "items": 3, "bytes": 300,
                       "bytes_added": 0, "problems": 1, "errors": 1}
+
+
+def test_stage_lets_each_input_item_go_once_handed_out(tmp_path):
+    ctx = make_ctx(tmp_path, workers=2)
+    refs = []
+
+    def fresh_package():
+        items = tuple(hs.make_items(ctx, 40))
+        refs.extend(weakref.ref(i) for i in items)
+        return Package(name="coll", source=ctx.ingest, collection=None, items=items)
+
+    alive = []
+    out = run_stage(Stage("convert", per_item=hs.digest_item), fresh_package(), ctx,
+                    lambda s, done, total: alive.append(sum(r() is not None for r in refs)))
+    assert len(out.items) == 40
+    assert alive[0] == 40 and alive[-1] <= 2 * 2  # only the items still in flight are held
