@@ -9,8 +9,10 @@ no checksum) -> choose the files to re-hash (all of them, or a rolling budget, o
 verification first) -> hash them in parallel (`hashing.hash_many`), every algorithm in one read ->
 compare -> record each batch in the SQLite registry as it comes -> report.
 
-A serialized bag is read as one stream, so a byte budget never splits it: it is checked whole
-(or, once a --max-seconds budget is spent, left for the next run).
+A full audit takes one bag at a time, so memory holds one bag's plan (about 1 KB per file of
+that bag), however large the store; a rolling audit plans every bag first, to pick the oldest
+files of the whole store.  A serialized bag is read as one stream, so a byte budget never splits
+it: it is checked whole (or, once a --max-seconds budget is spent, left for the next run).
 """
 from __future__ import annotations
 
@@ -164,42 +166,56 @@ def audit(paths: Iterable[Path | str] = (), *, output: Path | str = "output", db
     window = window_days or budget.window_days()
     began, t0 = clock(), time.monotonic()
     deadline = t0 + budget.max_seconds if budget.max_seconds is not None else None
-    plans = []
-    for i, target in enumerate(targets):
-        plans.append(plan_bag(target))
-        if progress:
-            progress("plan", i + 1, len(targets))
     report = AuditReport(started=stamp(began), finished="", mode=mode, registry=str(db), window_days=window)
     with Registry(db) as registry:
-        runs: list[_Run] = []
-        for plan in plans:
-            rep = BagReport(plan.location, plan.name, mode, findings=list(plan.findings), manifests=plan.manifests,
-                            algorithms=plan.algorithms, files_total=len(plan.tasks),
-                            bytes_total=sum(t.size for t in plan.tasks), normalized=plan.normalized)
-            report.bags.append(rep)
-            if not rep.audited:
-                continue
-            run = _Run(plan, rep)
-            run.bag_id, rep.audit_id = registry.begin_audit(plan.location, plan.name, mode, stamp(began),
-                                                            plan.algorithms, AGENT)
-            registry.record(run.bag_id, rep.audit_id, stamp(began), [_check_of(f) for f in plan.findings],
-                            verification=False)
-            runs.append(run)
-        if not fast:
-            report.stopped_by_budget = _rehash(runs, registry, budget, clock, progress, workers, commit_every,
-                                               deadline)
-        cutoff = stamp(clock() - timedelta(days=window))
-        ended = stamp(clock())
-        for run in runs:
-            rep = run.report
-            verified = registry.last_verified(run.plan.location)
-            report.verified_bytes_in_window += sum(t.size for t in run.plan.tasks if verified.get(t.key, "") >= cutoff)
-            registry.finish_audit(rep.audit_id, ended, rep.outcome, rep.files_checked, rep.bytes_checked,
-                                  rep.files_total, rep.bytes_total, len(rep.errors))
+        if budget.rolling:  # the oldest files of the whole store first: every bag planned at once
+            runs = [_open(plan_bag(t), report, registry, mode, began) for t in targets]
+            report.stopped_by_budget = _rehash([r for r in runs if r], registry, budget, clock, progress,
+                                               workers, commit_every, deadline)
+            for run in runs:
+                _close(run, report, registry, clock)
+        else:  # one bag at a time: memory holds one bag's plan, however large the store
+            for target in targets:
+                run = _open(plan_bag(target), report, registry, mode, began)
+                if run and not fast:
+                    bar = (lambda stage, done, total, name=run.plan.name: progress(name, done, total)) \
+                        if progress else None
+                    _rehash([run], registry, budget, clock, bar, workers, commit_every, None)
+                _close(run, report, registry, clock)
     for rep in report.bags:
         rep.findings.sort(key=lambda f: (f.path, f.code, f.algorithm))
-    report.finished = ended
+    report.finished = stamp(clock())
     return report
+
+
+def _open(plan: BagPlan, report: AuditReport, registry: Registry, mode: str,
+          began: datetime) -> Optional[_Run]:
+    """The bag's report, its audit row and the problems planning found; None when it is no bag."""
+    rep = BagReport(plan.location, plan.name, mode, findings=list(plan.findings), manifests=plan.manifests,
+                    algorithms=plan.algorithms, files_total=len(plan.tasks),
+                    bytes_total=sum(t.size for t in plan.tasks), normalized=plan.normalized)
+    report.bags.append(rep)
+    if not rep.audited:
+        return None
+    run = _Run(plan, rep)
+    run.bag_id, rep.audit_id = registry.begin_audit(plan.location, plan.name, mode, stamp(began),
+                                                    plan.algorithms, AGENT)
+    registry.record(run.bag_id, rep.audit_id, stamp(began), [_check_of(f) for f in plan.findings],
+                    verification=False)
+    return run
+
+
+def _close(run: Optional[_Run], report: AuditReport, registry: Registry, clock: Clock) -> None:
+    """Finish the bag's audit row and count what of it was verified within the window."""
+    if run is None:
+        return
+    rep, now = run.report, clock()
+    cutoff = stamp(now - timedelta(days=report.window_days))
+    verified = registry.last_verified(run.plan.location)
+    report.verified_bytes_in_window += sum(t.size for t in run.plan.tasks if verified.get(t.key, "") >= cutoff)
+    registry.finish_audit(rep.audit_id, stamp(now), rep.outcome, rep.files_checked, rep.bytes_checked,
+                          rep.files_total, rep.bytes_total, len(rep.errors))
+    run.plan = None  # the plan (one entry per file) is not needed any more
 
 
 def _rehash(runs: list[_Run], registry: Registry, budget: Budget, clock: Clock, progress: Optional[Progress],
