@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -58,6 +59,7 @@ def main() -> int:
         make_collection(work, n)
         out = work / "output"
         shutil.rmtree(out, ignore_errors=True)
+        load = os.getloadavg()[0]
         t, report = pipeline_run(work / "ingest", out, "--workers", str(args.workers))
         coll = (report.get("collections") or [{}])[0]
         if coll.get("error"):
@@ -67,7 +69,7 @@ def main() -> int:
         stages = ", ".join(f"{s['stage']} {s['seconds']:.1f} s" for s in coll.get("stages", []))
         rows.append(f"{n:6d} items: {t.seconds:7.1f} s wall, {1000 * t.seconds / n:6.2f} ms/item wall, "
                     f"{1000 * stage_s / n:6.2f} ms/item in stages; peak {t.max_rss_mb:5.0f} MB largest process, "
-                    f"{t.tree_rss_mb:5.0f} MB all processes; exit {t.returncode}"
+                    f"{t.tree_rss_mb:5.0f} MB all processes; load before {load:.2f}; exit {t.returncode}"
                     + ("" if coll.get("ok") else " NOT A COMPLETE RUN"))
         rows.append(f"              stages: {stages}")
         print(rows[-2] + "\n" + rows[-1], flush=True)
