@@ -20,19 +20,22 @@ from .options import parse_size
 
 def _history(db: Path, bag: str, as_json: bool, premis: bool) -> int:
     rows = history(db, bag)
+    with Registry(db) as registry:
+        problems = {r.id: registry.problem_checks(r.id) for r in rows if r.problems}
     if premis:
-        with Registry(db) as registry:
-            problems = {r.id: registry.problem_checks(r.id) for r in rows if r.outcome == "problems"}
         sys.stdout.buffer.write(premis_bytes(premis_document(rows[0].location, rows[0].name, rows, problems)))
         return 0
     if as_json:
         echo_json({"command": "fixity history", "bag": rows[0].name, "location": rows[0].location,
-                   "audits": [{**r.__dict__, "outcome": r.status} for r in rows]})
+                   "audits": [{**r.__dict__, "outcome": r.status,
+                               "problems_found": [c._asdict() for c in problems.get(r.id, [])]} for r in rows]})
         return 0
     click.echo(f"{rows[0].name} ({rows[0].location}): {len(rows)} audit(s)")
     for r in rows:
         click.echo(f"  {r.started}  {r.mode:<7}  {r.status:<11}  {r.files_checked}/{r.files_total} files  "
                    f"{r.bytes_checked} bytes  {r.problems} problem(s)  [{r.algorithms}]")
+        for c in problems.get(r.id, []):
+            click.echo(f"      {c.path or '.'}: {c.reason} [{c.code}]")
     return 0
 
 
