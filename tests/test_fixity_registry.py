@@ -135,6 +135,11 @@ def test_history_cli_and_premis_cli(store, xsd_dir, tmp_path):
     from pipeline.xmlio import parse
     doc = parse(proc.stdout.encode())
     assert validation_errors(doc, load_schema(xsd_dir)) == []
+    (store / "ten" / "data/f4.bin").unlink()
+    audit(output=store, clock=frozen(DAY0 + timedelta(days=1)))
+    proc = run_cli("fixity", "--history", "ten", "--output", store)
+    assert "2030-03-02T02:00:00Z  full     problems" in proc.stdout
+    assert "data/f4.bin: listed in the manifests, not in the bag [fixity.missing]" in proc.stdout
     unknown = run_cli("fixity", "--history", "nope", "--output", store)
     assert unknown.returncode == 2 and no_traceback(unknown)
 
