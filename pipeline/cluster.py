@@ -70,16 +70,17 @@ def _thread_count(client, address: str) -> int:
 
 def map_on_dask(fn: Callable[[Item, Context], Item], items: Sequence[Item], ctx: Context, stage: str,
                 progress: Optional[Callable[[str, int, int], None]] = None, client=None,
-                grace: float = NO_WORKER_GRACE) -> list[Item]:
+                grace: float = NO_WORKER_GRACE, keep: Optional[Callable[[Item], Item]] = None) -> list[Item]:
     """Apply `fn` to every item on the cluster at ctx.settings.scheduler; results in input order.
 
     `client`: an open distributed.Client to reuse (else one is opened for this call); `grace`:
-    seconds without any worker before the run fails.
+    seconds without any worker before the run fails; `keep`: applied to each result as it arrives.
     """
+    keep = keep or (lambda item: item)
     address = ctx.settings.scheduler
     if client is None:
         with connect(address) as own:
-            return map_on_dask(fn, items, ctx, stage, progress, client=own, grace=grace)
+            return map_on_dask(fn, items, ctx, stage, progress, client=own, grace=grace, keep=keep)
     total = len(items)
     results: list[Optional[Item]] = [None] * total
     pending: dict = {}
@@ -107,7 +108,7 @@ def map_on_dask(fn: Callable[[Item, Context], Item], items: Sequence[Item], ctx:
                 continue
             idle_since = None
             i, relpath = pending.pop(fut)
-            results[i] = _result(fut, relpath, stage)
+            results[i] = keep(_result(fut, relpath, stage))
             done += 1
             if progress:
                 progress(stage, done, total)

@@ -64,25 +64,51 @@ def _ignore_interrupt() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class SharedAgents:
+    """Makes the items that come back from workers share their equal PREMIS agent tuples.
+
+    Every result is a fresh unpickled copy, so without this each event of each item holds its
+    own copies of the same few agents (a third of an item's memory after convert).
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict = {}
+
+    def __call__(self, item: Item) -> Item:
+        if not item.events:
+            return item
+        return replace(item, events=tuple(self._event(e) for e in item.events))
+
+    def _event(self, event):
+        try:
+            agents = self._seen.setdefault(event.agents, event.agents)
+        except TypeError:  # an agent that cannot be hashed: keep the event as it is
+            return event
+        return event if agents is event.agents else replace(event, agents=agents)
+
+
 def map_items(fn, items: Sequence[Item], ctx: Context, stage: str,
-              progress: Optional[Progress] = None, client=None) -> list[Item]:
+              progress: Optional[Progress] = None, client=None,
+              keep: Optional[Callable[[Item], Item]] = None) -> list[Item]:
     """Apply a per-item function to every item, in order, over the configured executor.
 
     Local: a process pool with at most 2 x workers items in flight, so memory depends on the
     number of workers, not on the number of items.  Dask: see cluster.map_on_dask (`client`, an
-    open distributed.Client, is reused when given).
+    open distributed.Client, is reused when given).  `keep` is applied to each result as it
+    arrives in this process (e.g. SharedAgents).
     """
+    keep = keep or (lambda item: item)
     total = len(items)
     if progress:
         progress(stage, 0, total)
     if ctx.settings.executor == "dask":
         from .cluster import map_on_dask  # optional extra
-        return map_on_dask(fn, items, ctx, stage, progress, client=client)
+        return map_on_dask(fn, items, ctx, stage, progress, client=client, keep=keep)
     workers = min(worker_count(ctx.settings), max(total, 1))
     results: list[Optional[Item]] = [None] * total
     if workers <= 1:
         for i, item in enumerate(items):
-            results[i] = fn(item, ctx)
+            results[i] = keep(fn(item, ctx))
             if progress:
                 progress(stage, i + 1, total)
         return results  # type: ignore[return-value]
@@ -105,7 +131,7 @@ def map_items(fn, items: Sequence[Item], ctx: Context, stage: str,
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
                 i = pending.pop(fut)
-                results[i] = fut.result()
+                results[i] = keep(fut.result())
                 done += 1
                 if progress:
                     progress(stage, done, total)
@@ -145,7 +171,8 @@ def run_stage(stage: Stage, package: Package, ctx: Context,
     if stage.per_item is not None:
         items = _HandOff(package.items)
         package = replace(package, items=())
-        results = map_items(stage.per_item, items, ctx, stage.name, progress, client=client)
+        results = map_items(stage.per_item, items, ctx, stage.name, progress, client=client,
+                            keep=SharedAgents())
         package = replace(package, items=tuple(results))
         del results
     if stage.collect is not None:

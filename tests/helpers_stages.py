@@ -112,3 +112,12 @@ def wait_for(condition, timeout: float = 60.0, step: float = 0.02) -> bool:
             return True
         time.sleep(step)
     return False
+
+
+def event_item(item: Item, ctx: Context) -> Item:
+    """Records a PREMIS event with the pipeline's agent, as every converting stage does."""
+    from pipeline.model import Event, pipeline_agent
+
+    event = Event(id=ctx.make_id("event", item.relpath), type="validation", datetime=ctx.now(),
+                  agents=((pipeline_agent(), "executing program"),))
+    return replace(item, events=item.events + (event,))

@@ -132,3 +132,12 @@ def test_stage_lets_each_input_item_go_once_handed_out(tmp_path):
                     lambda s, done, total: alive.append(sum(r() is not None for r in refs)))
     assert len(out.items) == 40
     assert alive[0] == 40 and alive[-1] <= 2 * 2  # only the items still in flight are held
+
+
+def test_results_from_workers_share_equal_agents(tmp_path):
+    ctx = make_ctx(tmp_path, workers=2)
+    pkg = Package(name="coll", source=ctx.ingest, collection=None, items=tuple(hs.make_items(ctx, 6)))
+    out = run_stage(Stage("validate", per_item=hs.event_item), pkg, ctx)
+    agents = [i.events[0].agents for i in out.items]
+    assert all(a is agents[0] for a in agents)  # one object, not six unpickled copies
+    assert out.items == tuple(hs.event_item(i, ctx) for i in pkg.items)  # and nothing else changed
