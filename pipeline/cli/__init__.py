@@ -114,15 +114,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     except click.exceptions.UsageError as exc:
         exc.show()
         sys.exit(EXIT_USAGE)
-    except click.exceptions.Abort:
-        click.echo("pipeline: interrupted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("pipeline: interrupted (a rerun of pipeline run reuses the work already in staging)", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("pipeline: interrupted; rerun to finish (work in staging is reused)", err=True)
-        sys.exit(130)
     except PipelineError as exc:
         if exc.problems:
             echo_problems(exc.problems, err=True)
