@@ -401,3 +401,39 @@ def test_pipeline_bag_end_to_end_bagit_valid_then_flip_one_byte(tmp_path):
     assert proc.returncode == 3
     rel = victim.relative_to(bag).as_posix()
     assert {c for c in problems_of(report)} == {("fixity.mismatch", rel)}
+
+
+# -- memory: a bag's plan is streamed, never held as a list ---------------------------------------
+
+def test_plan_is_streamed_not_held_one_object_per_file(tmp_path, db):
+    """Memory flat in the number of files: no FileTask exists before hashing starts, and while it
+    runs only the files in flight do (a plan kept as a list would hold all 4,000 throughout)."""
+    import gc
+    from pipeline.fixity.plan import FileTask
+
+    files = {f"data/{i // 500}/f{i}.txt": b"%d\n" % i for i in range(4000)}
+    bag = write_bag(tmp_path / "many", files, algorithms=("sha256",))
+    alive: list[tuple[int, int]] = []
+
+    def progress(name, done, total):
+        if done == 0 or done % 640 == 0:
+            alive.append((done, sum(isinstance(o, FileTask) for o in gc.get_objects())))
+
+    report = audit([bag], db=db, workers=1, progress=progress)
+    assert report.exit_code == 0 and report.bags[0].files_checked == len(files) + 3
+    assert alive[0] == (0, 0)
+    assert len(alive) > 3 and max(n for _, n in alive) < len(files) // 2, alive
+
+
+def test_fixity_manifest_undecodable_halfway_counts_none_of_its_lines(bag, db):
+    """A manifest that stops decoding after its first lines is reported whole, and none of the
+    lines read before the bad byte is held against the files (they are checked by the others)."""
+    with open(bag / "manifest-sha512.txt", "ab") as f:
+        f.write(b"0" * 128 + b"  data/\xff.txt\n")
+    code, report = audit_json(bag, db=db)
+    problems = report["bags"][0]["problems"]
+    assert ("fixity.manifest", "manifest-sha512.txt") in problems_of(report)
+    assert report["bags"][0]["algorithms"] == ["sha256", "sha512"]  # the tag manifests still use sha512
+    assert "manifest-sha512.txt" not in report["bags"][0]["manifests"]
+    assert [p for p in problems if p["path"].startswith("data/")] == []
+    assert code == 3

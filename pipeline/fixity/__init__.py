@@ -9,9 +9,10 @@ no checksum) -> choose the files to re-hash (all of them, or a rolling budget, o
 verification first) -> hash them in parallel (`hashing.hash_many`), every algorithm in one read ->
 compare -> record each batch in the SQLite registry as it comes -> report.
 
-A full audit takes one bag at a time, so memory holds one bag's plan (about 1 KB per file of
-that bag), however large the store; a rolling audit plans every bag first, to pick the oldest
-files of the whole store.  A serialized bag is read as one stream, so a byte budget never splits
+A full audit takes one bag at a time, and a bag's plan lives in a temporary SQLite file
+(plan.py, store.py): manifest lines and files are streamed in, compared with SQL, and the files
+to hash streamed out, so memory stays flat however many files a bag holds.  A rolling audit plans
+every bag first and ranks the files of the whole store, which it holds in memory.  A serialized bag is read as one stream, so a byte budget never splits
 it: it is checked whole (or, once a --max-seconds budget is spent, left for the next run).
 """
 from __future__ import annotations
@@ -120,20 +121,19 @@ class _TaskPath(str):
     __slots__ = ("run", "task")
 
 
-def _hash_folders(chosen: list[tuple[_Run, FileTask]], workers: int) -> Iterator[tuple[_Run, FileTask, object]]:
+def _hash_folders(chosen: Iterable[tuple[_Run, FileTask]], algorithms: list[str], workers: int) -> Iterator[tuple[_Run, FileTask, object]]:
     def paths() -> Iterator[_TaskPath]:  # made lazily: only the files in flight exist as paths
         for run, task in chosen:
             path = _TaskPath(disk_path(run.plan, task))
             path.run, path.task = run, task
             yield path
 
-    algorithms = sorted({alg for _, task in chosen for alg in task.expected})
     for result in hash_many(paths(), algorithms, workers, follow_symlinks=False):
         yield result.path.run, result.path.task, (result.size, result.digests, result.error)
 
 
 def _hash_archive(run: _Run) -> Iterator[tuple[_Run, FileTask, object]]:
-    tasks = {t.rel: t for t in run.plan.tasks}
+    tasks = {t.rel: t for t in run.plan.tasks()}  # the archive's listing is in memory already
     for rel, size, digests, error in run.plan.archive.digests({rel: set(t.expected) for rel, t in tasks.items()}):
         yield run, tasks[rel], (size, digests, error)
 
@@ -192,10 +192,11 @@ def _open(plan: BagPlan, report: AuditReport, registry: Registry, mode: str,
           began: datetime) -> Optional[_Run]:
     """The bag's report, its audit row and the problems planning found; None when it is no bag."""
     rep = BagReport(plan.location, plan.name, mode, findings=list(plan.findings), manifests=plan.manifests,
-                    algorithms=plan.algorithms, files_total=len(plan.tasks),
-                    bytes_total=sum(t.size for t in plan.tasks), normalized=plan.normalized)
+                    algorithms=plan.algorithms, files_total=plan.files_total,
+                    bytes_total=plan.bytes_total, normalized=plan.normalized)
     report.bags.append(rep)
     if not rep.audited:
+        plan.close()
         return None
     run = _Run(plan, rep)
     run.bag_id, rep.audit_id = registry.begin_audit(plan.location, plan.name, mode, stamp(began),
@@ -211,11 +212,11 @@ def _close(run: Optional[_Run], report: AuditReport, registry: Registry, clock: 
         return
     rep, now = run.report, clock()
     cutoff = stamp(now - timedelta(days=report.window_days))
-    verified = registry.last_verified(run.plan.location)
-    report.verified_bytes_in_window += sum(t.size for t in run.plan.tasks if verified.get(t.key, "") >= cutoff)
+    report.verified_bytes_in_window += run.plan.store.verified_bytes(str(registry.path), run.bag_id, cutoff)
     registry.finish_audit(rep.audit_id, stamp(now), rep.outcome, rep.files_checked, rep.bytes_checked,
                           rep.files_total, rep.bytes_total, len(rep.errors))
-    run.plan = None  # the plan (one entry per file) is not needed any more
+    run.plan.close()
+    run.plan = None
 
 
 def _rehash(runs: list[_Run], registry: Registry, budget: Budget, clock: Clock, progress: Optional[Progress],
@@ -223,23 +224,28 @@ def _rehash(runs: list[_Run], registry: Registry, budget: Budget, clock: Clock, 
     """Hash the chosen files, compare, record.  True when a budget left files unchecked."""
     folders = [r for r in runs if r.plan.folder is not None]
     archives = [r for r in runs if r.plan.archive is not None]
-    candidates = [(run, task) for run in folders for task in run.plan.tasks]
-    if budget.rolling:  # tag files (manifests, bag-info.txt) are always checked; payload by budget
+    algorithms = sorted({alg for run in folders for alg in run.plan.algorithms})
+    if budget.rolling:
+        candidates = [(run, task) for run in folders for task in run.plan.tasks()]  # tag files (manifests, bag-info.txt) are always checked; payload by budget
         verified = {run.plan.location: registry.last_verified(run.plan.location) for run in folders}
         payload = [c for c in candidates if c[1].key.startswith("data/")]
-        store = sum(t.size for run in runs for t in run.plan.tasks if t.key.startswith("data/"))
+        store = sum(t.size for _, t in payload) + sum(
+            t.size for run in archives for t in run.plan.tasks() if t.key.startswith("data/"))
         chosen = [c for c in candidates if not c[1].key.startswith("data/")] + choose(
             payload, budget, store, last_verified=lambda c: verified[c[0].plan.location].get(c[1].key, ""),
             size=lambda c: c[1].size, order=lambda c: (c[0].plan.location, c[1].key))
-    else:
-        chosen = candidates
-    total = len(chosen) + sum(len(r.plan.tasks) for r in archives)
+        total, stopped = len(chosen), len(chosen) < len(candidates)
+        del candidates
+    else:  # streamed from each plan's database, never listed
+        chosen = ((run, task) for run in folders for task in run.plan.tasks())
+        total, stopped = sum(r.plan.files_total for r in folders), False
+    total += sum(r.plan.files_total for r in archives)
     recorder = _Recorder(registry, clock, commit_every)
-    done, stopped = 0, len(chosen) < len(candidates)
+    done = 0
 
     def results() -> Iterator[tuple[_Run, FileTask, object]]:
-        if chosen:
-            yield from _hash_folders(chosen, workers)
+        if folders:
+            yield from _hash_folders(chosen, algorithms, workers)
         for run in archives:
             if deadline is None or time.monotonic() < deadline:
                 yield from _hash_archive(run)

@@ -3,7 +3,8 @@
 A bag is a folder (with bagit.txt or a manifest) or a serialized bag (.tar, .tar.gz, .zip ...,
 read as a stream by `pipeline.archive.ArchiveBag`, never unpacked).  Planning finds what needs no
 checksum: manifest lines that cannot be read, files listed but absent, payload files no manifest
-lists, links, and the Payload-Oxum.  What remains is one `FileTask` per file to re-hash.
+lists, links, and the Payload-Oxum.  What remains is one `FileTask` per file to re-hash, streamed
+from the plan's database (store.py): no list of the bag's files is held in memory.
 
 Manifest names and disk names are compared after Unicode NFC normalization, so a bag written on
 macOS (NFD names) still matches; each such file is reported as a `fixity.normalization` warning.
@@ -12,14 +13,15 @@ Nothing here writes anything, inside the bag or elsewhere.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import BinaryIO, Iterable, Iterator, Optional
 
-from ..bag import (MANIFEST_RE, Listing, Manifest, find_manifests, is_inside, list_bag, nfc,
-                   parse_manifest, parse_manifest_bytes, parse_tags)
+from ..bag import _HEX, _LINE, MANIFEST_RE, decode_path, find_manifests, is_inside, nfc, parse_tags
 from ..errors import CODES, Problem, UsageError
+from .store import BATCH, PlanStore, digests_of
 
 # Strongest first: the value a report shows when one is enough (e.g. for a missing file).
 STRENGTH = ("sha512", "sha384", "sha256", "sha224", "sha1", "md5")
@@ -74,14 +76,25 @@ class BagPlan:
     archive: Optional["ArchiveBag"] = None  # noqa: F821 (pipeline.archive, imported when needed)
     manifests: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
-    tasks: list[FileTask] = field(default_factory=list)
+    store: Optional[PlanStore] = None  # the manifest lines and file list, on disk (see store.py)
+    algorithms: list[str] = field(default_factory=list)
+    files_total: int = 0              # files to re-hash: listed and present
+    bytes_total: int = 0
     payload_files: int = 0            # on disk (or in the archive), under data/
     payload_bytes: int = 0
     normalized: int = 0               # files matched only after NFC
 
-    @property
-    def algorithms(self) -> list[str]:
-        return sorted({alg for t in self.tasks for alg in t.expected})
+    def tasks(self) -> Iterator[FileTask]:
+        """The files to re-hash, in key order, read from the plan database as they are needed."""
+        if self.store is None:
+            return
+        for key, rel, size, digests in self.store.tasks():
+            yield FileTask(key, key if rel == key else rel, size, digests)  # one string if same
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
 
 def is_bag_folder(path: Path) -> bool:
@@ -146,83 +159,141 @@ def _usable(alg: str) -> bool:
     return True
 
 
+def _lines(stream: BinaryIO, encoding: str) -> Iterator[tuple[int, str]]:
+    """(number, text) of a manifest's lines, read as they come; LF, CRLF and CR end lines (a literal
+    U+2028 is part of a name).  Raises UnicodeDecodeError/LookupError when they do not decode."""
+    text = io.TextIOWrapper(stream, encoding=encoding, newline="")
+    for number, raw in enumerate(text, start=1):
+        raw = raw.rstrip("\r\n")
+        if number == 1 and raw.startswith("\ufeff"):
+            raw = raw[1:]
+        yield number, raw
+
+
 class _Expectations:
-    """Every manifest line, merged per NFC name."""
+    """Every manifest line, streamed into the plan database."""
 
     def __init__(self, plan: BagPlan) -> None:
-        self.plan = plan
-        self.by_key: dict[str, tuple[str, dict[str, str], bool]] = {}   # key -> (name, digests, tag)
+        self.plan, self.store = plan, plan.store
         self.payload_algs: list[str] = []
 
-    def add(self, manifest: Manifest) -> None:
-        plan, name = self.plan, manifest.name
-        plan.manifests.append(name)
-        for line, reason in manifest.errors:
-            plan.findings.append(Finding("fixity.manifest_line", name, reason, field=f"line {line}"))
-        if not _usable(manifest.algorithm):
-            plan.findings.append(Finding("fixity.algorithm", name,
-                                         f"algorithm {manifest.algorithm!r} is not available here"))
+    def read(self, name: str, stream: BinaryIO, encoding: str) -> None:
+        plan, store = self.plan, self.store
+        m = MANIFEST_RE.match(name)
+        alg, tag = m.group(2).lower(), bool(m.group(1))
+        usable = _usable(alg)
+        found: list[Finding] = []   # this manifest's problems: kept only when all of it decodes
+        rows = store.pending["lines"]
+        try:
+            for number, raw in _lines(stream, encoding):
+                if raw == "":
+                    continue
+                match = _LINE.match(raw)
+                if not match or not match.group(1) or not match.group(2).strip(" \t"):
+                    found.append(Finding("fixity.manifest_line", name, "not a 'checksum path' line",
+                                         field=f"line {number}"))
+                    continue
+                digest, rest = match.groups()
+                if rest.startswith("*"):
+                    rest = rest[1:]
+                if not _HEX.fullmatch(digest):
+                    found.append(Finding("fixity.manifest_line", name, f"checksum {digest!r} is not hexadecimal",
+                                         field=f"line {number}"))
+                    continue
+                if usable and (row := _entry(name, alg, tag, decode_path(rest), digest.lower(), number, found)):
+                    rows.append(row)
+                    if len(rows) >= BATCH:
+                        store.flush()
+        except (UnicodeDecodeError, LookupError, OSError) as exc:
+            store.forget_manifest(name)
+            plan.findings.append(Finding("fixity.manifest", name, f"cannot be read as {encoding}: {exc}"))
             return
-        if not manifest.tag:
-            self.payload_algs.append(manifest.algorithm)
-        alg = manifest.algorithm
-        for entry in manifest.entries:
-            path = entry.path
-            suspicious = not path or path[:1] == "/" or "\\" in path or ".." in path  # fast path first
-            if suspicious and not is_inside(Path("."), path):
-                plan.findings.append(Finding("fixity.unsafe_path", entry.path, "path leaves the bag; not opened",
-                                             field=f"{name} line {entry.line}"))
-                continue
-            if not manifest.tag and not entry.path.startswith("data/"):
-                plan.findings.append(Finding("fixity.manifest_line", entry.path,
-                                             "a payload manifest lists a file outside data/",
-                                             field=f"{name} line {entry.line}"))
-                continue
-            key = nfc(entry.path)
-            known = self.by_key.get(key)
-            if known is None:
-                self.by_key[key] = (entry.path, {alg: entry.digest}, manifest.tag)
-            elif alg in known[1] and known[1][alg] != entry.digest:
-                plan.findings.append(Finding("fixity.duplicate", entry.path,
-                                             f"listed again with another {alg} checksum", alg,
-                                             known[1][alg], entry.digest, f"{name} line {entry.line}"))
-            else:
-                known[1][alg] = entry.digest
+        plan.manifests.append(name)
+        plan.findings.extend(found)
+        if not usable:
+            plan.findings.append(Finding("fixity.algorithm", name, f"algorithm {alg!r} is not available here"))
+        elif not tag:
+            self.payload_algs.append(alg)
 
 
-def _match(plan: BagPlan, exp: _Expectations, files: dict[str, int], links: list[str]) -> None:
-    """Compare what the manifests list with what the bag holds; fill findings and tasks."""
-    on_disk = {nfc(rel): rel for rel in files}
-    link_keys = {nfc(rel) for rel in links}
-    for rel in links:
-        plan.findings.append(Finding("fixity.special", rel, "symbolic link or special file; not followed"))
-    listed_payload: set[str] = set()
-    for key, (name, digests, tag) in exp.by_key.items():
-        rel = on_disk.get(key)
-        if rel is None:
-            if key not in link_keys:
-                alg = next((a for a in STRENGTH if a in digests), next(iter(digests)))
-                plan.findings.append(Finding("fixity.missing", name, "listed in the manifests, not in the bag",
-                                             alg, digests[alg]))
+def _entry(name: str, alg: str, tag: bool, path: str, digest: str, number: int,
+           found: list[Finding]) -> Optional[tuple]:
+    """The row of one manifest line, or None (and a finding) when it names no file to check."""
+    suspicious = not path or path[:1] == "/" or "\\" in path or ".." in path  # fast path first
+    if suspicious and not is_inside(Path("."), path):
+        found.append(Finding("fixity.unsafe_path", path, "path leaves the bag; not opened",
+                             field=f"{name} line {number}"))
+    elif not tag and not path.startswith("data/"):
+        found.append(Finding("fixity.manifest_line", path, "a payload manifest lists a file outside data/",
+                             field=f"{name} line {number}"))
+    else:
+        return nfc(path), path, alg, digest, tag, name, number
+    return None
+
+
+def _walk(bag: Path) -> Iterator[tuple[str, Optional[int]]]:
+    """(relpath, size) of every regular file of a bag folder, (relpath, None) of every link or
+    special file; walked with os.scandir, never through a link, as it goes (cf. bag.list_bag)."""
+    stack = [("", str(bag))]
+    while stack:
+        prefix, folder = stack.pop()
+        try:
+            it = os.scandir(folder)
+        except OSError:
             continue
-        if not tag:
-            listed_payload.add(key)
-            absent = [a for a in exp.payload_algs if a not in digests]
-            if absent:
-                plan.findings.append(Finding("fixity.unlisted", name,
-                                             f"not listed in manifest-{', manifest-'.join(absent)}.txt"))
-        if rel != name:
-            plan.normalized += 1
-            plan.findings.append(Finding("fixity.normalization", rel,
-                                         f"the manifest writes this name in another Unicode normalization "
-                                         f"({name!r}); matched as the same file"))
-        plan.tasks.append(FileTask(key, key if rel == key else rel, files[rel], digests))  # one string if same
-    for key, rel in on_disk.items():
-        if rel.startswith("data/"):
-            plan.payload_files += 1
-            plan.payload_bytes += files[rel]
-            if key not in listed_payload:
-                plan.findings.append(Finding("fixity.unexpected", rel, "in the bag, in no payload manifest"))
+        with it:
+            for entry in it:
+                rel = prefix + entry.name
+                if entry.is_symlink():
+                    yield rel, None
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append((rel + "/", entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    try:
+                        yield rel, entry.stat(follow_symlinks=False).st_size
+                    except OSError:   # vanished while listed
+                        continue
+                else:
+                    yield rel, None
+
+
+def _match(plan: BagPlan, exp: _Expectations, files: Iterable[tuple[str, Optional[int]]]) -> None:
+    """Compare what the manifests list with what the bag holds; fill findings and counts."""
+    store = plan.store
+    rows = store.pending["disk"]
+    for rel, size in files:
+        if size is None:
+            plan.findings.append(Finding("fixity.special", rel, "symbolic link or special file; not followed"))
+            store.pending["links"].append((nfc(rel),))
+        else:
+            rows.append((nfc(rel), rel, size))
+            if len(rows) >= BATCH:
+                store.flush()
+    store.merge()
+    for name, alg, first, digest, manifest, number in store.duplicates():
+        plan.findings.append(Finding("fixity.duplicate", name, f"listed again with another {alg} checksum", alg,
+                                     first, digest, f"{manifest} line {number}"))
+    for name, pairs in store.missing():
+        digests = digests_of(pairs)
+        alg = next((a for a in STRENGTH if a in digests), next(iter(digests)))
+        plan.findings.append(Finding("fixity.missing", name, "listed in the manifests, not in the bag",
+                                     alg, digests[alg]))
+    if len(exp.payload_algs) > 1:  # with one, a payload file is listed in it or in no manifest
+        for name, algs in store.unlisted(exp.payload_algs):
+            absent = [a for a in exp.payload_algs if a not in algs.split(" ")]
+            plan.findings.append(Finding("fixity.unlisted", name,
+                                         f"not listed in manifest-{', manifest-'.join(absent)}.txt"))
+    for rel, name in store.renamed():
+        plan.normalized += 1
+        plan.findings.append(Finding("fixity.normalization", rel,
+                                     f"the manifest writes this name in another Unicode normalization "
+                                     f"({name!r}); matched as the same file"))
+    for rel, in store.unexpected():
+        plan.findings.append(Finding("fixity.unexpected", rel, "in the bag, in no payload manifest"))
+    plan.payload_files, plan.payload_bytes = store.payload()
+    plan.files_total, plan.bytes_total = store.totals()
+    plan.algorithms = store.algorithms()
+    store.write_tasks()
 
 
 def _finish(plan: BagPlan, exp: _Expectations, info: Optional[bytes], encoding: str) -> BagPlan:
@@ -245,16 +316,16 @@ def _read(path: Path) -> Optional[bytes]:
 
 
 def plan_folder(bag: Path) -> BagPlan:
-    plan = BagPlan(location=str(bag.resolve()), name=bag.name, folder=bag)
+    plan = BagPlan(location=str(bag.resolve()), name=bag.name, folder=bag, store=PlanStore())
     encoding = _encoding(_read(bag / "bagit.txt"))
     exp = _Expectations(plan)
     for path in find_manifests(bag):
         try:
-            exp.add(parse_manifest(path, encoding))
-        except (UnicodeDecodeError, LookupError, OSError) as exc:
+            with open(path, "rb") as stream:
+                exp.read(path.name, stream, encoding)
+        except OSError as exc:
             plan.findings.append(Finding("fixity.manifest", path.name, f"cannot be read as {encoding}: {exc}"))
-    listing: Listing = list_bag(bag)
-    _match(plan, exp, listing.files, listing.links + listing.special)
+    _match(plan, exp, _walk(bag))
     return _finish(plan, exp, _read(bag / "bag-info.txt"), encoding)
 
 
@@ -274,15 +345,13 @@ def plan_archive(path: Path) -> BagPlan:
         except KeyError:
             return None
 
+    plan.store = PlanStore()
     encoding = _encoding(kept("bagit.txt"))
     exp = _Expectations(plan)
     for name in sorted(archive.listing.files):
         if "/" not in name and MANIFEST_RE.match(name) and kept(name) is not None:
-            try:
-                exp.add(parse_manifest_bytes(name, kept(name), encoding))
-            except (UnicodeDecodeError, LookupError) as exc:
-                plan.findings.append(Finding("fixity.manifest", name, f"cannot be read as {encoding}: {exc}"))
-    _match(plan, exp, archive.listing.files, [])
+            exp.read(name, io.BytesIO(kept(name)), encoding)
+    _match(plan, exp, archive.listing.files.items())
     return _finish(plan, exp, kept("bag-info.txt"), encoding)
 
 

@@ -1,0 +1,172 @@
+"""A bag's plan kept out of Python memory: manifest lines and the file list in a temporary SQLite
+database on disk (a private one, deleted when closed), compared with SQL joins.
+
+    lines  every manifest line read (name as written, NFC key, algorithm, digest, where it was)
+    names  one row per NFC key: the first name and tag flag the manifests gave it
+    exp    one row per (key, algorithm): the first digest the manifests gave it
+    disk   one row per regular file found (NFC key, name on disk, size); links holds link keys
+    blocks the files to hash, BLOCK at a time (marshalled): reading them back takes one step
+           into SQLite per block, not per file (SQLite lets go of the GIL at every step, which
+           cost a third of a tiny-file audit when the hashing threads read row by row)
+
+Lines and files are streamed in, in batches; what comes out (problems, and the files to hash, in
+key order) is streamed too, so memory stays the same whatever the number of files.
+"""
+from __future__ import annotations
+
+import marshal
+import sqlite3
+from typing import Iterator
+
+from ..errors import ProcessingError
+
+BATCH = 5000         # rows written per executemany
+BLOCK = 1000         # files to hash per stored block
+CACHE_KIB = 4096      # page cache of the plan database; the rest spills to its temporary file
+
+SCHEMA = """
+CREATE TABLE lines (key TEXT, name TEXT, alg TEXT, digest TEXT, tag INTEGER, manifest TEXT, line INTEGER);
+CREATE TABLE names (key TEXT PRIMARY KEY, name TEXT, tag INTEGER) WITHOUT ROWID;
+CREATE TABLE exp (key TEXT, alg TEXT, digest TEXT, PRIMARY KEY (key, alg)) WITHOUT ROWID;
+CREATE TABLE disk (key TEXT PRIMARY KEY, rel TEXT, size INTEGER) WITHOUT ROWID;
+CREATE TABLE links (key TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE blocks (data BLOB);
+"""
+
+# Files the manifests list and the bag holds: key, name on disk, size, "alg digest alg digest ..."
+TASKS = ("SELECT n.key, d.rel, d.size, group_concat(e.alg || ' ' || e.digest, ' ') FROM names n"
+         " JOIN disk d ON d.key = n.key JOIN exp e ON e.key = n.key GROUP BY n.key ORDER BY n.key")
+
+
+class PlanStore:
+    """One bag's plan tables.  Not shared between threads at once (the lane of `hash_many` takes
+    one file at a time, so the task stream may be read from its threads)."""
+
+    def __init__(self) -> None:
+        try:
+            self.db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+            for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE",
+                           f"cache_size = -{CACHE_KIB}"):
+                self.db.execute(f"PRAGMA {pragma}")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise ProcessingError(f"cannot make the temporary plan database of a fixity audit: {exc}") from exc
+        self.pending: dict[str, list[tuple]] = {"lines": [], "disk": [], "links": [], "blocks": []}
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _rows(self, sql: str, args: tuple = ()) -> Iterator[tuple]:
+        try:
+            yield from self.db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise ProcessingError(f"temporary plan database of a fixity audit: {exc}") from exc
+
+    def one(self, sql: str, args: tuple = ()) -> tuple:
+        return next(self._rows(sql, args))
+
+    # -- filling (callers append to `pending` and flush every BATCH rows) --------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        inserts = {"lines": "INSERT INTO lines VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   "disk": "INSERT OR REPLACE INTO disk VALUES (?, ?, ?)",   # same key twice: last wins
+                   "links": "INSERT OR IGNORE INTO links VALUES (?)",
+                   "blocks": "INSERT INTO blocks VALUES (?)"}
+        try:
+            for table, rows in self.pending.items():
+                if rows:
+                    self.db.executemany(inserts[table], rows)
+                    rows.clear()
+        except sqlite3.Error as exc:
+            raise ProcessingError(f"temporary plan database of a fixity audit: {exc}") from exc
+
+    def forget_manifest(self, manifest: str) -> None:
+        """Drop the lines of a manifest that turned out unreadable halfway."""
+        self.flush()
+        list(self._rows("DELETE FROM lines WHERE manifest = ?", (manifest,)))
+
+    def merge(self) -> None:
+        """Every line read: the first name, tag flag and digest per key win (later ones are duplicates)."""
+        self.flush()
+        list(self._rows("INSERT OR IGNORE INTO names SELECT key, name, tag FROM lines ORDER BY rowid"))
+        list(self._rows("INSERT OR IGNORE INTO exp SELECT key, alg, digest FROM lines ORDER BY rowid"))
+
+    # -- comparing ------------------------------------------------------------------------------
+
+    def duplicates(self) -> Iterator[tuple]:
+        """(name, alg, first digest, this digest, manifest, line) of lines that contradict an earlier one."""
+        return self._rows("SELECT l.name, l.alg, e.digest, l.digest, l.manifest, l.line FROM lines l"
+                          " JOIN exp e ON e.key = l.key AND e.alg = l.alg WHERE l.digest != e.digest"
+                          " ORDER BY l.rowid")
+
+    def missing(self) -> Iterator[tuple[str, str]]:
+        """(name, "alg digest ...") of listed files neither on disk nor a link."""
+        return self._rows("SELECT n.name, group_concat(e.alg || ' ' || e.digest, ' ') FROM names n"
+                          " JOIN exp e ON e.key = n.key WHERE n.key NOT IN (SELECT key FROM disk)"
+                          " AND n.key NOT IN (SELECT key FROM links) GROUP BY n.key ORDER BY n.key")
+
+    def unlisted(self, payload_algs: list[str]) -> Iterator[tuple[str, str]]:
+        """(name, "alg alg ...") of payload files present but absent from some payload manifest."""
+        marks = ", ".join("?" * len(payload_algs))
+        return self._rows(f"SELECT n.name, group_concat(e.alg, ' ') FROM names n JOIN disk d ON d.key = n.key"
+                          f" JOIN exp e ON e.key = n.key WHERE n.tag = 0 GROUP BY n.key"
+                          f" HAVING count(CASE WHEN e.alg IN ({marks}) THEN 1 END) < ? ORDER BY n.key",
+                          (*payload_algs, len(set(payload_algs))))
+
+    def renamed(self) -> Iterator[tuple[str, str]]:
+        """(name on disk, name in the manifest) of files matched only after NFC."""
+        return self._rows("SELECT d.rel, n.name FROM names n JOIN disk d ON d.key = n.key"
+                          " WHERE d.rel != n.name ORDER BY n.key")
+
+    def unexpected(self) -> Iterator[tuple[str]]:
+        """Payload files on disk that no payload manifest lists."""
+        return self._rows("SELECT d.rel FROM disk d WHERE substr(d.rel, 1, 5) = 'data/' AND NOT EXISTS"
+                          " (SELECT 1 FROM names n WHERE n.key = d.key AND n.tag = 0) ORDER BY d.key")
+
+    def payload(self) -> tuple[int, int]:
+        """(files, bytes) under data/ on disk."""
+        return self.one("SELECT count(*), coalesce(sum(size), 0) FROM disk WHERE substr(rel, 1, 5) = 'data/'")
+
+    def totals(self) -> tuple[int, int]:
+        """(files, bytes) to hash: listed and present."""
+        return self.one("SELECT count(*), coalesce(sum(d.size), 0) FROM names n JOIN disk d ON d.key = n.key")
+
+    def algorithms(self) -> list[str]:
+        return [a for a, in self._rows("SELECT DISTINCT e.alg FROM exp e JOIN disk d ON d.key = e.key"
+                                       " ORDER BY e.alg")]
+
+    def write_tasks(self) -> None:
+        """Store the files to hash in blocks, in key order (once the comparison is done)."""
+        try:
+            cursor = self.db.execute(TASKS)
+            while rows := cursor.fetchmany(BLOCK):
+                self.pending["blocks"].append((marshal.dumps(
+                    [(key, rel, size, digests_of(pairs)) for key, rel, size, pairs in rows]),))
+                if len(self.pending["blocks"]) >= 16:
+                    self.flush()
+            self.flush()
+        except sqlite3.Error as exc:
+            raise ProcessingError(f"temporary plan database of a fixity audit: {exc}") from exc
+
+    def tasks(self) -> Iterator[tuple[str, str, int, dict[str, str]]]:
+        """(key, name on disk, size, {alg: digest}) of every file to hash, in key order."""
+        for data, in self._rows("SELECT data FROM blocks ORDER BY rowid"):
+            yield from marshal.loads(data)
+
+    def verified_bytes(self, registry: str, bag_id: int, cutoff: str) -> int:
+        """Bytes of the files to hash that the registry found intact at `cutoff` or later."""
+        self.flush()
+        list(self._rows("ATTACH DATABASE ? AS registry", (registry,)))
+        try:
+            return self.one("SELECT coalesce(sum(d.size), 0) FROM names n JOIN disk d ON d.key = n.key"
+                            " JOIN registry.files f ON f.bag_id = ? AND f.path = n.key"
+                            " WHERE f.last_verified >= ?", (bag_id, cutoff))[0]
+        finally:
+            list(self._rows("DETACH DATABASE registry"))
+
+def digests_of(pairs: str) -> dict[str, str]:
+    """"alg digest alg digest" -> {alg: digest}."""
+    words = pairs.split(" ")
+    return dict(zip(words[::2], words[1::2]))
+
+
