@@ -9,7 +9,8 @@ cache, then times on each bag:
   * `pipeline fixity BAG --db ...` (a fresh registry each time),
   * `python -m bagit --validate --processes 2 BAG`,
   * and on the large bag `openssl dgst -sha256` over two processes (two xargs -P2 shards),
-and prints the ratios and the peak RSS of each `pipeline fixity` run; the figures also go to
+and prints the ratios and the peak RSS of each `pipeline fixity` run, and the peak RSS on a
+tiny-file bag a tenth the size (memory must not grow with the number of files); the figures also go to
 benchmarks/RESULTS.md.  Timings are the best of --repeat warm-cache runs (default 3).
 """
 from __future__ import annotations
@@ -129,6 +130,19 @@ def openssl_cmd(bag: Path, lists: Path) -> list[str]:
     return ["sh", "-c", " & ".join(shards) + " & wait"]
 
 
+def memory_by_files(count: int, bag: Path, algs: tuple[str, ...], tag: str, db: Path) -> list[str]:
+    """Peak RSS of `pipeline fixity` on a tiny-file bag a tenth the size of the main one: a bag's
+    plan lives in a temporary SQLite file, so the two should be within a few MB."""
+    small = build(f"tiny-{count // 10}-{tag}", tiny_files(count // 10), algs)
+    peaks = {}
+    for n, b in ((count // 10, small), (count, bag)):
+        peaks[n] = best([sys.executable, "-m", "pipeline", "fixity", str(b), "--db", str(db), "--quiet"],
+                        b, 1, fresh_db=db).max_rss_mb
+    (a, pa), (b, pb) = peaks.items()
+    return [f"peak RSS by files per bag: {a:,} files {pa:.0f} MB, {b:,} files {pb:.0f} MB "
+            f"({(pb - pa) / (b - a) * 1e6:+.0f} bytes per extra file; target: flat)"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--large-mb", type=int, default=int(os.environ.get("BENCH_LARGE_MB", 2200)))
@@ -161,6 +175,7 @@ def main() -> None:
                 lines += [f"  openssl sha256, 2 processes  {ssl.seconds:7.2f} s wall {cpu(ssl):7.2f} s CPU",
                           f"  fixity / openssl             {fx.seconds / ssl.seconds:7.2f}  wall {cpu(fx) / cpu(ssl):6.2f}  CPU"
                           f"   (target <= 1.15)"]
+        lines += memory_by_files(args.tiny_files, tiny, algs, tag, db)
     print("\n".join(lines))
     command = shown(" ".join([sys.executable, *sys.argv]))
     write_section("bench_fixity", "pipeline fixity against bagit-python and OpenSSL", command, lines,

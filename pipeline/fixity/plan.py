@@ -176,6 +176,7 @@ class _Expectations:
     def __init__(self, plan: BagPlan) -> None:
         self.plan, self.store = plan, plan.store
         self.payload_algs: list[str] = []
+        self.names: list[str] = []      # every manifest read; lines name theirs by its index here
 
     def read(self, name: str, stream: BinaryIO, encoding: str) -> None:
         plan, store = self.plan, self.store
@@ -183,7 +184,8 @@ class _Expectations:
         alg, tag = m.group(2).lower(), bool(m.group(1))
         usable = _usable(alg)
         found: list[Finding] = []   # this manifest's problems: kept only when all of it decodes
-        rows = store.pending["lines"]
+        rows, index = store.pending["lines"], len(self.names)
+        self.names.append(name)
         try:
             for number, raw in _lines(stream, encoding):
                 if raw == "":
@@ -200,12 +202,12 @@ class _Expectations:
                     found.append(Finding("fixity.manifest_line", name, f"checksum {digest!r} is not hexadecimal",
                                          field=f"line {number}"))
                     continue
-                if usable and (row := _entry(name, alg, tag, decode_path(rest), digest.lower(), number, found)):
+                if usable and (row := _entry(name, index, alg, tag, decode_path(rest), digest.lower(), number, found)):
                     rows.append(row)
                     if len(rows) >= BATCH:
                         store.flush()
         except (UnicodeDecodeError, LookupError, OSError) as exc:
-            store.forget_manifest(name)
+            store.forget_manifest(index)
             plan.findings.append(Finding("fixity.manifest", name, f"cannot be read as {encoding}: {exc}"))
             return
         plan.manifests.append(name)
@@ -216,7 +218,7 @@ class _Expectations:
             self.payload_algs.append(alg)
 
 
-def _entry(name: str, alg: str, tag: bool, path: str, digest: str, number: int,
+def _entry(name: str, index: int, alg: str, tag: bool, path: str, digest: str, number: int,
            found: list[Finding]) -> Optional[tuple]:
     """The row of one manifest line, or None (and a finding) when it names no file to check."""
     suspicious = not path or path[:1] == "/" or "\\" in path or ".." in path  # fast path first
@@ -227,7 +229,8 @@ def _entry(name: str, alg: str, tag: bool, path: str, digest: str, number: int,
         found.append(Finding("fixity.manifest_line", path, "a payload manifest lists a file outside data/",
                              field=f"{name} line {number}"))
     else:
-        return nfc(path), path, alg, digest, tag, name, number
+        key = nfc(path)
+        return key, None if path == key else path, alg, digest, tag, index, number
     return None
 
 
@@ -266,13 +269,14 @@ def _match(plan: BagPlan, exp: _Expectations, files: Iterable[tuple[str, Optiona
             plan.findings.append(Finding("fixity.special", rel, "symbolic link or special file; not followed"))
             store.pending["links"].append((nfc(rel),))
         else:
-            rows.append((nfc(rel), rel, size))
+            key = nfc(rel)
+            rows.append((key, None if rel == key else rel, size))
             if len(rows) >= BATCH:
                 store.flush()
     store.merge()
     for name, alg, first, digest, manifest, number in store.duplicates():
         plan.findings.append(Finding("fixity.duplicate", name, f"listed again with another {alg} checksum", alg,
-                                     first, digest, f"{manifest} line {number}"))
+                                     first, digest, f"{exp.names[manifest]} line {number}"))
     for name, pairs in store.missing():
         digests = digests_of(pairs)
         alg = next((a for a in STRENGTH if a in digests), next(iter(digests)))

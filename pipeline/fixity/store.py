@@ -5,6 +5,7 @@ database on disk (a private one, deleted when closed), compared with SQL joins.
     names  one row per NFC key: the first name and tag flag the manifests gave it
     exp    one row per (key, algorithm): the first digest the manifests gave it
     disk   one row per regular file found (NFC key, name on disk, size); links holds link keys
+    (a name is NULL where it is its key, as nearly always: rows half as wide)
     blocks the files to hash, BLOCK at a time (marshalled): reading them back takes one step
            into SQLite per block, not per file (SQLite lets go of the GIL at every step, which
            cost a third of a tiny-file audit when the hashing threads read row by row)
@@ -25,7 +26,7 @@ BLOCK = 1000         # files to hash per stored block
 CACHE_KIB = 4096      # page cache of the plan database; the rest spills to its temporary file
 
 SCHEMA = """
-CREATE TABLE lines (key TEXT, name TEXT, alg TEXT, digest TEXT, tag INTEGER, manifest TEXT, line INTEGER);
+CREATE TABLE lines (key TEXT, name TEXT, alg TEXT, digest TEXT, tag INTEGER, manifest INTEGER, line INTEGER);
 CREATE TABLE names (key TEXT PRIMARY KEY, name TEXT, tag INTEGER) WITHOUT ROWID;
 CREATE TABLE exp (key TEXT, alg TEXT, digest TEXT, PRIMARY KEY (key, alg)) WITHOUT ROWID;
 CREATE TABLE disk (key TEXT PRIMARY KEY, rel TEXT, size INTEGER) WITHOUT ROWID;
@@ -34,7 +35,7 @@ CREATE TABLE blocks (data BLOB);
 """
 
 # Files the manifests list and the bag holds: key, name on disk, size, "alg digest alg digest ..."
-TASKS = ("SELECT n.key, d.rel, d.size, group_concat(e.alg || ' ' || e.digest, ' ') FROM names n"
+TASKS = ("SELECT n.key, coalesce(d.rel, n.key), d.size, group_concat(e.alg || ' ' || e.digest, ' ') FROM names n"
          " JOIN disk d ON d.key = n.key JOIN exp e ON e.key = n.key GROUP BY n.key ORDER BY n.key")
 
 
@@ -73,14 +74,16 @@ class PlanStore:
                    "links": "INSERT OR IGNORE INTO links VALUES (?)",
                    "blocks": "INSERT INTO blocks VALUES (?)"}
         try:
+            self.db.execute("BEGIN")   # one transaction per batch, not one per row
             for table, rows in self.pending.items():
                 if rows:
                     self.db.executemany(inserts[table], rows)
                     rows.clear()
+            self.db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise ProcessingError(f"temporary plan database of a fixity audit: {exc}") from exc
 
-    def forget_manifest(self, manifest: str) -> None:
+    def forget_manifest(self, manifest: int) -> None:
         """Drop the lines of a manifest that turned out unreadable halfway."""
         self.flush()
         list(self._rows("DELETE FROM lines WHERE manifest = ?", (manifest,)))
@@ -95,37 +98,37 @@ class PlanStore:
 
     def duplicates(self) -> Iterator[tuple]:
         """(name, alg, first digest, this digest, manifest, line) of lines that contradict an earlier one."""
-        return self._rows("SELECT l.name, l.alg, e.digest, l.digest, l.manifest, l.line FROM lines l"
+        return self._rows("SELECT coalesce(l.name, l.key), l.alg, e.digest, l.digest, l.manifest, l.line FROM lines l"
                           " JOIN exp e ON e.key = l.key AND e.alg = l.alg WHERE l.digest != e.digest"
                           " ORDER BY l.rowid")
 
     def missing(self) -> Iterator[tuple[str, str]]:
         """(name, "alg digest ...") of listed files neither on disk nor a link."""
-        return self._rows("SELECT n.name, group_concat(e.alg || ' ' || e.digest, ' ') FROM names n"
+        return self._rows("SELECT coalesce(n.name, n.key), group_concat(e.alg || ' ' || e.digest, ' ') FROM names n"
                           " JOIN exp e ON e.key = n.key WHERE n.key NOT IN (SELECT key FROM disk)"
                           " AND n.key NOT IN (SELECT key FROM links) GROUP BY n.key ORDER BY n.key")
 
     def unlisted(self, payload_algs: list[str]) -> Iterator[tuple[str, str]]:
         """(name, "alg alg ...") of payload files present but absent from some payload manifest."""
         marks = ", ".join("?" * len(payload_algs))
-        return self._rows(f"SELECT n.name, group_concat(e.alg, ' ') FROM names n JOIN disk d ON d.key = n.key"
+        return self._rows(f"SELECT coalesce(n.name, n.key), group_concat(e.alg, ' ') FROM names n JOIN disk d ON d.key = n.key"
                           f" JOIN exp e ON e.key = n.key WHERE n.tag = 0 GROUP BY n.key"
                           f" HAVING count(CASE WHEN e.alg IN ({marks}) THEN 1 END) < ? ORDER BY n.key",
                           (*payload_algs, len(set(payload_algs))))
 
     def renamed(self) -> Iterator[tuple[str, str]]:
         """(name on disk, name in the manifest) of files matched only after NFC."""
-        return self._rows("SELECT d.rel, n.name FROM names n JOIN disk d ON d.key = n.key"
-                          " WHERE d.rel != n.name ORDER BY n.key")
+        return self._rows("SELECT coalesce(d.rel, d.key), coalesce(n.name, n.key) FROM names n"
+                          " JOIN disk d ON d.key = n.key WHERE d.rel IS NOT n.name ORDER BY n.key")
 
     def unexpected(self) -> Iterator[tuple[str]]:
         """Payload files on disk that no payload manifest lists."""
-        return self._rows("SELECT d.rel FROM disk d WHERE substr(d.rel, 1, 5) = 'data/' AND NOT EXISTS"
+        return self._rows("SELECT coalesce(d.rel, d.key) FROM disk d WHERE substr(coalesce(d.rel, d.key), 1, 5) = 'data/' AND NOT EXISTS"
                           " (SELECT 1 FROM names n WHERE n.key = d.key AND n.tag = 0) ORDER BY d.key")
 
     def payload(self) -> tuple[int, int]:
         """(files, bytes) under data/ on disk."""
-        return self.one("SELECT count(*), coalesce(sum(size), 0) FROM disk WHERE substr(rel, 1, 5) = 'data/'")
+        return self.one("SELECT count(*), coalesce(sum(size), 0) FROM disk WHERE substr(coalesce(rel, key), 1, 5) = 'data/'")
 
     def totals(self) -> tuple[int, int]:
         """(files, bytes) to hash: listed and present."""
