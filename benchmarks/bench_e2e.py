@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import WORK, pipeline_run, shown, timed, write_collection_record, write_item_record, write_section  # noqa: E402
+from benchlib import WORK, pipeline_run, shown, timed, warm, write_collection_record, write_item_record, write_section  # noqa: E402
 
 NAME = "e2e"
 WIDTH, HEIGHT = 4000, 3000
@@ -72,10 +72,6 @@ def make_collection(root: Path, n: int) -> Path:
     return folder
 
 
-def warm(folder: Path) -> None:
-    for p in sorted(folder.iterdir()):
-        if p.is_file():
-            p.read_bytes()
 
 
 BASELINE = r"""set -e

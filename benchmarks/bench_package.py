@@ -81,12 +81,6 @@ def fresh_copy(src: Path, dest: Path) -> None:
     subprocess.run(["cp", "-al", str(src), str(dest)], check=True)
 
 
-def warm(folder: Path) -> None:
-    for root, _, names in os.walk(folder):
-        for n in names:
-            with open(os.path.join(root, n), "rb") as f:
-                while f.read(1 << 22):
-                    pass
 
 
 def main() -> None:
@@ -97,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.seal:  # the timed subprocess: import only what the stage needs
         return seal(args.seal)
-    from benchlib import WORK, shown, timed, write_section
+    from benchlib import WORK, shown, timed, warm, write_section
     from pipeline.cli.options import parse_size
     size = parse_size(args.size)
     folder = WORK / f"package-{args.size}"

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import WORK, machine, shown, timed, update_results  # noqa: E402
+from benchlib import WORK, machine, shown, timed, update_results, warm  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipeline.bag import encode_path  # noqa: E402
@@ -100,12 +100,6 @@ def write_bag(root: Path, files: list[tuple[str, int]], seed: int) -> None:
     root.rename(final)
 
 
-def warm(root: Path) -> None:
-    for folder, _, names in os.walk(root):
-        for name in names:
-            with open(os.path.join(folder, name), "rb") as f:
-                while f.read(1 << 24):
-                    pass
 
 
 def best(cmd: list[str], repeat: int):
