@@ -12,7 +12,8 @@ compare -> record each batch in the SQLite registry as it comes -> report.
 A full audit takes one bag at a time, and a bag's plan lives in a temporary SQLite file
 (plan.py, store.py): manifest lines and files are streamed in, compared with SQL, and the files
 to hash streamed out, so memory stays flat however many files a bag holds.  A rolling audit plans
-every bag first and ranks the files of the whole store, which it holds in memory.  A serialized bag is read as one stream, so a byte budget never splits
+every bag first and ranks the files of the whole store, which it holds in memory.
+A serialized bag is read as one stream, so a byte budget never splits
 it: it is checked whole (or, once a --max-seconds budget is spent, left for the next run).
 """
 from __future__ import annotations
@@ -121,7 +122,8 @@ class _TaskPath(str):
     __slots__ = ("run", "task")
 
 
-def _hash_folders(chosen: Iterable[tuple[_Run, FileTask]], algorithms: list[str], workers: int) -> Iterator[tuple[_Run, FileTask, object]]:
+def _hash_folders(chosen: Iterable[tuple[_Run, FileTask]], algorithms: list[str],
+                  workers: int) -> Iterator[tuple[_Run, FileTask, object]]:
     def paths() -> Iterator[_TaskPath]:  # made lazily: only the files in flight exist as paths
         for run, task in chosen:
             path = _TaskPath(disk_path(run.plan, task))
@@ -225,8 +227,8 @@ def _rehash(runs: list[_Run], registry: Registry, budget: Budget, clock: Clock, 
     folders = [r for r in runs if r.plan.folder is not None]
     archives = [r for r in runs if r.plan.archive is not None]
     algorithms = sorted({alg for run in folders for alg in run.plan.algorithms})
-    if budget.rolling:
-        candidates = [(run, task) for run in folders for task in run.plan.tasks()]  # tag files (manifests, bag-info.txt) are always checked; payload by budget
+    if budget.rolling:  # tag files (manifests, bag-info.txt) are always checked; payload by budget
+        candidates = [(run, task) for run in folders for task in run.plan.tasks()]
         verified = {run.plan.location: registry.last_verified(run.plan.location) for run in folders}
         payload = [c for c in candidates if c[1].key.startswith("data/")]
         store = sum(t.size for _, t in payload) + sum(

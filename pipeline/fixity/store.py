@@ -66,7 +66,7 @@ class PlanStore:
     def one(self, sql: str, args: tuple = ()) -> tuple:
         return next(self._rows(sql, args))
 
-    # -- filling (callers append to `pending` and flush every BATCH rows) --------------------------------------------------------------------------------
+    # -- filling (callers append to `pending` and flush every BATCH rows) ------------------------
 
     def flush(self) -> None:
         inserts = {"lines": "INSERT INTO lines VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -111,7 +111,8 @@ class PlanStore:
     def unlisted(self, payload_algs: list[str]) -> Iterator[tuple[str, str]]:
         """(name, "alg alg ...") of payload files present but absent from some payload manifest."""
         marks = ", ".join("?" * len(payload_algs))
-        return self._rows(f"SELECT coalesce(n.name, n.key), group_concat(e.alg, ' ') FROM names n JOIN disk d ON d.key = n.key"
+        return self._rows(f"SELECT coalesce(n.name, n.key), group_concat(e.alg, ' ') FROM names n"
+                          f" JOIN disk d ON d.key = n.key"
                           f" JOIN exp e ON e.key = n.key WHERE n.tag = 0 GROUP BY n.key"
                           f" HAVING count(CASE WHEN e.alg IN ({marks}) THEN 1 END) < ? ORDER BY n.key",
                           (*payload_algs, len(set(payload_algs))))
@@ -123,12 +124,14 @@ class PlanStore:
 
     def unexpected(self) -> Iterator[tuple[str]]:
         """Payload files on disk that no payload manifest lists."""
-        return self._rows("SELECT coalesce(d.rel, d.key) FROM disk d WHERE substr(coalesce(d.rel, d.key), 1, 5) = 'data/' AND NOT EXISTS"
+        return self._rows("SELECT coalesce(d.rel, d.key) FROM disk d"
+                          " WHERE substr(coalesce(d.rel, d.key), 1, 5) = 'data/' AND NOT EXISTS"
                           " (SELECT 1 FROM names n WHERE n.key = d.key AND n.tag = 0) ORDER BY d.key")
 
     def payload(self) -> tuple[int, int]:
         """(files, bytes) under data/ on disk."""
-        return self.one("SELECT count(*), coalesce(sum(size), 0) FROM disk WHERE substr(coalesce(rel, key), 1, 5) = 'data/'")
+        return self.one("SELECT count(*), coalesce(sum(size), 0) FROM disk"
+                        " WHERE substr(coalesce(rel, key), 1, 5) = 'data/'")
 
     def totals(self) -> tuple[int, int]:
         """(files, bytes) to hash: listed and present."""
