@@ -97,6 +97,16 @@ def test_share_verified_within_the_window(store):
     assert later.stopped_by_budget
 
 
+def test_a_file_damaged_since_its_last_pass_is_not_counted_as_verified(store):
+    audit(output=store, clock=frozen(DAY0))
+    target = store / "ten" / "data/f3.bin"
+    target.write_bytes(b"\x00" + target.read_bytes()[1:])
+    later = audit(output=store, window_days=30, clock=frozen(DAY0 + timedelta(hours=1)))
+    assert later.exit_code == 3
+    # f3 passed an hour ago, inside the window, but its latest check failed
+    assert later.verified_bytes_in_window == later.store_bytes - 1000
+
+
 def test_max_seconds_stops_early_and_keeps_what_it_did(store):
     report = audit(output=store, budget=Budget(max_seconds=1e-9), clock=frozen(DAY0))
     assert report.stopped_by_budget

@@ -160,13 +160,14 @@ class PlanStore:
             yield from marshal.loads(data)
 
     def verified_bytes(self, registry: str, bag_id: int, cutoff: str) -> int:
-        """Bytes of the files to hash that the registry found intact at `cutoff` or later."""
+        """Bytes of the files to hash that the registry found intact at `cutoff` or later and whose
+        latest check found them intact (a file damaged since does not count)."""
         self.flush()
         list(self._rows("ATTACH DATABASE ? AS registry", (registry,)))
         try:
             return self.one("SELECT coalesce(sum(d.size), 0) FROM names n JOIN disk d ON d.key = n.key"
                             " JOIN registry.files f ON f.bag_id = ? AND f.path = n.key"
-                            " WHERE f.last_verified >= ?", (bag_id, cutoff))[0]
+                            " WHERE f.last_verified >= ? AND f.last_outcome = 'intact'", (bag_id, cutoff))[0]
         finally:
             list(self._rows("DETACH DATABASE registry"))
 
