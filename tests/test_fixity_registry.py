@@ -222,3 +222,21 @@ def test_two_audits_at_once_both_complete(tmp_path):
     assert rows(db, "SELECT outcome, files_checked FROM audits ORDER BY id") == [("intact", 83)] * 2
     assert rows(db, "SELECT count(*) FROM checks") == [(2 * 83,)]
     assert rows(db, "SELECT count(*) FROM bags") == [(2,)]
+
+
+def test_record_keeps_every_field_of_awkward_names_in_one_batch(tmp_path):
+    """A batch goes into SQLite as one JSON array: quotes, backslashes, non-ASCII names, a size of
+    None and reasons with newlines must come back exactly, and a name twice in a batch upserts."""
+    from pipeline.fixity.registry import Check
+    names = ['data/a "quoted".bin', "data/back\\slash.bin", "data/été 写真.tif", "data/line\nbreak.bin"]
+    with Registry(tmp_path / "r.sqlite") as reg:
+        bag_id, audit_id = reg.begin_audit("/bags/x", "x", "full", "2030-03-01T02:00:00Z", ["sha256"], "me")
+        checks = [Check(n, "intact", 7, {"sha256": "ab" * 32}) for n in names]
+        checks.append(Check(names[0], "changed", None, {"sha256": "cd" * 32}, {"sha256": "ab" * 32},
+                            "fixity.mismatch", 'sha256 "differs"\nfrom the manifest'))
+        reg.record(bag_id, audit_id, "2030-03-01T02:00:01Z", checks)
+        assert reg.count_checks(audit_id) == 5
+        assert reg.problem_checks(audit_id) == [checks[-1]]
+        assert reg.last_verified("/bags/x") == {n: "2030-03-01T02:00:01Z" for n in names}
+    got = rows(tmp_path / "r.sqlite", "SELECT path, size, last_outcome FROM files ORDER BY path")
+    assert got == sorted([(names[0], None, "changed")] + [(n, 7, "intact") for n in names[1:]])

@@ -175,19 +175,24 @@ class Registry:
                verification: bool = True) -> None:
         """Record one batch of checks and commit it.  `verification=False` (a completeness check)
         leaves each file's last verification untouched."""
-        rows = [(audit_id, c.path, checked, c.outcome, c.size, _digests_json(c.seen),
-                 _digests_json(c.expected), c.code, c.reason) for c in checks]
+        # The batch goes in as one JSON array expanded by SQL (json_each): one statement step per
+        # batch instead of one per row, so the hashing threads do not convoy on the GIL, which
+        # the sqlite3 module releases and takes back around every step.
+        rows = json.dumps([(c.path, c.outcome, c.size, _digests_json(c.seen), _digests_json(c.expected),
+                            c.code, c.reason) for c in checks], ensure_ascii=False)
         with self.transaction() as db:
-            db.executemany("INSERT INTO checks (audit_id, path, checked, outcome, size, seen, expected, code, reason)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            db.execute("INSERT INTO checks (audit_id, path, checked, outcome, size, seen, expected, code, reason)"
+                       " SELECT ?, value->>0, ?, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6"
+                       " FROM json_each(?)", (audit_id, checked, rows))
             if verification:
-                db.executemany(
+                db.execute(
                     "INSERT INTO files (bag_id, path, size, last_checked, last_outcome, last_verified)"
-                    " VALUES (?, ?, ?, ?, ?, CASE WHEN ? = 'intact' THEN ? END)"
+                    " SELECT ?, value->>0, value->>2, ?, value->>1, CASE WHEN value->>1 = 'intact' THEN ? END"
+                    " FROM json_each(?) WHERE true"
                     " ON CONFLICT (bag_id, path) DO UPDATE SET size = excluded.size,"
                     " last_checked = excluded.last_checked, last_outcome = excluded.last_outcome,"
                     " last_verified = COALESCE(excluded.last_verified, files.last_verified)",
-                    [(bag_id, r[1], r[4], checked, r[3], r[3], checked) for r in rows])
+                    (bag_id, checked, checked, rows))
 
     def finish_audit(self, audit_id: int, finished: str, outcome: str, files_checked: int, bytes_checked: int,
                      files_total: int, bytes_total: int, problems: int) -> None:
