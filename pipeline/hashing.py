@@ -114,16 +114,21 @@ def _failed(path, exc: OSError, size: int = 0) -> Hashed:
     return Hashed(os.fspath(path), size, {}, exc.strerror or str(exc))
 
 
-def _hash_fd(path, fd: int, ctors, buf: bytearray, view: memoryview) -> Hashed:
-    """Read `fd` to the end into `buf` (no allocation per read), every algorithm per chunk; closes fd."""
+def _hash_fd(path, fd: int, ctors, buf: bytearray, view: memoryview, expected: int = -1) -> Hashed:
+    """Read `fd` to the end into `buf` (no allocation per read), every algorithm per chunk; closes fd.
+    `expected` is the size fstat gave: a short read that reaches it is the end of the file, so a
+    small file costs one read, not two (the second would only return nothing)."""
     hashers = [(alg, ctor()) for alg, ctor in ctors]
     size = 0
+    full = len(buf)
     try:
         while n := os.readv(fd, (buf,)):
             size += n
             chunk = view[:n]
             for _, h in hashers:
                 h.update(chunk)
+            if n < full and size == expected:
+                break
     except OSError as exc:
         return _failed(path, exc, size)
     finally:
@@ -179,14 +184,14 @@ def hash_many(paths: Iterable[str | os.PathLike], algorithms: Iterable[str], wor
                             break
                         try:
                             fd = os.open(path, flags)
-                            large = os.fstat(fd).st_size >= BIG_FILE
+                            size = os.fstat(fd).st_size
                         except OSError as exc:
                             emit(_failed(path, exc))
                             continue
-                        if large:
+                        if size >= BIG_FILE:
                             big = (path, fd)
                         else:
-                            emit(_hash_fd(path, fd, ctors, buf, view))
+                            emit(_hash_fd(path, fd, ctors, buf, view, size))
                 if big is not None:
                     emit(_hash_fd(big[0], big[1], ctors, buf, view))
             if batch:

@@ -9,7 +9,7 @@ from pipeline import hashing
 from pipeline.hashing import BIG_CHUNK, BIG_FILE, hash_bytes, hash_file, hash_many, copy_hashed, write_hashed
 
 ALGS = ("md5", "sha1", "sha256", "sha512")
-SIZES = (0, 1, 2047, 2048, 65536, BIG_FILE - 1, BIG_FILE, BIG_CHUNK + 12345, 2 * BIG_CHUNK)
+SIZES = (0, 1, 2047, 2048, 65536, BIG_CHUNK - 1, BIG_CHUNK, BIG_FILE - 1, BIG_FILE, BIG_CHUNK + 12345, 2 * BIG_CHUNK)
 
 
 def reference(data: bytes, algorithms=ALGS) -> dict:
