@@ -7,9 +7,18 @@ Public API (prints nothing, never exits, raises only `PipelineError` subclasses)
 """
 __version__ = "0.1.0"
 
-from .errors import PipelineError, Problem  # noqa: E402
-from .executor import run, validate_collection  # noqa: E402
-from .fixity import audit  # noqa: E402
-from .stage import Settings  # noqa: E402
-
 __all__ = ["__version__", "run", "validate_collection", "audit", "Settings", "PipelineError", "Problem"]
+
+# The public names are imported on first use, so that `pipeline fixity` or `pipeline verify`
+# does not pay for the executor's and the imaging stack's imports at every start.
+_PUBLIC = {"run": "executor", "validate_collection": "executor", "audit": "fixity",
+           "Settings": "stage", "PipelineError": "errors", "Problem": "errors"}
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        import importlib
+        value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,6 @@ import click
 
 from ..errors import UsageError
 from ..fixity import audit, history
-from ..fixity.premis_export import premis_bytes, premis_document
 from ..fixity.registry import Registry
 from ..fixity.report import CSV_HEADER, summary_lines
 from ..fixity.select import Budget, parse_percent
@@ -23,6 +22,7 @@ def _history(db: Path, bag: str, as_json: bool, premis: bool) -> int:
     with Registry(db) as registry:
         problems = {r.id: registry.problem_checks(r.id) for r in rows if r.problems}
     if premis:
+        from ..fixity.premis_export import premis_bytes, premis_document  # lxml only when asked
         sys.stdout.buffer.write(premis_bytes(premis_document(rows[0].location, rows[0].name, rows, problems)))
         return 0
     if as_json:
