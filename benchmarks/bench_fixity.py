@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import WORK, Timed, shown, timed, write_section
+from benchlib import WORK, Timed, shown, timed, warm, write_section
 
 
 def write_bag(bag: Path, files, algorithms: tuple[str, ...]) -> None:
@@ -77,15 +77,6 @@ def build(name: str, files, algorithms) -> Path:
         WORK.mkdir(parents=True, exist_ok=True)
         write_bag(bag, files, algorithms)
     return bag
-
-
-def warm(bag: Path) -> None:
-    """Read every file once so that each tool starts from the page cache (warm-cache figures)."""
-    for dirpath, _, names in os.walk(bag):
-        for n in names:
-            with open(os.path.join(dirpath, n), "rb") as f:
-                while f.read(1 << 22):
-                    pass
 
 
 def best(cmd: list[str], bag: Path, repeat: int, fresh_db: Path | None = None) -> Timed:

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from lxml import etree
 
 from .mets import METS_PATH
-from .xmlio import NS, HashingWriter
+from .xmlio import NS, hashed_output
 
 _FILE, _FLOCAT, _FPTR, _AMD = (f"{{{NS['mets']}}}{n}" for n in ("file", "FLocat", "fptr", "amdSec"))
 _HREF = f"{{{NS['xlink']}}}href"
@@ -58,10 +58,7 @@ def write_part_mets(src: Path, dest: Path, keep: Collection[str],
     """Write to `dest` the METS `src` less what is not in `keep` (bag paths of this bag's
     payload); returns its size and digests."""
     files, amd = _left_out(src, keep)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part")
-    with open(tmp, "wb") as raw:
-        out = HashingWriter(raw, algorithms)
+    with hashed_output(dest, algorithms) as out:
         with etree.xmlfile(out, encoding="UTF-8") as xf:
             xf.write_declaration()
             root = section = None
@@ -82,9 +79,6 @@ def write_part_mets(src: Path, dest: Path, keep: Collection[str],
                     while el.getprevious() is not None:
                         del root[0]
             section.__exit__(None, None, None)
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(tmp, dest)
     return out.size, out.digests()
 
 
