@@ -254,7 +254,10 @@ def run(collection: Path, output: Path, settings: Settings = Settings(),
     if until is not None and until not in STAGE_NAMES:
         raise UsageError(f"--until must be one of {', '.join(STAGE_NAMES)}, not {until!r}")
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{output}: cannot be used as the output folder ({exc.strerror})") from exc
     ctx = Context.create(settings, collection.resolve(), output.resolve(), collection.name)
     result = RunResult(package=_empty_package(collection))
     with collection_lock(output, collection.name), _cluster(settings) as client:

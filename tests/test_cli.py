@@ -1,7 +1,7 @@
 """The command line as users meet it: help everywhere, usage errors exit 2, no tracebacks."""
 import pytest
 
-from conftest import no_traceback, run_cli
+from conftest import ROOT, no_traceback, run_cli
 
 SUBCOMMANDS = ["run", "validate", "convert", "verify", "fixity"]
 
@@ -38,6 +38,15 @@ def test_missing_collection_is_one_line_usage_error(tmp_path):
     assert no_traceback(proc)
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "nowhere" in proc.stderr
+
+
+def test_output_that_is_a_file_is_one_line_usage_error(tmp_path):
+    (tmp_path / "out").write_text("not a folder")
+    proc = run_cli("run", "--ingest", ROOT / "ingest", "--output", tmp_path / "out")
+    assert proc.returncode == 2
+    assert no_traceback(proc)
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "out").read_text() == "not a folder"
 
 
 def test_version():
