@@ -253,6 +253,9 @@ def run(collection: Path, output: Path, settings: Settings = Settings(),
     collection = _check_collection(collection)
     if until is not None and until not in STAGE_NAMES:
         raise UsageError(f"--until must be one of {', '.join(STAGE_NAMES)}, not {until!r}")
+    if settings.schemas_dir is not None:
+        from .xmlio import load_schema
+        load_schema(settings.schemas_dir)   # a wrong --schemas is refused before any work
     output = Path(output)
     try:
         output.mkdir(parents=True, exist_ok=True)

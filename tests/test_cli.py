@@ -49,6 +49,22 @@ def test_output_that_is_a_file_is_one_line_usage_error(tmp_path):
     assert (tmp_path / "out").read_text() == "not a folder"
 
 
+def test_wrong_schemas_folder_is_refused_before_any_work(tmp_path):
+    proc = run_cli("run", "--ingest", ROOT / "ingest", "--output", tmp_path / "out",
+                   "--schemas", tmp_path)
+    assert proc.returncode == 2
+    assert no_traceback(proc)
+    assert "official schemas" in proc.stderr
+    assert not (tmp_path / "out" / ".staging" / "khojaly-1992").exists()
+
+
+def test_convert_into_an_unwritable_folder_is_one_line(tmp_path):
+    proc = run_cli("convert", ROOT / "ingest" / "khojaly-1992" / "khojaly-1992-01.jpg", "/proc/x.tif")
+    assert proc.returncode == 2
+    assert no_traceback(proc)
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_version():
     proc = run_cli("--version")
     assert proc.returncode == 0

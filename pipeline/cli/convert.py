@@ -44,7 +44,10 @@ def convert(src, dst, compression, pixel_limit, as_json):
         raise UsageError(f"{dst.parent}: no such folder for the master")
     if dst.exists():
         raise ConversionError(f"{dst}: already exists; not overwritten")
-    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    except OSError as exc:
+        raise UsageError(f"{dst.parent}: cannot write the master there ({exc.strerror})") from exc
     try:
         settings = Settings(compression=compression, pixel_limit=pixel_limit, algorithms=("sha256",))
         ctx = Context.create(settings, src.resolve().parent, work, "convert")
