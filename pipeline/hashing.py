@@ -8,6 +8,8 @@ import threading
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Mapping, NamedTuple
 
+from . import durable
+
 CHUNK = 1 << 20  # 1 MiB reads: hashlib releases the GIL on buffers this size
 
 SUPPORTED = ("md5", "sha1", "sha256", "sha512")
@@ -43,15 +45,22 @@ def hash_bytes(data: bytes, algorithms: Iterable[str]) -> dict[str, str]:
     return {alg: hashlib.new(alg, data).hexdigest() for alg in algorithms}
 
 
-def write_hashed(dest: Path, data: bytes, algorithms: Iterable[str]) -> tuple[int, dict[str, str]]:
-    """Write bytes to `dest` atomically (temp name, fsync, rename) and return size and digests."""
+def write_hashed(dest: Path, data: bytes, algorithms: Iterable[str], *,
+                 fsync: bool = False) -> tuple[int, dict[str, str]]:
+    """Write bytes to `dest` atomically (temp name, then rename) and return size and digests.
+
+    Not fsynced unless `fsync`: staging is made durable at once before publishing
+    (pipeline/durable.py)."""
     digests = hash_bytes(data, algorithms)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+        else:
+            durable.started(f, len(data))
     os.replace(tmp, dest)
     return len(data), digests
 
@@ -71,8 +80,7 @@ def copy_hashed(src: Path, dest: Path, algorithms: Iterable[str]) -> tuple[int, 
             for h in hashers.values():
                 h.update(chunk)
             fout.write(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
+        durable.started(fout, size)
     os.replace(tmp, dest)
     return size, {alg: h.hexdigest() for alg, h in hashers.items()}
 

@@ -139,7 +139,7 @@ def publish(output: Path, name: str, moves: Iterable[tuple[Path, str]]) -> tuple
     found = [dst for _, dst in entries if os.path.lexists(output / dst)]
     if found:
         raise refuse_existing(output, name, found)
-    write_hashed(journal_path(output, name), json.dumps({"moves": entries}, indent=1).encode(), ())
+    write_hashed(journal_path(output, name), json.dumps({"moves": entries}, indent=1).encode(), (), fsync=True)
     fsync_dir(root)
     return finish(output, name)
 

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
+from . import durable
 from .errors import PackagingError
 from .hashing import CHUNK
 from .xmlio import HashingWriter
@@ -88,7 +89,9 @@ def _write_zip(entries, root: str, out: BinaryIO, when: datetime) -> None:
 
 
 def write_archive(bag: Path, dest: Path, fmt: str, when: datetime, root: str = "") -> str:
-    """Write `bag` as one `fmt` file at `dest` (fsynced); returns its SHA-256 hex digest.
+    """Write `bag` as one `fmt` file at `dest`; returns its SHA-256 hex digest.
+
+    Made durable by the barrier before publishing (pipeline/durable.py).
 
     `root` is the archive's top-level folder (default: the bag folder's name).
     """
@@ -108,8 +111,7 @@ def write_archive(bag: Path, dest: Path, fmt: str, when: datetime, root: str = "
             else:
                 with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=mtime, compresslevel=6) as gz:
                     _write_tar(entries, root, gz, mtime)
-            raw.flush()
-            os.fsync(raw.fileno())
+            durable.started(raw, out.size)
     except OSError as exc:
         raise PackagingError(f"{dest}: could not write the {fmt} file: {exc.strerror or exc}") from exc
     return out.digests()["sha256"]

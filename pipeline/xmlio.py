@@ -15,6 +15,7 @@ from typing import Iterator
 
 from lxml import etree
 
+from . import durable
 from .errors import UsageError
 from .hashing import new_hashers
 
@@ -181,7 +182,7 @@ class HashingWriter:
 
 @contextmanager
 def hashed_output(dest: Path, algorithms) -> Iterator[HashingWriter]:
-    """A file written under a temporary name, hashed as it is written, fsynced and renamed to
+    """A file written under a temporary name, hashed as it is written, and renamed to
     `dest` when the block succeeds; removed when it fails.  Yields the HashingWriter (its
     `size` and `digests()` are final after the block)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -190,8 +191,7 @@ def hashed_output(dest: Path, algorithms) -> Iterator[HashingWriter]:
         with open(tmp, "wb") as raw:
             out = HashingWriter(raw, algorithms)
             yield out
-            raw.flush()
-            os.fsync(raw.fileno())
+            durable.started(raw, out.size)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .. import durable
 from ..errors import ConversionError, UsageError, errors_in
 from ..model import Item
 from ..stage import Context, Settings
@@ -68,6 +69,8 @@ def convert(src, dst, compression, pixel_limit, as_json):
             for master, target in zip(item.masters, targets):
                 os.link(ctx.staging / master.bagpath, target)   # never overwrites
                 done.append(target)
+                durable.fsync_file(target)
+            durable.fsync_file(dst.parent)    # the new names, too
         except OSError as exc:
             for target in done:
                 target.unlink(missing_ok=True)

@@ -222,7 +222,9 @@ def describe(package: Package, ctx: Context) -> Package:
     except OSError as exc:
         return _failed(package, METS_PATH, exc)
     package = replace(package, metadata_files=package.metadata_files + (mets_info,))
-    return replace(package, problems=package.problems + tuple(check_mets(ctx.staging, ctx.settings.schemas_dir)))
+    recorded = {f.bagpath: f for f in package.files()}
+    problems = check_mets(ctx.staging, ctx.settings.schemas_dir, recorded)
+    return replace(package, problems=package.problems + tuple(problems))
 
 
 STAGE = Stage("describe", per_item=None, collect=describe)

@@ -13,7 +13,8 @@ each with the checksums computed while it was written.  The stage
      manifests; reads the sealed bag back (all but the payload's bytes: see check_sealed);
   5. moves the sealed bag(s) to output/.staging/<name>.sealed/, writes the serialized copies
      (--serialize) and their .sha256 sidecars there;
-  6. renames everything into output/ (publish.py).
+  6. makes all of it durable at once (durable.barrier) and renames everything into output/
+     (publish.py).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Optional, Sequence
 
-from .. import bagwrite, publish, serialize
+from .. import bagwrite, durable, publish, serialize
 from ..bag import find_manifests, list_bag, parse_manifest, parse_tags
 from ..errors import PackagingError, Problem, errors_in
 from ..hashing import hash_file, write_hashed
@@ -241,6 +242,7 @@ def _package(package: Package, ctx: Context) -> Package:
     if ctx.settings.serialize:
         for bag in bags:
             moves += serialize_bag(bag, ctx)
+    durable.barrier(sealed)     # every byte of the bag(s) on disk before the first rename
     published = publish.publish(ctx.output, package.name, moves)
     return replace(package, published=published, problems=package.problems + tuple(warnings))
 

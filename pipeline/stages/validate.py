@@ -331,6 +331,11 @@ def decode(path: Path, fmt: formats.Format, head: bytes, limit: int) -> tuple[di
         if width * height > limit:
             raise TooLarge(f"{width} x {height} = {width * height} pixels, more than the limit of {limit}")
         frames = getattr(im, "n_frames", 1)
+        if im.format == "JPEG":
+            # Every scan is entropy-decoded (a truncated or broken scan fails exactly as in a full
+            # decode); only the inverse DCT runs at 1/8 scale: 3x faster, and the convert stage
+            # decodes at full size anyway, with its own checks.
+            im.draft(im.mode, (max(1, width // 8), max(1, height // 8)))
         for i in range(frames):
             im.seek(i)
             im.load()
@@ -416,7 +421,8 @@ def _events(item: Item, ctx: Context, fmt: formats.Format | None, problems: list
     errors = errors_in(problems)
     checked = Event(
         id=ctx.make_id("event", "validation", item.relpath), type="validation", datetime=ctx.now(),
-        detail="record checked against item.schema.json; image fully decoded; pixel limit "
+        detail="record checked against item.schema.json; image fully decoded (JPEG: every scan entropy-"
+               "decoded, the inverse DCT at 1/8 scale); pixel limit "
                f"{ctx.settings.pixel_limit}",
         outcome="failure" if errors else "success",
         outcome_detail="; ".join(p.render() for p in errors) or

@@ -330,3 +330,18 @@ def test_signatures(head, expected):
 def test_no_signature_is_none():
     from pipeline.formats import identify
     assert identify(b"hello") is None and identify(b"") is None
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_jpeg_cut_inside_its_scans_is_truncated(tmp_path, progressive):
+    """Validation decodes JPEG scans at 1/8 DCT scale: a file cut anywhere in its entropy-coded
+    data is still refused, baseline or progressive."""
+    rng = np.random.default_rng(7)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(
+        buf, "JPEG", quality=90, progressive=progressive)
+    data = buf.getvalue()
+    assert [p.code for p in check(tmp_path, "whole.jpg", data).problems] == []
+    for cut in (len(data) // 3, len(data) * 9 // 10, len(data) - 10):
+        found = [p.code for p in check(tmp_path, f"cut{cut}.jpg", data[:cut]).problems]
+        assert "image.truncated" in found, (cut, found)
