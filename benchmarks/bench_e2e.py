@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import WORK, pipeline_run, shown, timed, warm, write_collection_record, write_item_record, write_section  # noqa: E402
+from benchlib import WORK, pipeline_run, settle, shown, timed, warm, write_collection_record, write_item_record, write_section  # noqa: E402
 
 NAME = "e2e"
 WIDTH, HEIGHT = 4000, 3000
@@ -109,11 +109,14 @@ def main() -> int:
     ours = base = None
     for _ in range(args.repeat):  # alternate the two; keep each one's best run
         shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(work / "baseline", ignore_errors=True)
         warm(folder)
+        settle()
         t, rep = pipeline_run(work / "ingest", out, "--workers", str(args.workers))
         if ours is None or t.seconds < ours.seconds:
             ours, report = t, rep
         warm(folder)
+        settle()
         t = timed(["bash", str(script), str(folder), str(work / "baseline"), str(args.baseline_jobs),
                    sys.executable])
         if t.returncode != 0:

@@ -24,7 +24,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import WORK, pipeline_run, shown, write_collection_record, write_item_record, write_section  # noqa: E402
+from benchlib import WORK, pipeline_run, settle, shown, write_collection_record, write_item_record, write_section  # noqa: E402
 
 
 def make_collection(root: Path, n: int) -> Path:
@@ -64,6 +64,7 @@ def main() -> int:
         for _ in range(args.repeat if n == min(args.sizes) else 1):
             out = work / "output"
             shutil.rmtree(out, ignore_errors=True)
+            settle()
             load = os.getloadavg()[0]
             t, report = pipeline_run(work / "ingest", out, "--workers", str(args.workers))
             coll = (report.get("collections") or [{}])[0]

@@ -112,6 +112,12 @@ def write_item_record(path: Path, identifier: str, i: int) -> None:
     }, indent=1), encoding="utf-8")
 
 
+def settle() -> None:
+    """Write back whatever earlier runs left dirty (and their deleted outputs), so that a timed
+    run does not pay for the run before it: each starts from a clean page cache state."""
+    os.sync()
+
+
 def warm(folder: Path) -> None:
     """Read every file below `folder` once, so each tool starts from the page cache."""
     for root, _, names in os.walk(folder):

@@ -89,7 +89,11 @@ def _write_record(item: Item, ctx: Context, original_sha256: str, events, proble
            "original": asdict(item.original), "masters": [asdict(m) for m in item.masters],
            "events": [asdict(e) for e in events], "problems": [p.as_dict() for p in problems]}
     data = json.dumps(rec, sort_keys=True, ensure_ascii=False).encode("utf-8")
-    write_hashed(_record_path(ctx, item), data, ("sha256",))
+    # Written in place (not temp name + rename): a record cut short by a crash does not parse,
+    # and an item without a readable record is simply converted again.
+    path = _record_path(ctx, item)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 def _original_info(item: Item, ctx: Context, source: Source, size: int, checksums: dict) -> FileInfo:
@@ -200,22 +204,18 @@ def convert_item(item: Item, ctx: Context) -> Item:
 def _claim(dest: Path, bagpath: str, item: Item, ctx: Context) -> None:
     """Claim a master name for this item; refuse a name another item holds.
 
-    The claim (a small file named after the master, holding the item's relpath, created
-    atomically) survives a crash, so a rerun knows a master left in staging is this item's own
-    and replaces it.
+    The claim is a symbolic link named after the master whose target text is the item's
+    relpath: created atomically in one step (as Mercurial's locks are), it survives a crash, so
+    a rerun knows a master left in staging is this item's own and replaces it.
     """
     claims = proofs_dir(ctx) / "claims"
     claims.mkdir(parents=True, exist_ok=True)
-    claim = claims / f"{hashlib.sha256(bagpath.encode('utf-8')).hexdigest()}.txt"
-    tmp = claims / f".{claim.name}.{os.getpid()}.part"
-    tmp.write_text(item.relpath, encoding="utf-8")
+    claim = claims / hashlib.sha256(bagpath.encode("utf-8")).hexdigest()
     try:
-        os.link(tmp, claim)
+        os.symlink(item.relpath, claim)
     except FileExistsError:
-        if claim.read_text(encoding="utf-8") != item.relpath:
+        if os.readlink(claim) != item.relpath:
             raise ConversionError(f"{item.relpath}: master name taken", [_clash(item, bagpath)]) from None
-    finally:
-        tmp.unlink(missing_ok=True)
     dest.unlink(missing_ok=True)   # this item's own master from an earlier, unfinished run
 
 
