@@ -70,7 +70,8 @@ def _thread_count(client, address: str) -> int:
 
 def map_on_dask(fn: Callable[[Item, Context], Item], items: Sequence[Item], ctx: Context, stage: str,
                 progress: Optional[Callable[[str, int, int], None]] = None, client=None,
-                grace: float = NO_WORKER_GRACE, keep: Optional[Callable[[Item], Item]] = None) -> list[Item]:
+                grace: float = NO_WORKER_GRACE, keep: Optional[Callable[[Item], Item]] = None,
+                into=None) -> Sequence[Item]:
     """Apply `fn` to every item on the cluster at ctx.settings.scheduler; results in input order.
 
     `client`: an open distributed.Client to reuse (else one is opened for this call); `grace`:
@@ -80,9 +81,9 @@ def map_on_dask(fn: Callable[[Item, Context], Item], items: Sequence[Item], ctx:
     address = ctx.settings.scheduler
     if client is None:
         with connect(address) as own:
-            return map_on_dask(fn, items, ctx, stage, progress, client=own, grace=grace, keep=keep)
+            return map_on_dask(fn, items, ctx, stage, progress, client=own, grace=grace, keep=keep, into=into)
     total = len(items)
-    results: list[Optional[Item]] = [None] * total
+    results = into if into is not None else [None] * total
     pending: dict = {}
     finished: queue.Queue = queue.Queue()  # futures land here when done, failed or cancelled
     try:

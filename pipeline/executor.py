@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
 from .errors import PipelineError, ProcessingError, RejectedError, UsageError, errors_in
+from .itemstore import ItemStore, store_folder
 from .model import Item, Package
 from .report import StageReport, measure, stage_report
 from .stage import Context, Settings, Stage
@@ -64,38 +65,16 @@ def _ignore_interrupt() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-class SharedAgents:
-    """Makes the items that come back from workers share their equal PREMIS agent tuples.
-
-    Every result is a fresh unpickled copy, so without this each event of each item holds its
-    own copies of the same few agents (a third of an item's memory after convert).
-    """
-
-    def __init__(self) -> None:
-        self._seen: dict = {}
-
-    def __call__(self, item: Item) -> Item:
-        if not item.events:
-            return item
-        return replace(item, events=tuple(self._event(e) for e in item.events))
-
-    def _event(self, event):
-        try:
-            agents = self._seen.setdefault(event.agents, event.agents)
-        except TypeError:  # an agent that cannot be hashed: keep the event as it is
-            return event
-        return event if agents is event.agents else replace(event, agents=agents)
-
-
 def map_items(fn, items: Sequence[Item], ctx: Context, stage: str,
               progress: Optional[Progress] = None, client=None,
-              keep: Optional[Callable[[Item], Item]] = None) -> list[Item]:
+              keep: Optional[Callable[[Item], Item]] = None, into=None) -> Sequence[Item]:
     """Apply a per-item function to every item, in order, over the configured executor.
 
     Local: a process pool with at most 2 x workers items in flight, so memory depends on the
     number of workers, not on the number of items.  Dask: see cluster.map_on_dask (`client`, an
     open distributed.Client, is reused when given).  `keep` is applied to each result as it
-    arrives in this process (e.g. SharedAgents).
+    arrives in this process.  `into` (len(items) long, assignable by index,
+    e.g. an ItemStore) receives the results instead of a new list.
     """
     keep = keep or (lambda item: item)
     total = len(items)
@@ -103,9 +82,9 @@ def map_items(fn, items: Sequence[Item], ctx: Context, stage: str,
         progress(stage, 0, total)
     if ctx.settings.executor == "dask":
         from .cluster import map_on_dask  # optional extra
-        return map_on_dask(fn, items, ctx, stage, progress, client=client, keep=keep)
+        return map_on_dask(fn, items, ctx, stage, progress, client=client, keep=keep, into=into)
     workers = min(worker_count(ctx.settings), max(total, 1))
-    results: list[Optional[Item]] = [None] * total
+    results = into if into is not None else [None] * total
     if workers <= 1:
         for i, item in enumerate(items):
             results[i] = keep(fn(item, ctx))
@@ -169,11 +148,14 @@ def run_stage(stage: Stage, package: Package, ctx: Context,
     """Run one stage.  The caller should hold no other reference to `package`'s items if it
     wants them freed as they are handed out (see _HandOff)."""
     if stage.per_item is not None:
-        items = _HandOff(package.items)
+        items = package.items if isinstance(package.items, ItemStore) else _HandOff(package.items)
         package = replace(package, items=())
+        # The results go to disk as they arrive (an ItemStore): between stages a run holds an
+        # offset per item, not the items.
         results = map_items(stage.per_item, items, ctx, stage.name, progress, client=client,
-                            keep=SharedAgents())
-        package = replace(package, items=tuple(results))
+                            into=ItemStore(store_folder(ctx.output), len(items)))
+        del items
+        package = replace(package, items=results)
         del results
     if stage.collect is not None:
         if progress and stage.per_item is None:

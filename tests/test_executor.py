@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import tracemalloc
 import weakref
 from dataclasses import replace
 
@@ -10,7 +12,8 @@ import pytest
 import helpers_stages as hs
 from pipeline.errors import ConversionError, PipelineError
 from pipeline.executor import collection_lock, map_items, run_stage
-from pipeline.model import FileInfo, Package
+from pipeline.itemstore import ItemStore
+from pipeline.model import FileInfo, Item, Package
 from pipeline.report import stage_report
 from pipeline.stage import Context, Settings, Stage
 
@@ -134,10 +137,42 @@ def test_stage_lets_each_input_item_go_once_handed_out(tmp_path):
     assert alive[0] == 40 and alive[-1] <= 2 * 2  # only the items still in flight are held
 
 
-def test_results_from_workers_share_equal_agents(tmp_path):
+def test_stage_results_are_kept_on_disk_in_order(tmp_path):
+    """Between stages the items live in an ItemStore: in input order, equal to what the workers
+    returned, and the process holds an offset per item rather than the items."""
     ctx = make_ctx(tmp_path, workers=2)
-    pkg = Package(name="coll", source=ctx.ingest, collection=None, items=tuple(hs.make_items(ctx, 6)))
+    pkg = Package(name="coll", source=ctx.ingest, collection=None, items=tuple(hs.make_items(ctx, 60)))
     out = run_stage(Stage("validate", per_item=hs.event_item), pkg, ctx)
-    agents = [i.events[0].agents for i in out.items]
-    assert all(a is agents[0] for a in agents)  # one object, not six unpickled copies
-    assert out.items == tuple(hs.event_item(i, ctx) for i in pkg.items)  # and nothing else changed
+    assert isinstance(out.items, ItemStore) and len(out.items) == 60
+    assert out.items == tuple(hs.event_item(i, ctx) for i in pkg.items)
+    assert [i.relpath for i in out.items] == [i.relpath for i in pkg.items]
+    again = run_stage(Stage("convert", per_item=hs.digest_item), out, ctx)   # a store in, a store out
+    assert [i.image["digest"] for i in again.items] == [hs.digest_item(i, ctx).image["digest"] for i in out.items]
+
+
+def test_item_store_holds_offsets_not_items(tmp_path):
+    big = "x" * 20_000
+    items = [Item(id=f"i{n}", relpath=f"{n}.jpg", record=None, image={"note": big + str(n)}) for n in range(300)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        store = ItemStore.of(tmp_path, iter(items), len(items))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 300 * 1000          # the 6 MB of items are on disk, not here
+    assert store[299] == items[299] and store[-1] == items[-1] and store[1:3] == tuple(items[1:3])
+    assert list(store) == items and len(store) == 300
+    assert pickle.loads(pickle.dumps(store)) == tuple(items)   # travels as a plain tuple
+
+
+def test_item_store_takes_results_in_any_order(tmp_path):
+    items = [Item(id=f"i{n}", relpath=f"{n}.jpg", record=None) for n in range(5)]
+    store = ItemStore(tmp_path, 5)
+    for n in (3, 0, 4, 1):
+        store[n] = items[n]
+    with pytest.raises(IndexError):
+        store[2]                      # never stored: an error, not a silent None
+    store[2] = items[2]
+    assert list(store) == items
+    assert all(p.name.startswith(".items-") for p in tmp_path.iterdir())   # nothing else left there

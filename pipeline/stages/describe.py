@@ -21,6 +21,7 @@ from ..bag import is_inside
 from ..errors import Problem, errors_in
 from ..hashing import copy_hashed, write_hashed
 from ..mets import METS_PATH, write_mets
+from ..itemstore import ItemStore, store_folder
 from ..metscheck import check_mets
 from ..premis import agent_key
 from ..model import Agent, Event, FileInfo, Item, METADATA, Package, pipeline_agent
@@ -167,9 +168,10 @@ def _write_descriptions(package: Package, ctx: Context) -> tuple[Package, dict[s
         written = _write_dc(ctx, None, terms)
         metadata += written
         dcterms_files["collection"] = written[1]
-    agent, items = pipeline_agent(), []
+    agent = pipeline_agent()
+    items = ItemStore(store_folder(ctx.output), len(package.items))   # on disk, as run_stage's
     org = next((a for a in package.agents if a.type == "organization"), None)
-    for item in package.items:
+    for index, item in enumerate(package.items):
         item = _with_file_ids(item, ctx)
         item_problems = [] if item.original else [
             Problem("describe.no_files", item.relpath, "no original file in the package")]
@@ -181,9 +183,9 @@ def _write_descriptions(package: Package, ctx: Context) -> tuple[Package, dict[s
             metadata += written
             dcterms_files[item.id] = written[1]
             item = _supplement_events(item, ctx, agent, org)
-        items.append(replace(item, problems=item.problems + tuple(item_problems)))
+        items[index] = replace(item, problems=item.problems + tuple(item_problems))
     kept = tuple(f for f in package.metadata_files if not f.bagpath.startswith(METADATA_DIR + "/"))
-    package = replace(package, items=tuple(items), problems=package.problems + tuple(problems),
+    package = replace(package, items=items, problems=package.problems + tuple(problems),
                       metadata_files=kept + tuple(sorted(metadata, key=lambda f: f.bagpath)))
     return package, dcterms_files
 

@@ -89,12 +89,11 @@ def item_files(item: Item) -> list[FileInfo]:
     return ([item.original] if item.original else []) + list(item.masters)
 
 
-def split(package: Package, limit: int) -> tuple[list[list[Item]], list[Problem]]:
+def split(package: Package, limit: int) -> tuple[list[Sequence[Item]], list[Problem]]:
     """Items grouped in order so that each bag (its items plus all metadata) stays under `limit`."""
-    items = list(package.items)
+    items = package.items           # iterated, never all in memory unless split
     meta = sum(f.size for f in package.metadata_files)
-    total = meta + sum(f.size for i in items for f in item_files(i))
-    if limit <= 0 or total <= limit or len(items) <= 1:
+    if limit <= 0 or len(items) <= 1 or meta + sum(f.size for i in items for f in item_files(i)) <= limit:
         return [items], []
     groups: list[list[Item]] = [[]]
     used, warnings = meta, []

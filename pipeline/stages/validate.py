@@ -421,8 +421,9 @@ def _events(item: Item, ctx: Context, fmt: formats.Format | None, problems: list
     errors = errors_in(problems)
     checked = Event(
         id=ctx.make_id("event", "validation", item.relpath), type="validation", datetime=ctx.now(),
-        detail="record checked against item.schema.json; image fully decoded (JPEG: every scan entropy-"
-               "decoded, the inverse DCT at 1/8 scale); pixel limit "
+        detail="record checked against item.schema.json; image fully decoded"
+               + (" (every scan entropy-decoded, the inverse DCT at 1/8 scale)"
+                  if fmt and fmt.mimetype == "image/jpeg" else "") + "; pixel limit "
                f"{ctx.settings.pixel_limit}",
         outcome="failure" if errors else "success",
         outcome_detail="; ".join(p.render() for p in errors) or

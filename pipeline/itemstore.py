@@ -1,0 +1,104 @@
+"""The items of a run, kept on disk between stages instead of in memory.
+
+A 100,000-photograph collection has 100,000 Items of 15-20 KB each (records, image facts, file
+checksums, PREMIS events): 2 GB if a run held them all.  An ItemStore keeps each item pickled in
+an anonymous temporary file (O_TMPFILE where the OS has it: nothing to clean up, even after a
+crash) and only an offset per item in memory (8 bytes).  It is an immutable-looking Sequence:
+stages iterate it (one item in memory at a time), index it, take its len(); results are written
+into it by index as workers return them, in any order.
+
+Pickle is safe here: the store is written and read by the same process, never shared.
+"""
+from __future__ import annotations
+
+import pickle
+import tempfile
+from array import array
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Sequence, overload
+
+from .model import Item
+
+EMPTY = 2**64 - 1
+
+
+class ItemStore(Sequence[Item]):
+    def __init__(self, folder: Path, length: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._file = tempfile.TemporaryFile(dir=folder, prefix=".items-")
+        self._offsets = array("Q", [EMPTY]) * length
+        self._sizes = array("Q", [0]) * length
+        self._end = 0
+
+    @classmethod
+    def of(cls, folder: Path, items: Iterable[Item], length: int) -> "ItemStore":
+        store = cls(folder, length)
+        for i, item in enumerate(items):
+            store[i] = item
+        return store
+
+    def __setitem__(self, index: int, item: Item) -> None:
+        data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        self._file.seek(self._end)
+        self._file.write(data)
+        self._offsets[index], self._sizes[index] = self._end, len(data)
+        self._end += len(data)
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def _load(self, index: int) -> Item:
+        offset = self._offsets[index]
+        if offset == EMPTY:
+            raise IndexError(f"item {index} was never stored")
+        self._file.seek(offset)
+        return pickle.loads(self._file.read(self._sizes[index]))
+
+    @overload
+    def __getitem__(self, index: int) -> Item: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Item, ...]: ...
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return tuple(self._load(i) for i in range(*index.indices(len(self))))
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._load(index)
+
+    def __iter__(self) -> Iterator[Item]:
+        for i in range(len(self)):
+            yield self._load(i)
+
+    def __add__(self, other: Sequence[Item]) -> tuple[Item, ...]:
+        return tuple(self) + tuple(other)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or len(other) != len(self):
+            return False
+        return all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (tuple, (tuple(self),))      # pickled (sent elsewhere) as a plain tuple
+
+    def __repr__(self) -> str:
+        return f"<ItemStore of {len(self)} items, {self._end} bytes on disk>"
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def store_folder(output: Path) -> Path:
+    """Where a run keeps its item stores: the output's staging area (same disk as the bag)."""
+    return Path(output) / ".staging"
+
+
+def as_store(items: Sequence[Item], folder: Optional[Path]) -> Sequence[Item]:
+    """`items` in an ItemStore under `folder` (None: left as they are)."""
+    if folder is None or isinstance(items, ItemStore):
+        return items
+    return ItemStore.of(folder, items, len(items))
