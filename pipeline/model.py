@@ -102,7 +102,7 @@ class Package:
     source: Path                 # the collection folder in ingest/ (never written)
     collection: Record | None
     items: tuple[Item, ...] = ()
-    records: tuple[Record, ...] = ()          # every record file as received (sidecars, csv, collection)
+    records: tuple[Record, ...] = ()          # every record file received, by path (data left empty)
     metadata_files: tuple[FileInfo, ...] = ()  # DC, METS, submitted records, once written
     events: tuple[Event, ...] = ()             # collection-level events
     agents: tuple[Agent, ...] = ()

@@ -310,6 +310,9 @@ def discover(package: Package, ctx: Context) -> Package:
         items.append(Item(id=ctx.make_id("item", rel), relpath=rel, record=record))
     if not images:
         problems.append(Problem("collection.empty", ".", "the collection holds no images"))
+    # The package lists each record file by its path only: the contents travel with their items
+    # (kept on disk between stages) and the collection, not a second time here.
+    records = [Record(r.path, {}) for r in records]
     return replace(package, collection=collection, items=tuple(items), records=tuple(records),
                    problems=package.problems + tuple(problems))
 
