@@ -29,6 +29,10 @@ class ItemStore(Sequence[Item]):
         self._offsets = array("Q", [EMPTY]) * length
         self._sizes = array("Q", [0]) * length
         self._end = 0
+        # Kept in memory, as every stage report and the run's report need them: each item's
+        # problems (usually none) and payload bytes, so neither needs a pass over the disk.
+        self._problems: list[tuple] = [()] * length
+        self._payload = array("Q", [0]) * length
 
     @classmethod
     def of(cls, folder: Path, items: Iterable[Item], length: int) -> "ItemStore":
@@ -43,6 +47,16 @@ class ItemStore(Sequence[Item]):
         self._file.write(data)
         self._offsets[index], self._sizes[index] = self._end, len(data)
         self._end += len(data)
+        self._problems[index] = item.problems
+        self._payload[index] = (item.original.size if item.original else 0) + sum(f.size for f in item.masters)
+
+    def item_problems(self) -> Iterator[tuple]:
+        """Each item's problems, in order, without loading the items."""
+        return iter(self._problems)
+
+    def payload_bytes(self) -> int:
+        """The size of every item's original and masters, without loading the items."""
+        return sum(self._payload)
 
     def __len__(self) -> int:
         return len(self._offsets)

@@ -113,8 +113,9 @@ class Package:
     @property
     def all_problems(self) -> list[Problem]:
         out = list(self.problems)
-        for item in self.items:
-            out.extend(item.problems)
+        kept = getattr(self.items, "item_problems", None)     # an ItemStore answers from memory
+        for problems in (kept() if kept else (item.problems for item in self.items)):
+            out.extend(problems)
         return out
 
     def files(self) -> list[FileInfo]:

@@ -36,6 +36,9 @@ class StageReport:
 
 def payload_bytes(package: Package) -> int:
     total = sum(f.size for f in package.metadata_files)
+    kept = getattr(package.items, "payload_bytes", None)     # an ItemStore answers from memory
+    if kept is not None:
+        return total + kept()
     for item in package.items:
         if item.original is not None:
             total += item.original.size

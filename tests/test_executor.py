@@ -176,3 +176,17 @@ def test_item_store_takes_results_in_any_order(tmp_path):
     store[2] = items[2]
     assert list(store) == items
     assert all(p.name.startswith(".items-") for p in tmp_path.iterdir())   # nothing else left there
+
+
+def test_item_store_answers_problems_and_sizes_without_loading(tmp_path):
+    from pipeline.errors import Problem
+    from pipeline.report import payload_bytes
+    orig = FileInfo(role="original", bagpath="data/a.jpg", size=10, checksums={})
+    items = [Item(id="a", relpath="a.jpg", record=None, original=orig,
+                  problems=(Problem("image.warning", "a.jpg", "odd"),)),
+             Item(id="b", relpath="b.jpg", record=None)]
+    store = ItemStore.of(tmp_path, items, 2)
+    package = Package(name="c", source=tmp_path, collection=None, items=store)
+    as_tuple = Package(name="c", source=tmp_path, collection=None, items=tuple(items))
+    assert package.all_problems == as_tuple.all_problems == list(items[0].problems)
+    assert payload_bytes(package) == payload_bytes(as_tuple) == 10
