@@ -160,3 +160,18 @@ def test_hashed_output_renames_on_success_and_leaves_nothing_on_failure(tmp_path
             out.write(b"<half")
             raise RuntimeError("killed in the middle")
     assert sorted(p.name for p in dest.parent.iterdir()) == ["doc.xml"]
+
+
+def _by_production(text: str) -> str:
+    """XML 1.0's Char production, character by character (the definition the regex must match)."""
+    for i, ch in enumerate(text):
+        cp = ord(ch)
+        if not (cp in (0x9, 0xA, 0xD) or 0x20 <= cp <= 0xD7FF or 0xE000 <= cp <= 0xFFFD or 0x10000 <= cp <= 0x10FFFF):
+            return f"character U+{cp:04X} at position {i} cannot be written in XML 1.0"
+    return ""
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=())))
+def test_xml_char_problem_is_the_char_production(text):
+    from pipeline.xmlio import xml_char_problem
+    assert xml_char_problem(text) == _by_production(text)
