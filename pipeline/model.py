@@ -10,7 +10,7 @@ Paths:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -119,12 +119,16 @@ class Package:
         return out
 
     def files(self) -> list[FileInfo]:
-        """Every file in the bag's payload, in a stable order."""
+        """Every file in the bag's payload, in a stable order: path, size, checksums, identity.
+
+        The items' `technical` metadata is left out (it is the METS's, read from the items):
+        for a large collection this list is what the package stage holds in memory.
+        """
         out: list[FileInfo] = []
         for item in self.items:
-            if item.original:
-                out.append(item.original)
-            out.extend(item.masters)
+            for f in (item.original, *item.masters):
+                if f is not None:
+                    out.append(replace(f, technical={}) if f.technical else f)
         out.extend(self.metadata_files)
         return sorted(out, key=lambda f: f.bagpath)
 
