@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath
-from typing import Mapping
 from urllib.parse import unquote
 
 from lxml import etree
@@ -24,7 +23,6 @@ from .bag import is_inside
 from .errors import Problem
 from .hashing import hash_file
 from .mets import METS_PATH
-from .model import FileInfo
 from .xmlio import NS, load_schema, parse, validation_errors
 
 HASH_NAMES = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
@@ -34,19 +32,19 @@ HREF = f"{{{NS['xlink']}}}href"
 CLEARED = {f"{{{NS['mets']}}}{name}" for name in ("dmdSec", "amdSec", "file", "div")}  # done with once read
 
 
-def check_mets(bag_root: Path, schemas_dir: Path | None = None,
-               recorded: Mapping[str, FileInfo] | None = None) -> list[Problem]:
+def check_mets(bag_root: Path, schemas_dir: Path | None = None, rehash: bool = True) -> list[Problem]:
     """Every problem of the METS of the bag at `bag_root` (empty when consistent and valid).
 
-    `recorded` (bag path -> FileInfo), given by the describe stage, holds the checksums computed
-    while each file was written: a file listed there is checked against them and by its size on
-    disk, not read again.  `pipeline verify` gives none, and every file is re-hashed.
+    With `rehash` (pipeline verify) every file the METS names is read and its CHECKSUM compared.
+    The describe stage passes False: the METS's checksums are the ones computed while each file
+    was written, so there a file is checked by its SIZE on disk only (reading it back from the
+    page cache would prove nothing more, and cost a second hash of every master).
     """
     bag_root = Path(bag_root)
     mets = bag_root / METS_PATH
     if not mets.is_file():
         return [Problem("describe.mets_missing", METS_PATH, "the package has no METS document")]
-    problems = _consistency(bag_root, mets, recorded or {})
+    problems = _consistency(bag_root, mets, rehash)
     if schemas_dir is not None and not any(p.code == "describe.mets_unreadable" for p in problems):
         problems += schema_problems(mets, Path(schemas_dir))
     return problems
@@ -63,7 +61,7 @@ def schema_problems(path: Path, schemas_dir: Path, shown_as: str = METS_PATH) ->
             for msg in validation_errors(doc, schema)]
 
 
-def _consistency(bag_root: Path, mets: Path, recorded: Mapping[str, FileInfo]) -> list[Problem]:
+def _consistency(bag_root: Path, mets: Path, rehash: bool) -> list[Problem]:
     problems: list[Problem] = []
     ids: set[str] = set()
     pending: list[tuple[str, str, int]] = []   # references to IDs not seen yet (few: metsHdr's)
@@ -85,7 +83,7 @@ def _consistency(bag_root: Path, mets: Path, recorded: Mapping[str, FileInfo]) -
                         pending.append((attr, ref, el.sourceline or 0))
             if el.tag in LOCATED:
                 holder = el.getparent() if el.tag.endswith("FLocat") else el
-                problems += _located(bag_root, base, el.get(HREF, ""), holder, el.sourceline or 0, recorded)
+                problems += _located(bag_root, base, el.get(HREF, ""), holder, el.sourceline or 0, rehash)
             if el.tag in CLEARED:
                 el.clear(keep_tail=True)
                 while el.getprevious() is not None:
@@ -103,7 +101,7 @@ def _consistency(bag_root: Path, mets: Path, recorded: Mapping[str, FileInfo]) -
 
 
 def _located(bag_root: Path, base: PurePosixPath, href: str, holder: etree._Element,
-             line: int, recorded: Mapping[str, FileInfo]) -> list[Problem]:
+             line: int, rehash: bool) -> list[Problem]:
     """The file an FLocat/mdRef points at: inside the bag, present, right size and checksum."""
     where = f"line {line}"
     target = os.path.normpath((base / unquote(href)).as_posix()) if href else ""
@@ -118,16 +116,10 @@ def _located(bag_root: Path, base: PurePosixPath, href: str, holder: etree._Elem
     algorithm = HASH_NAMES.get(kind)
     if expected and algorithm is None:
         return [Problem("describe.mets_checksum", METS_PATH, f"{target}: unknown CHECKSUMTYPE {kind!r}", where)]
-    known = recorded.get(target)
-    if known is not None:
-        actual_size = path.stat().st_size
-        if actual_size != known.size:
-            out.append(Problem("describe.mets_checksum", target, f"has {actual_size} bytes on disk, "
-                               f"{known.size} were written", where))
-        digests = {algorithm: known.checksums.get(algorithm, "")} if algorithm else {}
-        actual_size = known.size       # the METS is compared with what was written
-    else:
+    if rehash:
         actual_size, digests = hash_file(path, [algorithm] if algorithm else [])
+    else:
+        actual_size, digests = path.stat().st_size, {algorithm: expected} if algorithm else {}
     if size is not None and size != str(actual_size):
         out.append(Problem("describe.mets_checksum", target, f"SIZE is {size} in the METS, the file has {actual_size} bytes", where))
     if algorithm and digests[algorithm] != expected:

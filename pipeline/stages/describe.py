@@ -224,8 +224,7 @@ def describe(package: Package, ctx: Context) -> Package:
     except OSError as exc:
         return _failed(package, METS_PATH, exc)
     package = replace(package, metadata_files=package.metadata_files + (mets_info,))
-    recorded = {f.bagpath: f for f in package.files()}
-    problems = check_mets(ctx.staging, ctx.settings.schemas_dir, recorded)
+    problems = check_mets(ctx.staging, ctx.settings.schemas_dir, rehash=False)
     return replace(package, problems=package.problems + tuple(problems))
 
 

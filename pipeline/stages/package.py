@@ -21,12 +21,13 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from itertools import zip_longest
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Optional, Sequence
 
 from .. import bagwrite, durable, publish, serialize
-from ..bag import find_manifests, list_bag, parse_manifest, parse_tags
+from ..bag import decode_path, find_manifests, list_bag, parse_manifest, parse_tags
 from ..errors import PackagingError, Problem, errors_in
 from ..hashing import hash_file, write_hashed
 from ..mets import METS_PATH
@@ -146,9 +147,10 @@ def check_sealed(bag: Path, files: Sequence[FileInfo], algorithms: Sequence[str]
         problems.append(Problem("package.invalid", path, reason))
 
     listing = list_bag(bag)
-    payload = {f.bagpath: f.size for f in files}
-    found = {p: size for p, size in listing.files.items() if p.startswith("data/")}
-    if found != payload or listing.links or listing.special:
+    found = listing.files
+    in_data = sum(1 for p in found if p.startswith("data/"))
+    if (in_data != len(files) or any(found.get(f.bagpath) != f.size for f in files)
+            or listing.links or listing.special):
         bad("data", "does not hold exactly the payload files")
     if (bag / "bagit.txt").read_bytes() != bagwrite.BAGIT_TXT.encode("utf-8"):
         bad("bagit.txt", "not the BagIt 1.0 declaration")
@@ -160,16 +162,30 @@ def check_sealed(bag: Path, files: Sequence[FileInfo], algorithms: Sequence[str]
     if {p.name for p in manifests} != wanted:
         bad(".", f"manifests {sorted(p.name for p in manifests)}, expected {sorted(wanted)}")
     tag_files = sorted(n for n in listing.files if "/" not in n and not n.startswith("tagmanifest-"))
+    ordered = sorted(files, key=lambda f: f.bagpath)
     for path in manifests:
-        manifest = parse_manifest(path)
-        lines = {e.path: e.digest for e in manifest.entries}
-        if manifest.tag:
+        if path.name.startswith("tagmanifest-"):
+            manifest = parse_manifest(path)
+            lines = {e.path: e.digest for e in manifest.entries}
             expected = {n: hash_file(bag / n, [manifest.algorithm])[1][manifest.algorithm] for n in tag_files}
+            same = not manifest.errors and len(lines) == len(manifest.entries) and lines == expected
         else:
-            expected = {f.bagpath: f.checksums[manifest.algorithm].lower() for f in files}
-        if manifest.errors or len(lines) != len(manifest.entries) or lines != expected:
+            same = _payload_manifest_reads_back(path, ordered)
+        if not same:
             bad(path.name, "does not read back as written")
     return problems
+
+
+def _payload_manifest_reads_back(path: Path, ordered: Sequence[FileInfo]) -> bool:
+    """The payload manifest, streamed line by line (flat memory for any number of files): each
+    line is `checksum  path` of the next file in path order, and its path decodes back to the
+    bag path (BagIt's percent-encoding of CR, LF and %)."""
+    alg = path.name[len("manifest-"):-len(".txt")]
+    expected = (f"{f.checksums[alg].lower()}  {bagwrite.encode_path(f.bagpath)}\n" for f in ordered)
+    if any(decode_path(bagwrite.encode_path(f.bagpath)) != f.bagpath for f in ordered):
+        return False
+    with open(path, encoding="utf-8", newline="") as lines:
+        return all(a == b for a, b in zip_longest(lines, expected))
 
 
 def _description(record: dict, name: str) -> str:

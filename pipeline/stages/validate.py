@@ -26,7 +26,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import imagecodecs
 import jsonschema
@@ -454,20 +454,26 @@ def validate_item(item: Item, ctx: Context) -> Item:
                    problems=item.problems + tuple(problems))
 
 
-def duplicate_identifiers(items: tuple[Item, ...]) -> list[Problem]:
-    groups: dict[str, list[Item]] = defaultdict(list)
+def duplicate_identifiers(items: Iterable[Item]) -> list[Problem]:
+    # Per record only its place and identifier, not the item: the items stream from disk.
+    groups: dict[str, list[tuple[Record, str]]] = defaultdict(list)
     for item in items:
         ident = item.record.data.get("identifier") if item.record else None
         if isinstance(ident, str) and ident:
-            groups[ident.casefold()].append(item)
+            groups[ident.casefold()].append((_light(item.record), ident))
     out = []
     for group in groups.values():
-        for item in group if len(group) > 1 else ():
-            others = ", ".join(_where(o.record) for o in group if o is not item)
-            out.append(Problem("identifier.duplicate", item.record.path,
-                               f"identifier {item.identifier!r} is also used by {others}",
-                               field_of(item.record, ["identifier"])))
+        for record, ident in group if len(group) > 1 else ():
+            others = ", ".join(_where(o) for o, _ in group if o is not record)
+            out.append(Problem("identifier.duplicate", record.path,
+                               f"identifier {ident!r} is also used by {others}",
+                               field_of(record, ["identifier"])))
     return out
+
+
+def _light(record: Record) -> Record:
+    """The record without its data: where it is, for problems that point at it."""
+    return replace(record, data={})
 
 
 def _where(record: Record) -> str:
@@ -500,7 +506,7 @@ def _skeleton(word: str) -> str:
     return re.sub(r"(.)\1+", r"\1", plain.replace("h", ""))
 
 
-def place_spellings(items: tuple[Item, ...]) -> list[Problem]:
+def place_spellings(items: Iterable[Item]) -> list[Problem]:
     """A place name written two ways ("Agdam", "Aghdam"): warn where the rarer spelling is used."""
     uses: dict[str, list[tuple[Record, int]]] = defaultdict(list)
     for item in items:
@@ -508,7 +514,7 @@ def place_spellings(items: tuple[Item, ...]) -> list[Problem]:
         for i, part in enumerate(place if isinstance(place, list) else ()):
             for word in re.findall(r"\w+", part) if isinstance(part, str) else ():
                 if len(word) >= 4 and word[0].isupper():
-                    uses[word].append((item.record, i))
+                    uses[word].append((_light(item.record), i))
     variants: dict[str, list[str]] = defaultdict(list)
     for word in uses:
         variants[_skeleton(word)].append(word)

@@ -410,3 +410,19 @@ def test_split_keeps_every_item_once_in_order_within_the_limit(sizes, meta_size,
     for group in groups:
         total = meta_size + sum(i.original.size for i in group)
         assert total <= limit or len(groups) == 1 or (len(group) == 1 and group[0].relpath in oversize)
+
+
+def test_payload_manifest_read_back_line_by_line(tmp_path):
+    """The payload manifests are compared line by line with the files (streamed): a missing,
+    repeated or reordered line is caught as surely as a wrong one."""
+    result, ctx = package(tmp_path)
+    bag, files = ctx.output / "coll", result.files()
+    manifest = bag / "manifest-sha256.txt"
+    good = manifest.read_text(encoding="utf-8")
+    lines = good.splitlines(keepends=True)
+    assert len(lines) >= 2
+    for damaged in (good.rsplit("\n", 2)[0] + "\n", good + lines[-1], "".join(reversed(lines)), good + "\n"):
+        manifest.write_text(damaged, encoding="utf-8")
+        found = check_sealed(bag, files, ("sha256", "sha512"))
+        assert "manifest-sha256.txt" in {p.path for p in found}, damaged
+    manifest.write_text(good, encoding="utf-8")
