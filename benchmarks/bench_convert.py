@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import WORK  # noqa: E402
+from benchlib import WORK, discard, empty_trash  # noqa: E402
 from floor import floor  # noqa: E402
 
 W, H = 4000, 3000
@@ -138,7 +138,7 @@ def main() -> None:
                 out.mkdir()
                 os.sync()               # nothing left to write back from the run before
                 result = timed([c.replace("{out}", str(out)) for c in cmd])
-                shutil.rmtree(out)
+                discard(out)
                 if name not in best or result[0] < best[name][0]:
                     best[name] = result
         (im_wall, im_rss, im_cpu), (ours_wall, ours_rss, ours_cpu) = best["im"], best["ours"]
@@ -147,6 +147,7 @@ def main() -> None:
         sources = sorted(src.glob("*.jpg"))
         floor_proof = min(floor(sources, args.workers, False) for _ in range(args.repeat))
         floor_bag = min(floor(sources, args.workers, True) for _ in range(args.repeat))
+    empty_trash()
     decoded = W * H * 3 / 1024
     im_rate, ours_rate = args.count / im_wall, args.count / ours_wall
     n = args.count

@@ -38,7 +38,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from floor import floor  # noqa: E402
-from benchlib import WORK, pipeline_run, settle, shown, timed, warm, write_collection_record, write_item_record, write_section  # noqa: E402
+from benchlib import WORK, discard, empty_trash, pipeline_run, settle, shown, timed, warm, write_collection_record, write_item_record, write_section  # noqa: E402
 
 NAME = "e2e"
 WIDTH, HEIGHT = 4000, 3000
@@ -112,8 +112,8 @@ def main() -> int:
     load = os.getloadavg()[0]
     ours = base = None
     for _ in range(args.repeat):  # alternate the two; keep each one's best run
-        shutil.rmtree(out, ignore_errors=True)
-        shutil.rmtree(work / "baseline", ignore_errors=True)
+        discard(out)
+        discard(work / "baseline")
         warm(folder)
         settle()
         t, rep = pipeline_run(work / "ingest", out, "--workers", str(args.workers))
@@ -157,6 +157,7 @@ def main() -> int:
         f"baseline here; ours is at {least / ours.seconds:.0%} of that floor's speed",
     ]
     print("\n".join(lines))
+    empty_trash()
     write_section(
         "bench_e2e", "End to end: `pipeline run` vs the Archivematica-style baseline (issue 7)",
         f"`python benchmarks/bench_e2e.py --n {n}` (workers {args.workers or 'all cores'}, "

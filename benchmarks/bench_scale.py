@@ -24,7 +24,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import WORK, pipeline_run, settle, shown, write_collection_record, write_item_record, write_section  # noqa: E402
+from benchlib import WORK, discard, empty_trash, pipeline_run, settle, shown, write_collection_record, write_item_record, write_section  # noqa: E402
 
 
 def make_collection(root: Path, n: int) -> Path:
@@ -63,7 +63,7 @@ def main() -> int:
         # The machine is shared: the cheap small size runs --repeat times and its median counts.
         for _ in range(args.repeat if n == min(args.sizes) else 1):
             out = work / "output"
-            shutil.rmtree(out, ignore_errors=True)
+            discard(out)
             settle()
             load = os.getloadavg()[0]
             t, report = pipeline_run(work / "ingest", out, "--workers", str(args.workers))
@@ -92,6 +92,7 @@ def main() -> int:
         "processes; target under 500 MB",
     ] + ([f"stages not built yet: {missing}"] if missing else [])
     print("\n".join(summary))
+    empty_trash()
     write_section(
         "bench_scale", "Scaling: 1,000 vs 10,000 small items (issue 7)",
         f"`python benchmarks/bench_scale.py --sizes {small} {large}` (workers {args.workers or 'all cores'}; "

@@ -112,6 +112,25 @@ def write_item_record(path: Path, identifier: str, i: int) -> None:
     }, indent=1), encoding="utf-8")
 
 
+TRASH = WORK / ".trash"
+
+
+def discard(path: Path) -> None:
+    """Put a previous run's output aside (a rename) instead of deleting it before a timed run.
+
+    The file system here is mounted with `discard`: deleting thousands of files or gigabytes
+    makes the disk slow for the next tens of seconds (TRIM), which a timed run would pay for.
+    `empty_trash()` deletes it all once the timed runs are over."""
+    if path.exists():
+        TRASH.mkdir(parents=True, exist_ok=True)
+        path.rename(TRASH / f"{path.name}-{time.monotonic_ns()}")
+
+
+def empty_trash() -> None:
+    import shutil
+    shutil.rmtree(TRASH, ignore_errors=True)
+
+
 def settle() -> None:
     """Write back whatever earlier runs left dirty (and their deleted outputs), so that a timed
     run does not pay for the run before it: each starts from a clean page cache state."""
