@@ -5,12 +5,13 @@
 For each JPEG in FOLDER, in a pool of WORKERS processes (the same cores the pipeline gets):
   * one decode with libjpeg-turbo straight into one array (imagecodecs: the fastest decoder
     here, no second copy), which the issues require (validation by content, the pixel proof);
-  * the uncompressed master's pixel bytes written to a file (no TIFF header, no metadata);
+  * the uncompressed master's pixel bytes written to a file (no TIFF header, no metadata; the
+    file is deleted at once, so unlike the pipeline's masters it never has to reach the disk);
   * one SHA-256 over the pixels (the canonical pixel digest the proof records);
   * with --with-bag-hashes: SHA-256 and SHA-512 of the original and of the master bytes (the two
     manifests the bag must carry; one read, both algorithms).
 Nothing else: no validation of records, no read-back or comparison, no metadata, no METS, no
-bag files, no fsync, no process per image.  Its time is a lower bound for `pipeline run` (and,
+bag files, no durability, no process per image, and the pool is started before the clock.  Its time is a lower bound for `pipeline run` (and,
 without bag hashes, for the convert stage); a benchmark divides the baseline's time by it to get
 the most any implementation could reach on this machine.
 
