@@ -17,6 +17,7 @@ from array import array
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence, overload
 
+from .errors import ProcessingError
 from .model import Item
 
 EMPTY = 2**64 - 1
@@ -24,8 +25,12 @@ EMPTY = 2**64 - 1
 
 class ItemStore(Sequence[Item]):
     def __init__(self, folder: Path, length: int) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self._file = tempfile.TemporaryFile(dir=folder, prefix=".items-")
+        self._folder = folder
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._file = tempfile.TemporaryFile(dir=folder, prefix=".items-")
+        except OSError as exc:
+            raise self._failed(exc) from exc
         self._offsets = array("Q", [EMPTY]) * length
         self._sizes = array("Q", [0]) * length
         self._end = 0
@@ -43,8 +48,11 @@ class ItemStore(Sequence[Item]):
 
     def __setitem__(self, index: int, item: Item) -> None:
         data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-        self._file.seek(self._end)
-        self._file.write(data)
+        try:
+            self._file.seek(self._end)
+            self._file.write(data)
+        except OSError as exc:      # a full disk, mostly
+            raise self._failed(exc) from exc
         self._offsets[index], self._sizes[index] = self._end, len(data)
         self._end += len(data)
         self._problems[index] = item.problems
@@ -57,6 +65,10 @@ class ItemStore(Sequence[Item]):
     def payload_bytes(self) -> int:
         """The size of every item's original and masters, without loading the items."""
         return sum(self._payload)
+
+    def _failed(self, exc: OSError) -> ProcessingError:
+        return ProcessingError(f"{self._folder}: cannot keep the run's items on disk there "
+                               f"({exc.strerror or exc}); nothing was published")
 
     def __len__(self) -> int:
         return len(self._offsets)

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 import helpers_stages as hs
-from pipeline.errors import ConversionError, PipelineError
+from pipeline.errors import ConversionError, PipelineError, ProcessingError
 from pipeline.executor import collection_lock, map_items, run_stage
 from pipeline.itemstore import ItemStore
 from pipeline.model import FileInfo, Item, Package
@@ -190,3 +190,9 @@ def test_item_store_answers_problems_and_sizes_without_loading(tmp_path):
     as_tuple = Package(name="c", source=tmp_path, collection=None, items=tuple(items))
     assert package.all_problems == as_tuple.all_problems == list(items[0].problems)
     assert payload_bytes(package) == payload_bytes(as_tuple) == 10
+
+
+def test_item_store_that_cannot_be_made_is_a_pipeline_error(tmp_path):
+    (tmp_path / "taken").write_text("a file where the store's folder should be")
+    with pytest.raises(ProcessingError, match="cannot keep the run's items on disk"):
+        ItemStore(tmp_path / "taken", 3)
