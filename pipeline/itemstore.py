@@ -15,7 +15,7 @@ import pickle
 import tempfile
 from array import array
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence, overload
+from typing import Iterable, Iterator, Sequence, overload
 
 from .errors import ProcessingError
 from .model import Item
@@ -114,17 +114,7 @@ class ItemStore(Sequence[Item]):
     def __repr__(self) -> str:
         return f"<ItemStore of {len(self)} items, {self._end} bytes on disk>"
 
-    def close(self) -> None:
-        self._file.close()
-
 
 def store_folder(output: Path) -> Path:
     """Where a run keeps its item stores: the output's staging area (same disk as the bag)."""
     return Path(output) / ".staging"
-
-
-def as_store(items: Sequence[Item], folder: Optional[Path]) -> Sequence[Item]:
-    """`items` in an ItemStore under `folder` (None: left as they are)."""
-    if folder is None or isinstance(items, ItemStore):
-        return items
-    return ItemStore.of(folder, items, len(items))

@@ -10,7 +10,6 @@ Layout: header | IFD0 and its values | EXIF IFD | GPS IFD | strips (each at an e
 """
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,8 +1,6 @@
 """`pipeline validate [COLLECTION...]`"""
 from __future__ import annotations
 
-from dataclasses import replace
-from pathlib import Path
 
 import click
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from itertools import zip_longest
 from dataclasses import replace
+from itertools import zip_longest
 from pathlib import Path, PurePosixPath
 from typing import Optional, Sequence
 
@@ -181,11 +181,15 @@ def _payload_manifest_reads_back(path: Path, ordered: Sequence[FileInfo]) -> boo
     line is `checksum  path` of the next file in path order, and its path decodes back to the
     bag path (BagIt's percent-encoding of CR, LF and %)."""
     alg = path.name[len("manifest-"):-len(".txt")]
-    expected = (f"{f.checksums[alg].lower()}  {bagwrite.encode_path(f.bagpath)}\n" for f in ordered)
-    if any(decode_path(bagwrite.encode_path(f.bagpath)) != f.bagpath for f in ordered):
+    if any(alg not in f.checksums or decode_path(bagwrite.encode_path(f.bagpath)) != f.bagpath
+           for f in ordered):
         return False
-    with open(path, encoding="utf-8", newline="") as lines:
-        return all(a == b for a, b in zip_longest(lines, expected))
+    expected = (f"{f.checksums[alg].lower()}  {bagwrite.encode_path(f.bagpath)}\n" for f in ordered)
+    try:
+        with open(path, encoding="utf-8", newline="") as lines:
+            return all(a == b for a, b in zip_longest(lines, expected))
+    except UnicodeDecodeError:
+        return False
 
 
 def _description(record: dict, name: str) -> str:

@@ -13,7 +13,6 @@ identifiers, names that differ only by Unicode normalization or case, a place sp
 from __future__ import annotations
 
 import json
-import os
 import re
 import site
 import struct
