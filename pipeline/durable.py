@@ -8,6 +8,7 @@ file (records, DC, proof records) wait for a journal commit, and every master wa
     now (posix_fadvise DONTNEED starts asynchronous writeback of dirty pages and never waits);
   * `barrier(path)`: before anything is published, make everything on the filesystem holding
     `path` durable at once (syncfs(2) on Linux, else sync(2)), and only then rename into output/.
+    (POSIX only, as the rest of the pipeline: fcntl locks, rename without replace.)
 
 Nothing is lost by this: a crash before the barrier leaves only staging, which a rerun checks
 file by file (proof records hold the digests) before it reuses anything; after the barrier the
@@ -37,6 +38,12 @@ def started(f: BinaryIO, size: int) -> None:
         pass    # advice only: the barrier still makes the file durable
 
 
+def started_path(path: Path) -> None:
+    """`started` for a file already closed (a master, once its proof has read it back)."""
+    with open(path, "rb") as f:
+        started(f, os.fstat(f.fileno()).st_size)
+
+
 @lru_cache(maxsize=1)
 def _syncfs():
     if os.name != "posix":
@@ -54,13 +61,8 @@ def _syncfs():
 def barrier(path: Path) -> None:
     """Everything written so far on the filesystem holding `path` is on disk when this returns."""
     fn = _syncfs()
-    if fn is None and hasattr(os, "sync"):
-        os.sync()
-        return
     if fn is None:
-        for p in [path, *Path(path).rglob("*")]:
-            if p.is_file():
-                fsync_file(p)
+        os.sync()
         return
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -6,13 +6,12 @@ import os
 import queue
 import threading
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Mapping, NamedTuple
+from typing import BinaryIO, Iterable, Iterator, Mapping, NamedTuple, Optional
 
 from . import durable
 
 CHUNK = 1 << 20  # 1 MiB reads: hashlib releases the GIL on buffers this size
 
-SUPPORTED = ("md5", "sha1", "sha256", "sha512")
 
 
 def new_hashers(algorithms: Iterable[str]) -> dict[str, "hashlib._Hash"]:
@@ -45,49 +44,54 @@ def hash_bytes(data: bytes, algorithms: Iterable[str]) -> dict[str, str]:
     return {alg: hashlib.new(alg, data).hexdigest() for alg in algorithms}
 
 
-def write_hashed(dest: Path, data: bytes, algorithms: Iterable[str], *,
-                 fsync: bool = False) -> tuple[int, dict[str, str]]:
+def write_hashed(dest: Path, data: bytes, algorithms: Iterable[str], *, fsync: bool = False,
+                 digests: Optional[Mapping[str, str]] = None) -> tuple[int, dict[str, str]]:
     """Write bytes to `dest` atomically (temp name, then rename) and return size and digests.
 
-    Not fsynced unless `fsync`: staging is made durable at once before publishing
-    (pipeline/durable.py)."""
-    digests = hash_bytes(data, algorithms)
+    `digests`, when the caller already hashed `data`, are returned as they are instead of hashing
+    it again.  Not fsynced unless `fsync`: staging is made durable at once before publishing
+    (pipeline/durable.py).  A failed write leaves no temporary file."""
+    digests = dict(digests) if digests is not None else hash_bytes(data, algorithms)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-        else:
-            durable.started(f, len(data))
-    os.replace(tmp, dest)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+            else:
+                durable.started(f, len(data))
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return len(data), digests
 
 
 def copy_hashed(src: Path, dest: Path, algorithms: Iterable[str]) -> tuple[int, dict[str, str]]:
-    """Copy `src` to `dest` (temp name, then rename), hashing the bytes as they pass."""
+    """Copy `src` to `dest` (temp name, then rename), hashing the bytes as they pass.  A failed
+    copy leaves no temporary file."""
     hashers = new_hashers(algorithms)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")
     size = 0
-    with open(src, "rb", buffering=0) as fin, open(tmp, "wb") as fout:
-        while True:
-            chunk = fin.read(CHUNK)
-            if not chunk:
-                break
-            size += len(chunk)
-            for h in hashers.values():
-                h.update(chunk)
-            fout.write(chunk)
-        durable.started(fout, size)
-    os.replace(tmp, dest)
+    try:
+        with open(src, "rb", buffering=0) as fin, open(tmp, "wb") as fout:
+            while True:
+                chunk = fin.read(CHUNK)
+                if not chunk:
+                    break
+                size += len(chunk)
+                for h in hashers.values():
+                    h.update(chunk)
+                fout.write(chunk)
+            durable.started(fout, size)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return size, {alg: h.hexdigest() for alg, h in hashers.items()}
-
-
-def same_digests(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
-    common = set(a) & set(b)
-    return bool(common) and all(a[k].lower() == b[k].lower() for k in common)
 
 
 # ---------------------------------------------------------------------------------------------

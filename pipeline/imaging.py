@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from . import tiff
+from . import durable, tiff
 from .exif import Metadata
 from .formats import Format
 
@@ -216,18 +216,25 @@ def write_master(source: Source, frame: Frame, dest: Path, compression: str,
         size, checksums = tiff.write_chunks(tmp, chunks, algorithms)
         del chunks
         messages: list[str] = []
-        with captured(messages):
-            decoded = read_master(tmp)
+        try:
+            with captured(messages):
+                decoded = read_master(tmp)
+        except ValueError as exc:   # tifffile cannot read what was written: the proof fails
+            decoded, mismatch = None, f"the master cannot be read back: {exc}"
         source.messages.extend(f"reading the master back: {m}" for m in messages)
-        if decoded.shape != frame.pixels.shape or decoded.dtype != frame.pixels.dtype:
+        if decoded is None:
+            master_digest = ""
+        elif decoded.shape != frame.pixels.shape or decoded.dtype != frame.pixels.dtype:
             mismatch = (f"master decodes to {decoded.dtype} {decoded.shape}, source is "
                         f"{frame.pixels.dtype} {frame.pixels.shape}")
+            master_digest = pixel_digest(decoded)
         else:
             mismatch = _compare(decoded, frame.pixels)
-        master_digest = pixel_digest(decoded)
+            master_digest = pixel_digest(decoded)
         del decoded
         source_digest = master_digest if not mismatch else pixel_digest(frame.pixels)
         if not mismatch:
+            durable.started_path(tmp)   # read back: now its pages may go to disk
             os.link(tmp, dest)      # never replaces: FileExistsError when the name is taken
         tmp.unlink(missing_ok=True)
     except BaseException:

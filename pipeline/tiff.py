@@ -17,7 +17,6 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import durable
 from .hashing import new_hashers
 
 # TIFF field types -> size in bytes of one element (RATIONAL = two LONGs)
@@ -181,7 +180,8 @@ def encode(pixels: np.ndarray, layout: Layout, compression: int, resolution: tup
 def write_chunks(dest: Path, chunks: Iterable, algorithms: Iterable[str]) -> tuple[int, dict[str, str]]:
     """Write buffers to `dest`, hashing them as they pass; returns size and digests.
 
-    Writeback starts at once; durability comes from the barrier before publishing (durable.py).
+    Not fsynced: durability comes from the barrier before publishing (durable.py); the caller
+    starts the writeback once it has read the file back.
 
     The caller writes to a temporary name and renames once the file is proven; on any error the
     partial file is removed.
@@ -196,7 +196,6 @@ def write_chunks(dest: Path, chunks: Iterable, algorithms: Iterable[str]) -> tup
                     h.update(chunk)
                 f.write(chunk)
                 size += len(chunk) if isinstance(chunk, bytes) else chunk.nbytes
-            durable.started(f, size)
     except BaseException:
         dest.unlink(missing_ok=True)
         raise

@@ -109,3 +109,12 @@ def test_convert_json_report_of_a_failure(tmp_path):
     report = json.loads(proc.stdout)
     assert report["proven"] is False and report["problems"][0]["code"] == "convert.truncated"
     assert leftovers(tmp_path, {"cut.jpg"}) == []
+
+
+def test_a_symlinked_source_is_read_under_its_own_name(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "real.jpg").write_bytes(jpeg())
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "elsewhere" / "real.jpg")
+    r = run_cli("convert", tmp_path / "link.jpg", tmp_path / "out.tif")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out.tif").is_file()

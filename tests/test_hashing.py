@@ -1,6 +1,8 @@
 """pipeline/hashing.py: single files, and many files in parallel (`hash_many`)."""
 import hashlib
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -113,3 +115,29 @@ def test_single_file_helpers_keep_their_contract(tmp_path):
     size, digests = copy_hashed(tmp_path / "w" / "a.bin", tmp_path / "c" / "b.bin", ["sha512"])
     assert (tmp_path / "c" / "b.bin").read_bytes() == data
     assert digests == reference(data, ["sha512"])
+
+
+@pytest.mark.parametrize("how", ["write", "copy"])
+def test_a_failed_write_leaves_no_temporary_file(tmp_path, how):
+    """A write cut short (here by a file-size limit, as by a full disk) raises and leaves
+    neither the file nor its .part."""
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"x" * 50_000)
+    code = f"""
+import resource, signal, sys
+from pathlib import Path
+from pipeline.hashing import copy_hashed, write_hashed
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
+dest = Path(sys.argv[1]) / "out" / "dest.bin"
+try:
+    if {how!r} == "write":
+        write_hashed(dest, Path(sys.argv[2]).read_bytes(), ("sha256",))
+    else:
+        copy_hashed(Path(sys.argv[2]), dest, ("sha256",))
+except OSError:
+    sys.exit(7)
+"""
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(src)], capture_output=True, text=True)
+    assert r.returncode == 7, r.stderr
+    assert list((tmp_path / "out").iterdir()) == []

@@ -12,16 +12,15 @@ from .. import durable
 from ..errors import ConversionError, UsageError, errors_in
 from ..model import Item
 from ..stage import Context, Settings
-from ..stages.convert import convert_item
+from ..stages.convert import convert_item, frame_paths
 from . import EXIT_INVALID, EXIT_OK, cli, echo_json, echo_problems, json_option
 from .options import pixel_limit_option
 
 
 def destinations(dst: Path, frames: int) -> list[Path]:
-    """DST for one frame; DST's stem + `.f0001.tif`... next to it for multi-frame sources."""
-    if frames == 1:
-        return [dst]
-    return [dst.with_name(f"{dst.stem}.f{i:04d}.tif") for i in range(1, frames + 1)]
+    """DST for one frame (as named, .tif or .tiff); the stage's frame names next to it for
+    multi-frame sources."""
+    return [dst] if frames == 1 else frame_paths(dst, frames)
 
 
 @cli.command()
@@ -51,7 +50,8 @@ def convert(src, dst, compression, pixel_limit, as_json):
         raise UsageError(f"{dst.parent}: cannot write the master there ({exc.strerror})") from exc
     try:
         settings = Settings(compression=compression, pixel_limit=pixel_limit, algorithms=("sha256",))
-        ctx = Context.create(settings, src.resolve().parent, work, "convert")
+        # absolute, not resolved: a SRC that is a symbolic link is read under its own name
+        ctx = Context.create(settings, src.absolute().parent, work, "convert")
         item = convert_item(Item(id=ctx.make_id(src.name), relpath=src.name, record=None), ctx)
         errors = errors_in(item.problems)
         if errors and as_json:

@@ -17,10 +17,10 @@ import json
 import os
 import ssl
 from dataclasses import asdict, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 
 from ..errors import ConversionError, PipelineError, Problem
-from ..hashing import hash_file, write_hashed
+from ..hashing import hash_bytes, hash_file, write_hashed
 from ..decode import open_source
 from ..imaging import Source, write_master
 from ..model import ORIGINAL, PRESERVATION, Agent, Event, FileInfo, Item, pipeline_agent, software_agent
@@ -31,12 +31,16 @@ PRESERVATION_DIR = "data/objects/preservation"
 RECORD_VERSION = 1
 
 
-def master_bagpaths(relpath: str, frames: int) -> list[str]:
-    """`<relpath with .tif>` for one frame; `<stem>.f0001.tif`... for multi-frame sources."""
-    rel = PurePosixPath(relpath)
+def frame_paths(path: PurePath, frames: int) -> list[PurePath]:
+    """`path` with .tif for one frame; `<stem>.f0001.tif`... for multi-frame sources."""
     if frames == 1:
-        return [f"{PRESERVATION_DIR}/{rel.with_suffix('.tif').as_posix()}"]
-    return [f"{PRESERVATION_DIR}/{rel.with_suffix(f'.f{i:04d}.tif').as_posix()}" for i in range(1, frames + 1)]
+        return [path.with_suffix(".tif")]
+    return [path.with_suffix(f".f{i:04d}.tif") for i in range(1, frames + 1)]
+
+
+def master_bagpaths(relpath: str, frames: int) -> list[str]:
+    """The masters' places in the bag: frame_paths of the original's, under PRESERVATION_DIR."""
+    return [f"{PRESERVATION_DIR}/{p.as_posix()}" for p in frame_paths(PurePosixPath(relpath), frames)]
 
 
 def proofs_dir(ctx: Context) -> Path:
@@ -182,12 +186,13 @@ def convert_item(item: Item, ctx: Context) -> Item:
         except OSError as exc:
             return replace(item, problems=item.problems + (
                 Problem("convert.read", item.relpath, f"cannot read the original: {exc.strerror or exc}"),))
-        original_sha256 = hashlib.sha256(data).hexdigest()
-        reused = _reused(item, ctx, original_sha256)
+        # One pass over the original for every digest: the bag's and the proof record's sha256.
+        digests = hash_bytes(data, dict.fromkeys((*ctx.settings.algorithms, "sha256")))
+        reused = _reused(item, ctx, digests["sha256"])
         if reused is not None:
             return reused
         _forget(item, ctx)
-        return _convert(item, ctx, data, original_sha256, written)
+        return _convert(item, ctx, data, digests, written)
     except PipelineError as exc:
         _remove(written)
         return replace(item, problems=item.problems + (exc.problems or (
@@ -243,7 +248,7 @@ def _remove(paths: list[Path]) -> None:
         p.unlink(missing_ok=True)
 
 
-def _convert(item: Item, ctx: Context, data: bytes, original_sha256: str, written: list[Path]) -> Item:
+def _convert(item: Item, ctx: Context, data: bytes, digests: dict[str, str], written: list[Path]) -> Item:
     s = ctx.settings
     source = open_source(data, item.relpath, s.pixel_limit, s.default_resolution)
     bagpaths = master_bagpaths(item.relpath, source.frames)
@@ -252,12 +257,16 @@ def _convert(item: Item, ctx: Context, data: bytes, original_sha256: str, writte
         dest = ctx.staging / bagpath
         _claim(dest, bagpath, item, ctx)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        m = write_master(source, frame, dest, s.compression, s.algorithms)
+        written.append(dest)        # before it exists: removed with the rest if anything fails
+        try:
+            m = write_master(source, frame, dest, s.compression, s.algorithms)
+        except ValueError as exc:   # tiff.encode: over the 4 GiB of a baseline TIFF
+            raise ConversionError(f"{item.relpath}: {exc}", [
+                Problem("convert.write", item.relpath, f"cannot write the master: {exc}")]) from exc
         del frame
         if not m.proven:
             proven, mismatch = False, f"{bagpath}: {m.mismatch}"
             break
-        written.append(dest)
         tech = dict(m.technical, frames=source.frames)
         masters.append(FileInfo(
             role=PRESERVATION, bagpath=bagpath, size=m.size, checksums=m.checksums,
@@ -265,20 +274,21 @@ def _convert(item: Item, ctx: Context, data: bytes, original_sha256: str, writte
             format_version="6.0", pronom="fmt/353", original_name=item.relpath, technical=tech))
     if not proven:
         _remove(written)
-        original = _original_info(item, ctx, source, len(data), {"sha256": original_sha256})
+        original = _original_info(item, ctx, source, len(data), {"sha256": digests["sha256"]})
         event = _normalization_event(item, ctx, source, original, masters, False, mismatch)
         return replace(item, events=item.events + (event,), problems=item.problems + tuple(_warnings(item, source)) + (
             Problem("convert.proof", item.relpath, f"pixel proof failed: {mismatch}; no master was kept"),))
     original_path = ctx.staging / ORIGINALS / item.relpath
     written.append(original_path)
-    size, checksums = write_hashed(original_path, data, s.algorithms)
+    size, checksums = write_hashed(original_path, data, s.algorithms,
+                                   digests={a: digests[a] for a in s.algorithms})
     original = _original_info(item, ctx, source, size, checksums)
     events = (_digest_event(item, ctx, original),
               _normalization_event(item, ctx, source, original, masters, True, ""))
     warnings = _warnings(item, source)
     item = replace(item, original=original, masters=tuple(masters), events=item.events + events,
                    problems=item.problems + tuple(warnings))
-    _write_record(item, ctx, original_sha256, events, warnings)
+    _write_record(item, ctx, digests["sha256"], events, warnings)
     return item
 
 
