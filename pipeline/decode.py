@@ -202,7 +202,7 @@ def open_source(data: bytes, path: str, pixel_limit: int, default_resolution: fl
         raise _fail("convert.unsupported", path, describe_unsupported(data, fmt), UnsupportedInput)
     messages: list[str] = []
     try:
-        with captured(messages):
+        with captured(messages, pixel_limit):
             if kind == "PNG" and len(data) > 26 and _png_header(data) in ((16, 2), (16, 4), (16, 6)):
                 source = _png16_source(data, path, fmt, pixel_limit, default_resolution)
             elif kind == "TIFF" and _needs_tifffile(data):
@@ -214,18 +214,18 @@ def open_source(data: bytes, path: str, pixel_limit: int, default_resolution: fl
     except Exception as exc:  # decoders raise anything on hostile input: wrap at the boundary
         raise _decode_error(exc, path, fmt) from exc
     source.messages[:0] = messages
-    source.iter_frames = _guarded(source, source.iter_frames, path, fmt)
+    source.iter_frames = _guarded(source, source.iter_frames, path, fmt, pixel_limit)
     return source
 
 
-def _guarded(source: Source, frames: Callable[[], Iterator[Frame]], path: str, fmt: Format):
+def _guarded(source: Source, frames: Callable[[], Iterator[Frame]], path: str, fmt: Format, pixel_limit: int):
     """Decode frames with library noise captured and decoder exceptions wrapped."""
     def iter_frames() -> Iterator[Frame]:
         it = frames()
         while True:
             messages: list[str] = []
             try:
-                with captured(messages):
+                with captured(messages, pixel_limit):
                     frame = next(it)
             except StopIteration:
                 return
@@ -283,9 +283,14 @@ def _pillow_source(data, path, fmt, limit, default_resolution) -> Source:
             im.close()
             yield _jpeg_frame(data, path, im.size, im.mode, meta.orientation)
             return
+        pixels = 0
         for i in range(frames):
             if i:
                 im.seek(i)
+            pixels += im.width * im.height      # every frame counts, before it is decoded
+            if pixels > limit:
+                raise _fail("convert.pixel_limit", path,
+                            f"{frames} frames of {pixels} pixels or more exceed the pixel limit of {limit}")
             im.load()
             frame = _pillow_frame(im, path, meta.orientation)
             if i == frames - 1:
@@ -367,8 +372,9 @@ def _tifffile_source(data, path, fmt, limit, default_resolution) -> Source:
                         "are not supported", UnsupportedInput)
         total += page.imagewidth * page.imagelength
     _check_limit(path, first.imagewidth, first.imagelength, 1, limit)
-    if total > limit:
-        _check_limit(path, first.imagewidth, first.imagelength, len(pages), limit)
+    if total > limit:       # every page counts, whatever its size
+        raise _fail("convert.pixel_limit", path,
+                    f"{len(pages)} pages of {total} pixels in all exceed the pixel limit of {limit}")
     try:
         meta = read_metadata(data, image_ifd=True)
     except (ValueError, struct.error) as exc:

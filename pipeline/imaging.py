@@ -49,12 +49,37 @@ _CAPTURE = threading.RLock()
 
 
 @contextmanager
-def captured(messages: list[str]) -> Iterator[None]:
-    """Collect Python warnings and anything C libraries write to file descriptor 2."""
+def captured(messages: list[str], pixel_limit: int | None = None) -> Iterator[None]:
+    """Collect Python warnings and anything C libraries write to file descriptor 2.
+
+    With `pixel_limit`, Pillow's own decompression-bomb limit (it refuses images above twice
+    `Image.MAX_IMAGE_PIXELS`) follows --pixel-limit meanwhile, in validation and conversion
+    alike: a process-wide setting, which the same lock keeps other threads off.
+    """
+    with _CAPTURE, _pillow_limit(pixel_limit), _collected(messages):
+        yield
+
+
+@contextmanager
+def _pillow_limit(limit: int | None) -> Iterator[None]:
+    if limit is None:
+        yield
+        return
+    from PIL import Image
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+@contextmanager
+def _collected(messages: list[str]) -> Iterator[None]:
     records: list[logging.LogRecord] = []
     handler = _ListHandler(records)
     loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
-    with _CAPTURE, warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sys.stderr.flush()
         saved = os.dup(2)

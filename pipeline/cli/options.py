@@ -1,6 +1,7 @@
 """Options shared by several subcommands, and turning them into Settings."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -20,7 +21,7 @@ def parse_size(text: str) -> int:
         value = float(number)
     except ValueError as exc:
         raise UsageError(f"not a size: {text!r} (use e.g. 700M, 50G)") from exc
-    if value < 0:
+    if not math.isfinite(value) or value < 0:     # inf, nan, 1e400: no size
         raise UsageError(f"not a size: {text!r}")
     return int(value * SIZE_UNITS[unit])
 

@@ -20,7 +20,6 @@ import sys
 import sysconfig
 import unicodedata
 from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -251,20 +250,6 @@ def record_problems(record: Record, kind: str) -> list[Problem]:
 
 # ---- images ------------------------------------------------------------------------------------
 
-@contextmanager
-def pillow_pixel_limit(limit: int) -> Iterator[None]:
-    """Pillow refuses outright above 2 x MAX_IMAGE_PIXELS; make that follow --pixel-limit.
-
-    Only inside `imaging.captured`, whose lock keeps other threads off this process-wide setting.
-    """
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = limit
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
-
-
 def empty_image_info(fmt: formats.Format | None) -> dict:
     return {"mimetype": fmt.mimetype if fmt else "", "format_name": fmt.name if fmt else "",
             "format_version": fmt.version if fmt else "", "pronom": fmt.pronom if fmt else "",
@@ -330,6 +315,7 @@ def decode(path: Path, fmt: formats.Format, head: bytes, limit: int) -> tuple[di
         if width * height > limit:
             raise TooLarge(f"{width} x {height} = {width * height} pixels, more than the limit of {limit}")
         frames = getattr(im, "n_frames", 1)
+        pixels = 0
         if im.format == "JPEG":
             # Every scan is entropy-decoded (a truncated or broken scan fails exactly as in a full
             # decode); only the inverse DCT runs at 1/8 scale: 3x faster, and the convert stage
@@ -337,6 +323,9 @@ def decode(path: Path, fmt: formats.Format, head: bytes, limit: int) -> tuple[di
             im.draft(im.mode, (max(1, width // 8), max(1, height // 8)))
         for i in range(frames):
             im.seek(i)
+            pixels += im.width * im.height      # every frame counts, and before it is decoded
+            if pixels > limit:
+                raise TooLarge(f"{frames} frames of {pixels} pixels or more, more than the limit of {limit}")
             im.load()
         im.seek(0)
         icc = im.info.get("icc_profile") or b""
@@ -386,7 +375,7 @@ def inspect_image(path: Path, rel: str, limit: int) -> tuple[dict, list[Problem]
                                                         f"the extension says otherwise"))
     agents: list = []
     messages: list[str] = []
-    with captured(messages), pillow_pixel_limit(limit):
+    with captured(messages, pixel_limit=limit):
         try:
             found, agents = decode(path, fmt, head, limit)
             info.update(found)

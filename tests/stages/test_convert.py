@@ -444,3 +444,16 @@ def test_jpeg_with_trailing_data_after_the_image_converts(tmp_path):
     item = convert_item(put(ctx, "motion.jpg", data), ctx)
     assert item.masters and not errors_in(item.problems)
     np.testing.assert_array_equal(tifffile.imread(ctx.staging / item.masters[0].bagpath), expected_frames(jpeg())[0])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16], ids=["8-bit (Pillow)", "16-bit (tifffile)"])
+def test_convert_pixel_limit_counts_every_page(tmp_path, dtype):
+    """A small first page must not let a large later page through the pixel limit."""
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as tw:
+        tw.write(np.zeros((10, 10), dtype), photometric="minisblack")
+        tw.write(np.zeros((1200, 1000), dtype), photometric="minisblack")
+    ctx = make_ctx(tmp_path, pixel_limit=1_000_000)
+    item = convert_item(put(ctx, "pages.tif", buf.getvalue()), ctx)
+    assert [p.code for p in item.problems] == ["convert.pixel_limit"]
+    assert staged_files(ctx) == []

@@ -345,3 +345,22 @@ def test_jpeg_cut_inside_its_scans_is_truncated(tmp_path, progressive):
     for cut in (len(data) // 3, len(data) * 9 // 10, len(data) - 10):
         found = [p.code for p in check(tmp_path, f"cut{cut}.jpg", data[:cut]).problems]
         assert "image.truncated" in found, (cut, found)
+
+
+def test_pixel_limit_counts_every_frame(tmp_path):
+    """A small first page must not let a large later page through the pixel limit."""
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as tw:
+        tw.write(np.zeros((10, 10), np.uint8), photometric="minisblack")
+        tw.write(np.zeros((1200, 1000), np.uint8), photometric="minisblack")
+    item = check(tmp_path, "pages.tif", buf.getvalue(), pixel_limit=1_000_000)
+    assert "image.too_large" in {p.code for p in item.problems}
+
+
+def test_sizes_that_are_not_sizes_are_usage_errors():
+    from pipeline.cli.options import parse_size
+    from pipeline.errors import UsageError
+    for text in ("inf", "nan", "1e400", "-1G", "lots"):
+        with pytest.raises(UsageError):
+            parse_size(text)
+    assert parse_size("1.5K") == 1536 or parse_size("1.5K") == 1500
