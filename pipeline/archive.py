@@ -27,7 +27,9 @@ GUESS = ("sha256", "sha512")       # what a tar's files are hashed with before a
 SPECIAL = "device, fifo or other special entry"
 KEEP_LIMIT = 256 << 20             # top-level files up to this size are kept in memory
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
+# zipfile raises RuntimeError for an encrypted member, NotImplementedError for an unknown method.
+_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+           RuntimeError, NotImplementedError)
 
 # MIME types of each serialization, as BagIt profiles name them in Accept-Serialization.
 MIME = {

@@ -15,6 +15,7 @@ import os
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, FIRST_COMPLETED, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -104,13 +105,18 @@ def map_items(fn, items: Sequence[Item], ctx: Context, stage: str,
                 except StopIteration:
                     exhausted = True
                     break
-                pending[pool.submit(_call, fn, item, ctx)] = i
+                pending[pool.submit(_call, fn, item, ctx)] = (i, item.relpath)
             if not pending:
                 break
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
-                i = pending.pop(fut)
-                results[i] = keep(fut.result())
+                i, relpath = pending.pop(fut)
+                try:
+                    result = fut.result()
+                except BrokenProcessPool as exc:    # a worker killed (OOM killer, a C crash)
+                    raise ProcessingError(f"{stage}: {relpath}: a worker process died (out of memory?); "
+                                          "no bag was published; a rerun reuses what was proven") from exc
+                results[i] = keep(result)
                 done += 1
                 if progress:
                     progress(stage, done, total)
@@ -144,18 +150,19 @@ class _HandOff(Sequence):
 
 
 def run_stage(stage: Stage, package: Package, ctx: Context,
-              progress: Optional[Progress] = None, client=None) -> Package:
+              progress: Optional[Progress] = None, client=None, on_disk: bool = False) -> Package:
     """Run one stage.  The caller should hold no other reference to `package`'s items if it
     wants them freed as they are handed out (see _HandOff)."""
     if stage.per_item is not None:
         items = package.items if isinstance(package.items, ItemStore) else _HandOff(package.items)
         package = replace(package, items=())
-        # The results go to disk as they arrive (an ItemStore): between stages a run holds an
-        # offset per item, not the items.
-        results = map_items(stage.per_item, items, ctx, stage.name, progress, client=client,
-                            into=ItemStore(store_folder(ctx.output), len(items)))
+        # `on_disk` (pipeline run): the results go to disk as they arrive (an ItemStore), so
+        # between stages a run holds an offset per item, not the items.  `pipeline validate`
+        # keeps them in memory and writes nothing.
+        store = ItemStore(store_folder(ctx.output), len(items)) if on_disk else None
+        results = map_items(stage.per_item, items, ctx, stage.name, progress, client=client, into=store)
         del items
-        package = replace(package, items=results)
+        package = replace(package, items=results if store is not None else tuple(results))
         del results
     if stage.collect is not None:
         if progress and stage.per_item is None:
@@ -181,9 +188,12 @@ def _empty_package(collection: Path) -> Package:
 def collection_lock(output: Path, name: str) -> Iterator[None]:
     """An exclusive, non-blocking lock per collection; released when the process ends."""
     locks = output / ".staging"
-    locks.mkdir(parents=True, exist_ok=True)
     path = locks / f"{name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UsageError(f"{locks}: cannot hold the run's work area there ({exc.strerror or exc})") from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -259,7 +269,7 @@ def run(collection: Path, output: Path, settings: Settings = Settings(),
                 continue
             before, started = measure(result.package), time.monotonic()
             package, result.package = result.package, _empty_package(collection)
-            result.package = run_stage(stage, package, ctx, progress, client=client)
+            result.package = run_stage(stage, package, ctx, progress, client=client, on_disk=True)
             del package  # let the stage's input items go as they are handed out
             report = stage_report(name, time.monotonic() - started, before, result.package)
             result.stages.append(report)

@@ -110,16 +110,23 @@ def _located(bag_root: Path, base: PurePosixPath, href: str, holder: etree._Elem
     path = bag_root / target
     if not path.is_file() or path.is_symlink():
         return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r}: {target} does not exist", where)]
+    if not path.resolve().is_relative_to(bag_root.resolve()):    # through a linked folder
+        return [Problem("describe.mets_flocat", METS_PATH,
+                        f"href {href!r}: {target} leads outside the bag (a symbolic link on the way)", where)]
     out: list[Problem] = []
     size = holder.get("SIZE")
     kind, expected = holder.get("CHECKSUMTYPE", ""), (holder.get("CHECKSUM") or "").lower()
     algorithm = HASH_NAMES.get(kind)
     if expected and algorithm is None:
         return [Problem("describe.mets_checksum", METS_PATH, f"{target}: unknown CHECKSUMTYPE {kind!r}", where)]
-    if rehash:
-        actual_size, digests = hash_file(path, [algorithm] if algorithm else [])
-    else:
-        actual_size, digests = path.stat().st_size, {algorithm: expected} if algorithm else {}
+    try:
+        if rehash:
+            actual_size, digests = hash_file(path, [algorithm] if algorithm else [])
+        else:
+            actual_size, digests = path.stat().st_size, {algorithm: expected} if algorithm else {}
+    except OSError as exc:      # this file only: the rest of the METS is still checked
+        return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r}: {target} cannot be read "
+                        f"({exc.strerror or exc})", where)]
     if size is not None and size != str(actual_size):
         out.append(Problem("describe.mets_checksum", target, f"SIZE is {size} in the METS, the file has {actual_size} bytes", where))
     if algorithm and digests[algorithm] != expected:

@@ -35,15 +35,15 @@ class StageReport:
 
 
 def payload_bytes(package: Package) -> int:
-    total = sum(f.size for f in package.metadata_files)
-    kept = getattr(package.items, "payload_bytes", None)     # an ItemStore answers from memory
+    return sum(f.size for f in package.metadata_files) + items_bytes(package.items)
+
+
+def items_bytes(items) -> int:
+    """The size of the items' originals and masters."""
+    kept = getattr(items, "payload_bytes", None)     # an ItemStore answers from memory
     if kept is not None:
-        return total + kept()
-    for item in package.items:
-        if item.original is not None:
-            total += item.original.size
-        total += sum(f.size for f in item.masters)
-    return total
+        return kept()
+    return sum((i.original.size if i.original else 0) + sum(f.size for f in i.masters) for i in items)
 
 
 def problem_counts(package: Package) -> tuple[int, int]:

@@ -121,3 +121,8 @@ def event_item(item: Item, ctx: Context) -> Item:
     event = Event(id=ctx.make_id("event", item.relpath), type="validation", datetime=ctx.now(),
                   agents=((pipeline_agent(), "executing program"),))
     return replace(item, events=item.events + (event,))
+
+
+def dies(item: Item, ctx: Context) -> Item:
+    """A worker killed while it works on an item."""
+    os._exit(3)

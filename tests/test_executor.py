@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 import helpers_stages as hs
-from pipeline.errors import ConversionError, PipelineError, ProcessingError
+from pipeline.errors import ConversionError, PipelineError, ProcessingError, UsageError
 from pipeline.executor import collection_lock, map_items, run_stage
 from pipeline.itemstore import ItemStore
 from pipeline.model import FileInfo, Item, Package
@@ -142,11 +142,11 @@ def test_stage_results_are_kept_on_disk_in_order(tmp_path):
     returned, and the process holds an offset per item rather than the items."""
     ctx = make_ctx(tmp_path, workers=2)
     pkg = Package(name="coll", source=ctx.ingest, collection=None, items=tuple(hs.make_items(ctx, 60)))
-    out = run_stage(Stage("validate", per_item=hs.event_item), pkg, ctx)
+    out = run_stage(Stage("validate", per_item=hs.event_item), pkg, ctx, on_disk=True)
     assert isinstance(out.items, ItemStore) and len(out.items) == 60
     assert out.items == tuple(hs.event_item(i, ctx) for i in pkg.items)
     assert [i.relpath for i in out.items] == [i.relpath for i in pkg.items]
-    again = run_stage(Stage("convert", per_item=hs.digest_item), out, ctx)   # a store in, a store out
+    again = run_stage(Stage("convert", per_item=hs.digest_item), out, ctx, on_disk=True)   # a store in, a store out
     assert [i.image["digest"] for i in again.items] == [hs.digest_item(i, ctx).image["digest"] for i in out.items]
 
 
@@ -196,3 +196,30 @@ def test_item_store_that_cannot_be_made_is_a_pipeline_error(tmp_path):
     (tmp_path / "taken").write_text("a file where the store's folder should be")
     with pytest.raises(ProcessingError, match="cannot keep the run's items on disk"):
         ItemStore(tmp_path / "taken", 3)
+
+
+def test_a_worker_that_dies_is_a_processing_error(tmp_path):
+    """A worker killed mid-item (the OOM killer, a crash in a C decoder) ends the stage with a
+    one-line ProcessingError naming the item, not a BrokenProcessPool traceback."""
+    ctx = make_ctx(tmp_path, workers=2)
+    with pytest.raises(ProcessingError, match=r"img000\d.jpg: a worker process died"):
+        map_items(hs.dies, hs.make_items(ctx, 4), ctx, "convert")     # in a pool of 2
+
+
+def test_an_output_that_cannot_hold_the_work_area_is_a_usage_error(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".staging").write_text("a file where the work area goes")
+    with pytest.raises(UsageError, match="cannot hold the run's work area"):
+        with collection_lock(tmp_path / "out", "coll"):
+            pass
+
+
+def test_validate_alone_writes_nothing(tmp_path, monkeypatch):
+    """`pipeline validate` keeps its items in memory: no output/ folder appears where it runs."""
+    from pipeline import validate_collection
+    monkeypatch.chdir(tmp_path)
+    coll = tmp_path / "coll"
+    coll.mkdir()
+    (coll / "collection.json").write_text('{"identifier": "c", "title": "C"}')
+    validate_collection(coll)
+    assert not (tmp_path / "output").exists()

@@ -437,3 +437,24 @@ def test_fixity_manifest_undecodable_halfway_counts_none_of_its_lines(bag, db):
     assert "manifest-sha512.txt" not in report["bags"][0]["manifests"]
     assert [p for p in problems if p["path"].startswith("data/")] == []
     assert code == 3
+
+
+@pytest.mark.parametrize("content", [b"x", b"\0" * 10], ids=["one-byte zip", "tar of zeros"])
+def test_an_archive_that_cannot_be_read_is_a_finding_not_a_crash(tmp_path, db, content):
+    archive = tmp_path / ("bad.zip" if content == b"x" else "bad.tar")
+    archive.write_bytes(content)
+    proc = run_cli("fixity", archive, "--db", db)
+    assert no_traceback(proc), proc.stderr
+    assert proc.returncode == 3 and "archive.unreadable" in proc.stdout
+
+
+def test_odd_tag_files_are_read_not_fatal(bag, db):
+    """A Tag-File-Character-Encoding Python does not know, and a bag-info.txt that is a folder:
+    the audit still runs over the manifests."""
+    (bag / "bagit.txt").write_text("BagIt-Version: 1.0\nTag-File-Character-Encoding: bogus-8\n")
+    info = bag / "bag-info.txt"
+    info.unlink()
+    info.mkdir()
+    proc = run_cli("fixity", bag, "--db", db)
+    assert no_traceback(proc), proc.stderr
+    assert proc.returncode in (0, 3)

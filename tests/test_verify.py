@@ -504,3 +504,21 @@ def test_file_mismatch_found_by_worker_processes(tmp_path):
     report = verify_bag(root, workers=2)
     assert {p.path for p in report.problems} == {"data/f077.txt", "data/big.bin"}
     assert report.hashed == 151 + 4
+
+
+def test_mets_check_does_not_follow_a_linked_folder_out_of_the_bag(tmp_path):
+    """A folder of the bag replaced by a symbolic link to one outside: the METS check refuses
+    to read through it."""
+    import shutil as _sh
+    from pipeline.metscheck import check_mets
+    from conftest import SAMPLE
+    out = tmp_path / "output"
+    r = run_cli("run", "--ingest", SAMPLE, "--output", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    bag = out / "khojaly-1992"
+    pres = bag / "data" / "objects" / "preservation"
+    _sh.move(pres, tmp_path / "outside")
+    pres.symlink_to(tmp_path / "outside")
+    found = check_mets(bag)
+    assert found and all(p.code == "describe.mets_flocat" for p in found)
+    assert any("outside the bag" in p.reason for p in found)

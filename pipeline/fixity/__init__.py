@@ -214,7 +214,8 @@ def _close(run: Optional[_Run], report: AuditReport, registry: Registry, clock: 
         return
     rep, now = run.report, clock()
     cutoff = stamp(now - timedelta(days=report.window_days))
-    report.verified_bytes_in_window += run.plan.store.verified_bytes(str(registry.path), run.bag_id, cutoff)
+    if run.plan.store is not None:      # None: an archive that could not be read at all
+        report.verified_bytes_in_window += run.plan.store.verified_bytes(str(registry.path), run.bag_id, cutoff)
     registry.finish_audit(rep.audit_id, stamp(now), rep.outcome, rep.files_checked, rep.bytes_checked,
                           rep.files_total, rep.bytes_total, len(rep.errors))
     run.plan.close()

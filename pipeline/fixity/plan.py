@@ -12,6 +12,8 @@ Nothing here writes anything, inside the bag or elsewhere.
 """
 from __future__ import annotations
 
+import codecs
+
 import hashlib
 import io
 import os
@@ -136,7 +138,10 @@ def _encoding(tags_text: Optional[bytes]) -> str:
         return "utf-8"
     for tag in parse_tags(tags_text.decode("utf-8", errors="replace")):
         if tag.label.lower() == "tag-file-character-encoding" and tag.value:
-            return tag.value
+            try:
+                return codecs.lookup(tag.value).name
+            except LookupError:     # an encoding Python does not know: read as UTF-8
+                return "utf-8"
     return "utf-8"
 
 
@@ -315,7 +320,7 @@ def _finish(plan: BagPlan, exp: _Expectations, info: Optional[bytes], encoding: 
 def _read(path: Path) -> Optional[bytes]:
     try:
         return path.read_bytes()
-    except FileNotFoundError:
+    except OSError:     # missing, a folder, unreadable: as absent (the manifests still decide)
         return None
 
 

@@ -169,7 +169,8 @@ def _write_descriptions(package: Package, ctx: Context) -> tuple[Package, dict[s
         metadata += written
         dcterms_files["collection"] = written[1]
     agent = pipeline_agent()
-    items = ItemStore(store_folder(ctx.output), len(package.items))   # on disk, as run_stage's
+    n = len(package.items)      # on disk when they came from disk (pipeline run), as run_stage's
+    items = ItemStore(store_folder(ctx.output), n) if isinstance(package.items, ItemStore) else [None] * n
     org = next((a for a in package.agents if a.type == "organization"), None)
     for index, item in enumerate(package.items):
         item = _with_file_ids(item, ctx)
@@ -185,7 +186,8 @@ def _write_descriptions(package: Package, ctx: Context) -> tuple[Package, dict[s
             item = _supplement_events(item, ctx, agent, org)
         items[index] = replace(item, problems=item.problems + tuple(item_problems))
     kept = tuple(f for f in package.metadata_files if not f.bagpath.startswith(METADATA_DIR + "/"))
-    package = replace(package, items=items, problems=package.problems + tuple(problems),
+    package = replace(package, items=items if isinstance(items, ItemStore) else tuple(items),
+                      problems=package.problems + tuple(problems),
                       metadata_files=kept + tuple(sorted(metadata, key=lambda f: f.bagpath)))
     return package, dcterms_files
 

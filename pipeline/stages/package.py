@@ -33,6 +33,7 @@ from ..hashing import hash_file, write_hashed
 from ..mets import METS_PATH
 from ..model import FileInfo, Item, Package
 from ..partmets import write_part_mets
+from ..report import items_bytes
 from ..stage import Context, Stage
 
 
@@ -94,7 +95,7 @@ def split(package: Package, limit: int) -> tuple[list[Sequence[Item]], list[Prob
     """Items grouped in order so that each bag (its items plus all metadata) stays under `limit`."""
     items = package.items           # iterated, never all in memory unless split
     meta = sum(f.size for f in package.metadata_files)
-    if limit <= 0 or len(items) <= 1 or meta + sum(f.size for i in items for f in item_files(i)) <= limit:
+    if limit <= 0 or len(items) <= 1 or meta + items_bytes(items) <= limit:
         return [items], []
     groups: list[list[Item]] = [[]]
     used, warnings = meta, []
