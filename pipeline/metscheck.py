@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath
+from typing import Mapping
 from urllib.parse import unquote
 
 from lxml import etree
@@ -32,19 +33,22 @@ HREF = f"{{{NS['xlink']}}}href"
 CLEARED = {f"{{{NS['mets']}}}{name}" for name in ("dmdSec", "amdSec", "file", "div")}  # done with once read
 
 
-def check_mets(bag_root: Path, schemas_dir: Path | None = None, rehash: bool = True) -> list[Problem]:
+def check_mets(bag_root: Path, schemas_dir: Path | None = None, rehash: bool = True,
+               known: Mapping[str, Mapping[str, str]] | None = None) -> list[Problem]:
     """Every problem of the METS of the bag at `bag_root` (empty when consistent and valid).
 
-    With `rehash` (pipeline verify) every file the METS names is read and its CHECKSUM compared.
-    The describe stage passes False: the METS's checksums are the ones computed while each file
-    was written, so there a file is checked by its SIZE on disk only (reading it back from the
-    page cache would prove nothing more, and cost a second hash of every master).
+    With `rehash` every file the METS names is read and its CHECKSUM compared.  Without it a
+    file is checked by its SIZE on disk, and its CHECKSUM against `known` (bag path -> algorithm
+    -> digest) where that has it: `pipeline verify` passes the bag's manifests, whose digests its
+    fixity pass has just checked against the files; the describe stage passes nothing (the
+    METS's checksums are the ones computed while each file was written, and reading it back from
+    the page cache would prove nothing more).
     """
     bag_root = Path(bag_root)
     mets = bag_root / METS_PATH
     if not mets.is_file():
         return [Problem("describe.mets_missing", METS_PATH, "the package has no METS document")]
-    problems = _consistency(bag_root, mets, rehash)
+    problems = _consistency(bag_root, mets, rehash, known or {})
     if schemas_dir is not None and not any(p.code == "describe.mets_unreadable" for p in problems):
         problems += schema_problems(mets, Path(schemas_dir))
     return problems
@@ -61,7 +65,7 @@ def schema_problems(path: Path, schemas_dir: Path, shown_as: str = METS_PATH) ->
             for msg in validation_errors(doc, schema)]
 
 
-def _consistency(bag_root: Path, mets: Path, rehash: bool) -> list[Problem]:
+def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping) -> list[Problem]:
     problems: list[Problem] = []
     ids: set[str] = set()
     pending: list[tuple[str, str, int]] = []   # references to IDs not seen yet (few: metsHdr's)
@@ -83,7 +87,7 @@ def _consistency(bag_root: Path, mets: Path, rehash: bool) -> list[Problem]:
                         pending.append((attr, ref, el.sourceline or 0))
             if el.tag in LOCATED:
                 holder = el.getparent() if el.tag.endswith("FLocat") else el
-                problems += _located(bag_root, base, el.get(HREF, ""), holder, el.sourceline or 0, rehash)
+                problems += _located(bag_root, base, el.get(HREF, ""), holder, el.sourceline or 0, rehash, known)
             if el.tag in CLEARED:
                 el.clear(keep_tail=True)
                 while el.getprevious() is not None:
@@ -101,7 +105,7 @@ def _consistency(bag_root: Path, mets: Path, rehash: bool) -> list[Problem]:
 
 
 def _located(bag_root: Path, base: PurePosixPath, href: str, holder: etree._Element,
-             line: int, rehash: bool) -> list[Problem]:
+             line: int, rehash: bool, known: Mapping) -> list[Problem]:
     """The file an FLocat/mdRef points at: inside the bag, present, right size and checksum."""
     where = f"line {line}"
     target = os.path.normpath((base / unquote(href)).as_posix()) if href else ""
@@ -123,7 +127,9 @@ def _located(bag_root: Path, base: PurePosixPath, href: str, holder: etree._Elem
         if rehash:
             actual_size, digests = hash_file(path, [algorithm] if algorithm else [])
         else:
-            actual_size, digests = path.stat().st_size, {algorithm: expected} if algorithm else {}
+            listed = known.get(target, {})
+            actual_size = path.stat().st_size
+            digests = {algorithm: listed.get(algorithm, expected).lower()} if algorithm else {}
     except OSError as exc:      # this file only: the rest of the METS is still checked
         return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r}: {target} cannot be read "
                         f"({exc.strerror or exc})", where)]

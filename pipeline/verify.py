@@ -531,7 +531,13 @@ def _check_mets(checker: Checker, source, schemas: Optional[Path]) -> None:
         checker.add("mets.unchecked", "data/metadata/mets.xml", "pipeline.metscheck is not installed; "
                     "METS consistency not checked")
         return
-    checker.report.problems.extend(check_mets(source.path, schemas))
+    # No file read again: sizes from disk, checksums against the manifests, which the fixity
+    # pass (unless --fast) has just checked against every file.
+    known: dict[str, dict[str, str]] = {}
+    for m in checker.manifests:
+        for e in m.entries:
+            known.setdefault(e.path, {})[m.algorithm] = e.digest
+    checker.report.problems.extend(check_mets(source.path, schemas, rehash=False, known=known))
 
 
 def verify_bag(path: Path | str, *, fast: bool = False, workers: int = 0, schemas: Optional[Path] = None,

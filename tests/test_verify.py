@@ -522,3 +522,22 @@ def test_mets_check_does_not_follow_a_linked_folder_out_of_the_bag(tmp_path):
     found = check_mets(bag)
     assert found and all(p.code == "describe.mets_flocat" for p in found)
     assert any("outside the bag" in p.reason for p in found)
+
+
+def test_verify_checks_mets_checksums_against_the_manifests(tmp_path):
+    """pipeline verify reads no file a second time for the METS: a CHECKSUM that disagrees with
+    the bag's manifest is found even with --fast (no file hashed at all)."""
+    import re
+    from pipeline.verify import verify_bag
+    from conftest import SAMPLE
+    out = tmp_path / "output"
+    r = run_cli("run", "--ingest", SAMPLE, "--output", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    bag = out / "khojaly-1992"
+    assert not [p for p in verify_bag(bag, fast=True).problems if p.code.startswith("describe.")]
+    mets = bag / "data" / "metadata" / "mets.xml"
+    text = mets.read_text(encoding="utf-8")
+    first = re.search(r'CHECKSUM="([0-9a-f]{64})"', text).group(1)
+    mets.write_text(text.replace(first, "0" * 64, 1), encoding="utf-8")
+    found = [p for p in verify_bag(bag, fast=True).problems if p.code == "describe.mets_checksum"]
+    assert len(found) == 1 and "0" * 64 in found[0].reason
