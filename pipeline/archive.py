@@ -43,10 +43,6 @@ MIME = {
 Result = tuple[str, Optional[int], Optional[dict], str]   # (relpath, size, digests, error)
 
 
-def is_archive(path: Path) -> bool:
-    return path.is_file()
-
-
 def kind_of(path: Path) -> str:
     with open(path, "rb") as f:
         head = f.read(6)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 HEAD_SIZE = 65536
 
@@ -73,11 +72,6 @@ def identify(head: bytes) -> Format | None:
         if head.startswith(signature):
             return fmt
     return None
-
-
-def identify_file(path: Path | str) -> Format | None:
-    with open(path, "rb") as f:
-        return identify(f.read(HEAD_SIZE))
 
 
 def extension_matches(fmt: Format, name: str) -> bool:

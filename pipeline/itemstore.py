@@ -98,9 +98,6 @@ class ItemStore(Sequence[Item]):
         for i in range(len(self)):
             yield self._load(i)
 
-    def __add__(self, other: Sequence[Item]) -> tuple[Item, ...]:
-        return tuple(self) + tuple(other)
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sequence) or len(other) != len(self):
             return False

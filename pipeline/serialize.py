@@ -21,7 +21,6 @@ from .hashing import CHUNK
 from .xmlio import HashingWriter
 
 EXTENSIONS = {"tar": ".tar", "tar.gz": ".tar.gz", "zip": ".zip"}
-MEDIA_TYPES = {"tar": "application/x-tar", "tar.gz": "application/gzip", "zip": "application/zip"}
 ZIP_EPOCH = datetime(1980, 1, 1, tzinfo=timezone.utc)
 
 

@@ -23,7 +23,7 @@ import re
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from . import bag as bagmod
 from .archive import ArchiveBag, Result
@@ -567,5 +567,3 @@ def verify_bag(path: Path | str, *, fast: bool = False, workers: int = 0, schema
     return report
 
 
-def verify_many(paths: Iterable[Path | str], **kwargs) -> list[Report]:
-    return [verify_bag(p, **kwargs) for p in paths]

@@ -102,12 +102,6 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False))
 
 
-def fail(message: str, code: int = EXIT_INVALID) -> None:
-    """A one-line error on stderr, then exit."""
-    click.echo(f"pipeline: error: {message}", err=True)
-    sys.exit(code)
-
-
 def main(argv: Optional[list[str]] = None) -> None:
     try:
         rv = cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
