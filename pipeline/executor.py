@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
-from .errors import PipelineError, ProcessingError, RejectedError, UsageError, errors_in
+from .errors import PackagingError, PipelineError, ProcessingError, RejectedError, UsageError, errors_in
 from .itemstore import ItemStore, store_folder
 from .model import Item, Package
 from .report import StageReport, measure, stage_report
@@ -258,7 +258,11 @@ def run(collection: Path, output: Path, settings: Settings = Settings(),
     with collection_lock(output, collection.name), _cluster(settings) as client:
         if until in (None, "package") and load_stage("package") is not None:
             from .publish import preflight  # before any work: refuse an existing bag, or
-            finished = preflight(output, collection.name)  # finish a killed run's publish
+            try:
+                finished = preflight(output, collection.name)  # finish a killed run's publish
+            except OSError as exc:
+                raise PackagingError(f"{collection.name}: {exc.filename or output}: {exc.strerror or exc}; "
+                                     "the earlier run's publish could not be finished") from exc
             if finished:
                 result.published = [output / p for p in finished]
                 return result
