@@ -99,7 +99,8 @@ def one(files: int) -> dict:
     started, cpu = time.perf_counter(), time.process_time()
     size, _ = write_mets(dest, package, created="2023-11-14T22:13:20Z", organization="Bench Archive",
                          dc_record=record, agent_md_id=lambda a: "agent-" + a.name.lower(),
-                         dcterms_files=dcterms, algorithms=("sha256", "sha512"))
+                         dcterms_file=lambda item: dcterms["collection" if item is None else item.id],
+                         algorithms=("sha256", "sha512"))
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak = _status_kb("VmHWM")
     dest.unlink()

@@ -35,9 +35,11 @@ class ItemStore(Sequence[Item]):
         self._sizes = array("Q", [0]) * length
         self._end = 0
         # Kept in memory, as every stage report and the run's report need them: each item's
-        # problems (usually none) and payload bytes, so neither needs a pass over the disk.
+        # problems (usually none), the bytes of its objects and of its metadata files, so none
+        # needs a pass over the disk.
         self._problems: list[tuple] = [()] * length
         self._payload = array("Q", [0]) * length
+        self._metadata = array("Q", [0]) * length
 
     @classmethod
     def of(cls, folder: Path, items: Iterable[Item], length: int) -> "ItemStore":
@@ -56,7 +58,8 @@ class ItemStore(Sequence[Item]):
         self._offsets[index], self._sizes[index] = self._end, len(data)
         self._end += len(data)
         self._problems[index] = item.problems
-        self._payload[index] = (item.original.size if item.original else 0) + sum(f.size for f in item.masters)
+        self._payload[index] = sum(f.size for f in item.objects())
+        self._metadata[index] = sum(f.size for f in item.metadata)
 
     def item_problems(self) -> Iterator[tuple]:
         """Each item's problems, in order, without loading the items."""
@@ -65,6 +68,10 @@ class ItemStore(Sequence[Item]):
     def payload_bytes(self) -> int:
         """The size of every item's original and masters, without loading the items."""
         return sum(self._payload)
+
+    def metadata_bytes(self) -> int:
+        """The size of every item's own metadata files, without loading the items."""
+        return sum(self._metadata)
 
     def _failed(self, exc: OSError) -> ProcessingError:
         return ProcessingError(f"{self._folder}: cannot keep the run's items on disk there "

@@ -210,7 +210,7 @@ def item_div(item: Item, order: int) -> etree._Element:
     div = _el("div", {"ID": f"div-{item.id}", "TYPE": "photograph", "ORDER": str(order),
                       "LABEL": item.identifier or item.relpath,
                       "DMDID": f"dmd-{item.id} dmdref-{item.id}"})
-    for info in item_files(item):
+    for info in item.objects():
         _sub(div, "fptr", {"FILEID": file_id(info)})
     return div
 
@@ -221,14 +221,10 @@ def file_id(info: FileInfo) -> str:
     return f"file-{info.id}"
 
 
-def item_files(item: Item) -> list[FileInfo]:
-    return ([item.original] if item.original else []) + list(item.masters)
-
-
 def place_events(item: Item) -> dict[str, list[Event]]:
     """Each event of an item goes once, into the amdSec of the first of the item's files it
     links (original first); an event that links none of them goes with the original."""
-    files = item_files(item)
+    files = item.objects()
     placed: dict[str, list[Event]] = {f.id: [] for f in files}
     for event in item.events:
         linked = {oid for oid, _ in event.objects}
@@ -303,11 +299,12 @@ def _emit(xf, el: etree._Element, level: int = 1) -> None:
 
 def write_mets(dest: Path, package: Package, *, created: str, organization: str,
                dc_record: Callable[[Optional[Item]], etree._Element], agent_md_id: Callable[[Agent], str],
-               dcterms_files: Mapping[str, FileInfo], algorithms: Sequence[str]) -> tuple[int, dict[str, str]]:
+               dcterms_file: Callable[[Optional[Item]], Optional[FileInfo]],
+               algorithms: Sequence[str]) -> tuple[int, dict[str, str]]:
     """Stream the METS of `package` to `dest` (temp name, fsync, rename); return size and digests.
 
-    `dc_record(item)` gives an item's oai_dc element (None: the collection's);
-    `dcterms_files` maps "collection" and each item id to its qualified DC FileInfo.
+    `dc_record(item)` gives an item's oai_dc element and `dcterms_file(item)` its qualified DC
+    file, when there is one (item None: the collection's).
     """
     agents = agents_of(package)
     agent_ids = [agent_md_id(a) for a in agents]
@@ -320,7 +317,7 @@ def write_mets(dest: Path, package: Package, *, created: str, organization: str,
                     "LABEL": str(coll.get("title") or package.name), "TYPE": "photograph collection"}
             with xf.element(_m("mets"), root, nsmap=NSMAP):
                 _emit(xf, header(created, organization, agent_ids))
-                _write_dmd(xf, package, dc_record, dcterms_files)
+                _write_dmd(xf, package, dc_record, dcterms_file)
                 _write_amd(xf, package, agents, agent_ids)
                 _write_file_sec(xf, package)
                 _write_struct_map(xf, package, coll)
@@ -328,20 +325,23 @@ def write_mets(dest: Path, package: Package, *, created: str, organization: str,
     return out.size, out.digests()
 
 
-def _write_dmd(xf, package: Package, dc_record, dcterms_files: Mapping[str, FileInfo]) -> None:
+def _write_dmd(xf, package: Package, dc_record, dcterms_file) -> None:
     _emit(xf, dmd_sec("dmd-collection", dc_record(None)))
-    if "collection" in dcterms_files:
-        _emit(xf, dmd_ref("dmdref-collection", dcterms_files["collection"]))
+    collection = dcterms_file(None)
+    if collection is not None:
+        _emit(xf, dmd_ref("dmdref-collection", collection))
     for item in package.items:
         _emit(xf, dmd_sec(f"dmd-{item.id}", dc_record(item)))
-        _emit(xf, dmd_ref(f"dmdref-{item.id}", dcterms_files[item.id]))
+        _emit(xf, dmd_ref(f"dmdref-{item.id}", dcterms_file(item)))
 
 
 def _write_amd(xf, package: Package, agents: Sequence[Agent], agent_ids: Sequence[str]) -> None:
     for item in package.items:
         placed = place_events(item)
-        for info in item_files(item):
+        for info in item.objects():
             _emit(xf, file_amd(item, info, placed[info.id]))
+        for info in item.metadata:
+            _emit(xf, file_amd(None, info, ()))
     for info in package.metadata_files:
         _emit(xf, file_amd(None, info, ()))
     sections = [("digiprovMD", f"event-{e.id}", "PREMIS:EVENT", event_element(e)) for e in package.events]
@@ -361,13 +361,13 @@ def _files_by_group(package: Package) -> Iterator[tuple[str, Iterator[etree._Ele
     def items_of(role: str) -> Iterator[etree._Element]:
         for item in package.items:
             placed = place_events(item)
-            for info in item_files(item):
+            for info in item.objects():
                 if info.role == role:
                     yield file_element(info, _admids(info, placed[info.id]), f"group-{item.id}")
 
     yield ORIGINAL, items_of(ORIGINAL)
     yield PRESERVATION, items_of(PRESERVATION)
-    yield METADATA, (file_element(info, _admids(info, ())) for info in package.metadata_files)
+    yield METADATA, (file_element(info, _admids(info, ())) for info in package.metadata())
 
 
 def _write_file_sec(xf, package: Package) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from .errors import Problem
 
@@ -88,10 +88,16 @@ class Item:
     masters: tuple[FileInfo, ...] = ()
     events: tuple[Event, ...] = ()
     problems: tuple[Problem, ...] = ()
+    metadata: tuple[FileInfo, ...] = ()  # this item's own metadata files: its record as received
+                                 # (a JSON sidecar) and its Dublin Core records, once written
 
     @property
     def identifier(self) -> str:
         return str(self.record.data.get("identifier", "")) if self.record else ""
+
+    def objects(self) -> list[FileInfo]:
+        """The item's content files: its original and its masters."""
+        return ([self.original] if self.original else []) + list(self.masters)
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,8 @@ class Package:
     collection: Record | None
     items: tuple[Item, ...] = ()
     records: tuple[Record, ...] = ()          # every record file received, by path (data left empty)
-    metadata_files: tuple[FileInfo, ...] = ()  # DC, METS, submitted records, once written
+    metadata_files: tuple[FileInfo, ...] = ()  # the collection's DC, the METS, records that are not
+                                               # one item's (collection.json, metadata.csv), once written
     events: tuple[Event, ...] = ()             # collection-level events
     agents: tuple[Agent, ...] = ()
     problems: tuple[Problem, ...] = ()         # collection-level problems (pairing, duplicates...)
@@ -118,19 +125,25 @@ class Package:
             out.extend(problems)
         return out
 
-    def files(self) -> list[FileInfo]:
-        """Every file in the bag's payload, in a stable order: path, size, checksums, identity.
-
-        The items' `technical` metadata is left out (it is the METS's, read from the items):
-        for a large collection this list is what the package stage holds in memory.
-        """
-        out: list[FileInfo] = []
+    def metadata(self) -> Iterator[FileInfo]:
+        """Every metadata file of the package: each item's own, in item order, then the package's."""
         for item in self.items:
-            for f in (item.original, *item.masters):
-                if f is not None:
-                    out.append(replace(f, technical={}) if f.technical else f)
-        out.extend(self.metadata_files)
-        return sorted(out, key=lambda f: f.bagpath)
+            yield from item.metadata
+        yield from self.metadata_files
+
+    def payload(self) -> Iterator[FileInfo]:
+        """Every file in the bag's payload, one item at a time (items in order, each item's
+        objects then its metadata; then the package's metadata files), without the items'
+        `technical` metadata (the METS's, read from the items)."""
+        for item in self.items:
+            for f in item.objects():
+                yield replace(f, technical={}) if f.technical else f
+            yield from item.metadata
+        yield from self.metadata_files
+
+    def files(self) -> list[FileInfo]:
+        """`payload()` as a list in bag-path order."""
+        return sorted(self.payload(), key=lambda f: f.bagpath)
 
 
 def software_agent(name: str, version: str, note: str = "") -> Agent:

@@ -35,7 +35,7 @@ class StageReport:
 
 
 def payload_bytes(package: Package) -> int:
-    return sum(f.size for f in package.metadata_files) + items_bytes(package.items)
+    return metadata_bytes(package) + items_bytes(package.items)
 
 
 def items_bytes(items) -> int:
@@ -43,7 +43,14 @@ def items_bytes(items) -> int:
     kept = getattr(items, "payload_bytes", None)     # an ItemStore answers from memory
     if kept is not None:
         return kept()
-    return sum((i.original.size if i.original else 0) + sum(f.size for f in i.masters) for i in items)
+    return sum(f.size for i in items for f in i.objects())
+
+
+def metadata_bytes(package: Package) -> int:
+    """The size of every metadata file: the items' own and the package's."""
+    kept = getattr(package.items, "metadata_bytes", None)     # an ItemStore answers from memory
+    items = kept() if kept is not None else sum(f.size for i in package.items for f in i.metadata)
+    return items + sum(f.size for f in package.metadata_files)
 
 
 def problem_counts(package: Package) -> tuple[int, int]:

@@ -94,25 +94,29 @@ def _supplement_events(item: Item, ctx: Context, agent: Agent, org: Optional[Age
     return replace(item, events=tuple(events))
 
 
-def _copy_records(package: Package, ctx: Context) -> tuple[list[FileInfo], list[Problem]]:
-    infos, problems = [], []
-    for path in sorted({r.path for r in package.records}):
-        src = ctx.ingest / path
-        bagpath = f"{SUBMISSION_DIR}/{path}"
-        if not is_inside(ctx.ingest, path) or not src.is_file():
-            problems.append(Problem("describe.record_missing", path, "record file not found in the collection"))
-            continue
-        try:
-            size, digests = copy_hashed(src, ctx.staging / bagpath, ctx.settings.algorithms)
-        except OSError as exc:
-            if exc.filename is not None and Path(exc.filename) == src:
-                problems.append(Problem("describe.record_missing", path, f"cannot be read: {exc.strerror or exc}"))
-            else:
-                problems.append(Problem("describe.write", bagpath, f"cannot be written: {exc.strerror or exc}"))
-            continue
-        fmt = RECORD_FORMATS.get(PurePosixPath(path).suffix.lower(), ("application/octet-stream", "", "", ""))
-        infos.append(_info(ctx, bagpath, size, digests, fmt, original_name=path))
-    return infos, problems
+def _copy_record(ctx: Context, path: str) -> tuple[Optional[FileInfo], Optional[Problem]]:
+    """A record file as received, copied byte for byte into the bag's submission folder."""
+    src = ctx.ingest / path
+    bagpath = f"{SUBMISSION_DIR}/{path}"
+    if not is_inside(ctx.ingest, path) or not src.is_file():
+        return None, Problem("describe.record_missing", path, "record file not found in the collection")
+    try:
+        size, digests = copy_hashed(src, ctx.staging / bagpath, ctx.settings.algorithms)
+    except OSError as exc:
+        if exc.filename is not None and Path(exc.filename) == src:
+            return None, Problem("describe.record_missing", path, f"cannot be read: {exc.strerror or exc}")
+        return None, Problem("describe.write", bagpath, f"cannot be written: {exc.strerror or exc}")
+    fmt = RECORD_FORMATS.get(PurePosixPath(path).suffix.lower(), ("application/octet-stream", "", "", ""))
+    return _info(ctx, bagpath, size, digests, fmt, original_name=path), None
+
+
+def _own_record(item: Item, collection_path: str) -> Optional[str]:
+    """The path of the record file that is this item's alone (its JSON sidecar), if any; a CSV
+    row's file and the collection record belong to the package."""
+    record = item.record
+    if record is None or record.row is not None or record.path == collection_path:
+        return None
+    return record.path
 
 
 def _write_dc(ctx: Context, item: Optional[Item], terms: list[dc.Term]) -> list[FileInfo]:
@@ -148,30 +152,31 @@ def _name_problems(item: Item) -> list[Problem]:
             for what, text in texts if (reason := xml_char_problem(text))]
 
 
-def _write_descriptions(package: Package, ctx: Context) -> tuple[Package, dict[str, FileInfo]]:
+def _write_descriptions(package: Package, ctx: Context) -> Package:
     """Copy the submitted records and write the DC of the collection and of every item.
 
-    Returns the package with these files in `metadata_files`, the problems found, the items
-    with their supplemented events, and the qualified DC FileInfo of the collection and of
-    each item (for the METS's mdRefs).  Raises OSError when the staging area cannot be written.
+    Each item's own files (its sidecar record's copy, its DC records) go into `Item.metadata`
+    (kept with the item: on disk for a large run, not in memory); the collection's DC and the
+    records that are no one item's (collection.json, metadata.csv) into the package's
+    `metadata_files`.  Items get their supplemented events.  Raises OSError when the staging
+    area cannot be written.
     """
     collection = dict(package.collection.data) if package.collection else {}
+    collection_path = package.collection.path if package.collection else "collection.json"
     # data/metadata/ is this stage's alone: a rerun starts it afresh, so nothing stale of an
     # earlier run (a record or an item since removed) can reach the bag.
     if (ctx.staging / METADATA_DIR).exists():
         shutil.rmtree(ctx.staging / METADATA_DIR)
-    metadata, problems = _copy_records(package, ctx)
-    dcterms_files: dict[str, FileInfo] = {}
+    metadata: list[FileInfo] = []
     terms = dc.collection_terms(collection, len(package.items))
-    problems += _text_problems(package.collection.path if package.collection else "collection.json", terms)
+    problems = _text_problems(collection_path, terms)
     if not problems:
-        written = _write_dc(ctx, None, terms)
-        metadata += written
-        dcterms_files["collection"] = written[1]
+        metadata += _write_dc(ctx, None, terms)
     agent = pipeline_agent()
     n = len(package.items)      # on disk when they came from disk (pipeline run), as run_stage's
     items = ItemStore(store_folder(ctx.output), n) if isinstance(package.items, ItemStore) else [None] * n
     org = next((a for a in package.agents if a.type == "organization"), None)
+    owned: set[str] = set()
     for index, item in enumerate(package.items):
         item = _with_file_ids(item, ctx)
         item_problems = [] if item.original else [
@@ -179,20 +184,35 @@ def _write_descriptions(package: Package, ctx: Context) -> tuple[Package, dict[s
         terms = _item_terms(item, collection)
         item_problems += _text_problems(item.record.path if item.record else item.relpath, terms)
         item_problems += _name_problems(item)
+        own: list[FileInfo] = []
+        record_path = _own_record(item, collection_path)
+        if record_path is not None and record_path not in owned:
+            owned.add(record_path)
+            info, problem = _copy_record(ctx, record_path)
+            own += [info] if info else []
+            item_problems += [problem] if problem else []
         if not item_problems:
-            written = _write_dc(ctx, item, terms)
-            metadata += written
-            dcterms_files[item.id] = written[1]
+            own += _write_dc(ctx, item, terms)
             item = _supplement_events(item, ctx, agent, org)
-        items[index] = replace(item, problems=item.problems + tuple(item_problems))
+        items[index] = replace(item, metadata=tuple(own), problems=item.problems + tuple(item_problems))
+    for path in sorted({r.path for r in package.records} - owned):
+        info, problem = _copy_record(ctx, path)
+        metadata += [info] if info else []
+        problems += [problem] if problem else []
     kept = tuple(f for f in package.metadata_files if not f.bagpath.startswith(METADATA_DIR + "/"))
-    package = replace(package, items=items if isinstance(items, ItemStore) else tuple(items),
-                      problems=package.problems + tuple(problems),
-                      metadata_files=kept + tuple(sorted(metadata, key=lambda f: f.bagpath)))
-    return package, dcterms_files
+    return replace(package, items=items if isinstance(items, ItemStore) else tuple(items),
+                   problems=package.problems + tuple(problems),
+                   metadata_files=kept + tuple(sorted(metadata, key=lambda f: f.bagpath)))
 
 
-def _write_package_mets(package: Package, ctx: Context, dcterms_files: dict[str, FileInfo]) -> FileInfo:
+def dcterms_file(package: Package, item: Optional[Item]) -> Optional[FileInfo]:
+    """The qualified DC record of an item (None: of the collection), once written."""
+    wanted = dc_paths(item)[1]
+    files = package.metadata_files if item is None else item.metadata
+    return next((f for f in files if f.bagpath == wanted), None)
+
+
+def _write_package_mets(package: Package, ctx: Context) -> FileInfo:
     collection = dict(package.collection.data) if package.collection else {}
 
     def dc_record(item: Optional[Item]) -> etree._Element:
@@ -203,7 +223,8 @@ def _write_package_mets(package: Package, ctx: Context, dcterms_files: dict[str,
     size, digests = write_mets(ctx.staging / METS_PATH, package, created=ctx.now(),
                                organization=_organization(package, ctx), dc_record=dc_record,
                                agent_md_id=lambda a: "agent-" + ctx.make_id("agent", agent_key(a)),
-                               dcterms_files=dcterms_files, algorithms=ctx.settings.algorithms)
+                               dcterms_file=lambda item: dcterms_file(package, item),
+                               algorithms=ctx.settings.algorithms)
     return _info(ctx, METS_PATH, size, digests, XML_FORMAT)
 
 
@@ -216,13 +237,13 @@ def describe(package: Package, ctx: Context) -> Package:
     """Records, DC, then the METS (last, so it can list every other file), then its check."""
     package = _with_agents(package, ctx)
     try:
-        package, dcterms_files = _write_descriptions(package, ctx)
+        package = _write_descriptions(package, ctx)
     except OSError as exc:
         return _failed(package, DC_DIR, exc)
     if errors_in(package.all_problems):
         return package
     try:
-        mets_info = _write_package_mets(package, ctx, dcterms_files)
+        mets_info = _write_package_mets(package, ctx)
     except OSError as exc:
         return _failed(package, METS_PATH, exc)
     package = replace(package, metadata_files=package.metadata_files + (mets_info,))

@@ -42,9 +42,9 @@ def test_every_file_written_is_returned_with_the_right_checksums(tmp_path):
     assert package.all_problems == []
     on_disk = sorted(p.relative_to(ctx.staging).as_posix()
                      for p in (ctx.staging / "data/metadata").rglob("*") if p.is_file())
-    assert sorted(f.bagpath for f in package.metadata_files) == on_disk
+    assert sorted(f.bagpath for f in package.metadata()) == on_disk
     assert package.metadata_files[-1].bagpath == METS_PATH
-    for info in package.metadata_files:
+    for info in package.metadata():
         size, digests = hash_file(ctx.staging / info.bagpath, ("sha256", "sha512"))
         assert (info.role, info.size, dict(info.checksums)) == (METADATA, size, digests), info.bagpath
 
@@ -54,8 +54,22 @@ def test_submitted_records_are_copied_byte_for_byte(tmp_path):
     for record in ("collection.json", "photos/001 first.json", "photos/002.json"):
         copy = ctx.staging / "data/metadata/submission" / record
         assert copy.read_bytes() == (ctx.ingest / record).read_bytes()
-    names = [f.original_name for f in package.metadata_files if "/submission/" in f.bagpath]
+    names = sorted(f.original_name for f in package.metadata() if "/submission/" in f.bagpath)
     assert names == ["collection.json", "photos/001 first.json", "photos/002.json"]
+
+
+def test_each_item_keeps_its_own_metadata_files(tmp_path):
+    """An item's sidecar copy and DC records live with the item (on disk in a large run), not
+    in the package's list: the describe stage's memory does not grow with the items."""
+    package, _ = run(tmp_path)
+    for item in package.items:
+        assert sorted(f.bagpath for f in item.metadata) == sorted([
+            f"data/metadata/submission/{item.record.path}",
+            f"data/metadata/dc/items/{item.relpath}.oai_dc.xml",
+            f"data/metadata/dc/items/{item.relpath}.dcterms.xml"])
+    assert sorted(f.bagpath for f in package.metadata_files) == [
+        "data/metadata/dc/collection.dcterms.xml", "data/metadata/dc/collection.oai_dc.xml",
+        "data/metadata/mets.xml", "data/metadata/submission/collection.json"]
 
 
 def test_dc_records_are_written_per_item_and_for_the_collection_and_valid(tmp_path, xsd_dir):
