@@ -14,10 +14,12 @@ needs the whole tree in memory, which libxml2 requires to report line numbers.
 from __future__ import annotations
 
 import os
+from array import array
 from pathlib import Path, PurePosixPath
-from typing import Mapping
+from typing import Iterator, Mapping
 from urllib.parse import unquote
 
+import numpy as np
 from lxml import etree
 
 from .bag import is_inside
@@ -65,43 +67,72 @@ def schema_problems(path: Path, schemas_dir: Path, shown_as: str = METS_PATH) ->
             for msg in validation_errors(doc, schema)]
 
 
+def _mets_elements(mets: Path) -> Iterator[etree._Element]:
+    """The METS elements of the document, streamed: the PREMIS, DC and MIX inside xmlData are
+    parsed (and well-formed) but never reach Python; sections are cleared once read."""
+    for _, el in etree.iterparse(str(mets), events=("end",), tag=f"{{{NS['mets']}}}*",
+                                 resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True):
+        yield el
+        if el.tag in CLEARED:
+            el.clear(keep_tail=True)
+            while el.getprevious() is not None:
+                del el.getparent()[0]
+
+
+def _references(el: etree._Element) -> Iterator[tuple[str, str]]:
+    for attr in IDREFS:
+        for ref in (el.get(attr) or "").split():
+            yield attr, ref
+
+
 def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping) -> list[Problem]:
+    """Files, IDs and ID references.  Memory stays flat in the size of the document: the first
+    pass keeps a 64-bit key per ID and per reference (not the strings; a 100,000-photograph
+    METS has millions of IDs); only when the keys show a repeated ID or a reference to no ID
+    does a second pass collect the strings concerned and report them exactly, with lines."""
     problems: list[Problem] = []
-    ids: set[str] = set()
-    pending: list[tuple[str, str, int]] = []   # references to IDs not seen yet (few: metsHdr's)
+    ids, refs = array("q"), array("q")
     base = PurePosixPath(METS_PATH).parent
     try:
-        # METS elements only: IDs, ID references and file locations are all METS's; the PREMIS,
-        # DC and MIX inside xmlData are parsed (and well-formed) but never reach Python.
-        for _, el in etree.iterparse(str(mets), events=("end",), tag=f"{{{NS['mets']}}}*",
-                                     resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True):
+        for el in _mets_elements(mets):
             ident = el.get("ID")
             if ident is not None:
-                if ident in ids:
-                    problems.append(Problem("describe.mets_duplicate_id", METS_PATH,
-                                            f"ID {ident!r} is used more than once", f"line {el.sourceline}"))
-                ids.add(ident)
-            for attr in IDREFS:
-                for ref in (el.get(attr) or "").split():
-                    if ref not in ids:
-                        pending.append((attr, ref, el.sourceline or 0))
+                ids.append(hash(ident))
+            refs.extend(hash(ref) for _, ref in _references(el))
             if el.tag in LOCATED:
                 holder = el.getparent() if el.tag.endswith("FLocat") else el
                 problems += _located(bag_root, base, el.get(HREF, ""), holder, el.sourceline or 0, rehash, known)
-            if el.tag in CLEARED:
-                el.clear(keep_tail=True)
-                while el.getprevious() is not None:
-                    del el.getparent()[0]
     except etree.XMLSyntaxError as exc:
         return problems + [Problem("describe.mets_unreadable", METS_PATH, f"not well-formed XML: {exc.msg}",
                                    f"line {exc.lineno}")]
     except OSError as exc:
         return problems + [Problem("describe.mets_unreadable", METS_PATH, f"cannot be read: {exc}")]
-    for attr, ref, line in pending:
-        if ref not in ids:
-            problems.append(Problem("describe.mets_idref", METS_PATH,
-                                    f"{attr} {ref!r} names no element of the document", f"line {line}"))
+    keys = np.sort(np.frombuffer(ids, dtype=np.int64))
+    repeated = set(keys[1:][keys[1:] == keys[:-1]].tolist())
+    ref_keys = np.frombuffer(refs, dtype=np.int64)
+    unresolved = set(ref_keys[~np.isin(ref_keys, keys)].tolist())
+    if repeated or unresolved:
+        try:
+            problems += _id_problems(mets, repeated, unresolved)
+        except (etree.XMLSyntaxError, OSError) as exc:     # changed since the first pass
+            problems.append(Problem("describe.mets_unreadable", METS_PATH, f"cannot be read again: {exc}"))
     return problems
+
+
+def _id_problems(mets: Path, repeated: set[int], unresolved: set[int]) -> list[Problem]:
+    """The second pass: the IDs used more than once (keys can collide: the strings decide) and
+    the references that name no ID, each at its line."""
+    out, seen, dangling = [], set(), []
+    for el in _mets_elements(mets):
+        ident = el.get("ID")
+        if ident is not None and hash(ident) in repeated:
+            if ident in seen:
+                out.append(Problem("describe.mets_duplicate_id", METS_PATH,
+                                   f"ID {ident!r} is used more than once", f"line {el.sourceline}"))
+            seen.add(ident)
+        dangling += [(attr, ref, el.sourceline or 0) for attr, ref in _references(el) if hash(ref) in unresolved]
+    return out + [Problem("describe.mets_idref", METS_PATH, f"{attr} {ref!r} names no element of the document",
+                          f"line {line}") for attr, ref, line in dangling]
 
 
 def _located(bag_root: Path, base: PurePosixPath, href: str, holder: etree._Element,
