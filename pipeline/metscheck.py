@@ -14,6 +14,7 @@ needs the whole tree in memory, which libxml2 requires to report line numbers.
 from __future__ import annotations
 
 import os
+import stat
 from array import array
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Mapping
@@ -93,6 +94,7 @@ def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping) -> li
     problems: list[Problem] = []
     ids, refs = array("q"), array("q")
     base = PurePosixPath(METS_PATH).parent
+    folders: dict[str, bool] = {}       # folder -> really inside the bag (no link on the way)
     try:
         for el in _mets_elements(mets):
             ident = el.get("ID")
@@ -101,7 +103,8 @@ def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping) -> li
             refs.extend(hash(ref) for _, ref in _references(el))
             if el.tag in LOCATED:
                 holder = el.getparent() if el.tag.endswith("FLocat") else el
-                problems += _located(bag_root, base, el.get(HREF, ""), holder, el.sourceline or 0, rehash, known)
+                problems += _located(bag_root, base, el.get(HREF, ""), holder, el.sourceline or 0, rehash, known,
+                                     folders)
     except etree.XMLSyntaxError as exc:
         return problems + [Problem("describe.mets_unreadable", METS_PATH, f"not well-formed XML: {exc.msg}",
                                    f"line {exc.lineno}")]
@@ -135,17 +138,30 @@ def _id_problems(mets: Path, repeated: set[int], unresolved: set[int]) -> list[P
                           f"line {line}") for attr, ref, line in dangling]
 
 
+def _really_inside(bag_root: Path, folder: Path, folders: dict[str, bool]) -> bool:
+    """Whether `folder` resolves to a place inside the bag (no linked folder on the way);
+    answered once per folder."""
+    key = str(folder)
+    if key not in folders:
+        folders[key] = Path(os.path.realpath(folder)).is_relative_to(os.path.realpath(bag_root))
+    return folders[key]
+
+
 def _located(bag_root: Path, base: PurePosixPath, href: str, holder: etree._Element,
-             line: int, rehash: bool, known: Mapping) -> list[Problem]:
+             line: int, rehash: bool, known: Mapping, folders: dict[str, bool]) -> list[Problem]:
     """The file an FLocat/mdRef points at: inside the bag, present, right size and checksum."""
     where = f"line {line}"
     target = os.path.normpath((base / unquote(href)).as_posix()) if href else ""
     if not href or "://" in href or not is_inside(bag_root, target) or target.startswith(".."):
         return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r} does not name a file inside the bag", where)]
     path = bag_root / target
-    if not path.is_file() or path.is_symlink():
+    try:
+        st = os.lstat(path)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):      # missing, a link, a folder...
         return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r}: {target} does not exist", where)]
-    if not path.resolve().is_relative_to(bag_root.resolve()):    # through a linked folder
+    if not _really_inside(bag_root, path.parent, folders):    # through a linked folder
         return [Problem("describe.mets_flocat", METS_PATH,
                         f"href {href!r}: {target} leads outside the bag (a symbolic link on the way)", where)]
     out: list[Problem] = []
@@ -159,7 +175,7 @@ def _located(bag_root: Path, base: PurePosixPath, href: str, holder: etree._Elem
             actual_size, digests = hash_file(path, [algorithm] if algorithm else [])
         else:
             listed = known.get(target, {})
-            actual_size = path.stat().st_size
+            actual_size = st.st_size
             digests = {algorithm: listed.get(algorithm, expected).lower()} if algorithm else {}
     except OSError as exc:      # this file only: the rest of the METS is still checked
         return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r}: {target} cannot be read "
