@@ -159,6 +159,22 @@ def test_history_of_an_unknown_registry_is_usage_error(tmp_path):
         history(tmp_path / "none.sqlite", "x")
 
 
+def test_history_reads_the_registry_without_changing_it(store):
+    """--history opens the registry read-only: its bytes stay as they are, and a file that is
+    not a registry is a usage error (it used to get the registry's tables written into it)."""
+    audit(output=store, clock=frozen(DAY0))
+    db = store / "fixity.sqlite"
+    before = db.read_bytes()
+    assert [row.outcome for row in history(db, "ten")] == ["intact"]
+    assert db.read_bytes() == before
+    other = store / "other.sqlite"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
+    before = other.read_bytes()
+    proc = run_cli("fixity", "--history", "ten", "--db", other)
+    assert proc.returncode == 2 and "not a fixity registry" in proc.stderr and no_traceback(proc)
+    assert other.read_bytes() == before
+
+
 KILLER = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {root!r})

@@ -275,7 +275,7 @@ def history(db: Path | str, bag: str) -> list[AuditRow]:
     """Every audit of one bag (a path to it, or its name when that is unique), oldest first."""
     if not Path(db).is_file():
         raise UsageError(f"{db}: no such fixity registry")
-    with Registry(Path(db)) as registry:
+    with Registry(Path(db), readonly=True) as registry:
         ref = str(Path(bag).resolve()) if Path(bag).exists() else bag
         found = registry.find_bag(ref) or registry.find_bag(bag)
         if not found:

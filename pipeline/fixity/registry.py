@@ -105,29 +105,45 @@ class AuditRow:
 class Registry:
     """One connection to the registry.  Use as a context manager; not shared between threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        """Open (creating it unless `readonly`) the registry at `path`.  A read-only registry
+        is opened as such by SQLite: reading the history never changes the file."""
         self.path = Path(path)
+        mode = "wal"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            self.db.execute("PRAGMA synchronous = NORMAL")
-            self.db.execute("PRAGMA foreign_keys = ON")
-            with self.transaction():
-                for statement in filter(str.strip, SCHEMA.split(";")):
-                    self.db.execute(statement)
-                row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-                if row is None:
-                    self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-                elif row[0] != SCHEMA_VERSION:
-                    raise UsageError(f"{self.path}: registry schema {row[0]}, this version reads {SCHEMA_VERSION}")
+            if readonly:
+                self.db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True,
+                                          timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+                self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                self._check_schema()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+                self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                self.db.execute("PRAGMA synchronous = NORMAL")
+                self.db.execute("PRAGMA foreign_keys = ON")
+                with self.transaction():
+                    for statement in filter(str.strip, SCHEMA.split(";")):
+                        self.db.execute(statement)
+                    self._check_schema(create=True)
         except sqlite3.Error as exc:
             raise ProcessingError(f"{self.path}: cannot open the fixity registry: {exc}") from exc
         except OSError as exc:
             raise ProcessingError(f"{self.path}: cannot create the fixity registry: {exc.strerror}") from exc
         if str(mode).lower() != "wal":
             raise ProcessingError(f"{self.path}: the registry cannot use WAL mode (journal mode {mode})")
+
+    def _check_schema(self, create: bool = False) -> None:
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.OperationalError:    # no meta table (opened read-only): not a registry
+            raise UsageError(f"{self.path}: not a fixity registry") from None
+        if row is None and create:
+            self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        elif row is None or row[0] != SCHEMA_VERSION:
+            raise UsageError(f"{self.path}: registry schema {row[0] if row else 'none'}, "
+                             f"this version reads {SCHEMA_VERSION}")
 
     def __enter__(self) -> "Registry":
         return self
