@@ -80,16 +80,22 @@ class _HashingReader:
         return data
 
     def drain(self) -> str:
+        if self.h is None:
+            return ""
         while self.read(1 << 20):
             pass
-        return self.h.hexdigest() if self.h is not None else ""
+        return self.h.hexdigest()
 
 
 class ArchiveBag:
     """A serialized bag.  `problems` holds what the scan refused; `listing` what the bag holds."""
 
-    def __init__(self, path: Path, progress=None) -> None:
+    def __init__(self, path: Path, progress=None, checksums: bool = True) -> None:
+        """Scan the archive.  Without `checksums` (a completeness check: `--fast`) nothing is
+        hashed, neither the payload files as they pass nor the archive for its sidecar, and an
+        uncompressed tar's file data is skipped by seeking, not read."""
         self.path = Path(path)
+        self._checksums = checksums
         self.kind = "tar"
         self.label = self.path.name
         self.problems: list[Problem] = []
@@ -166,21 +172,24 @@ class ArchiveBag:
             m = MANIFEST_RE.match(rel)
             if m:
                 self._seen_algs.add(m.group(2).lower())
-        else:
+        elif self._checksums:
             _, self._digests[rel] = hash_stream(stream, algorithms)
 
     # -- tar ------------------------------------------------------------------------------------
 
-    def _tar_members(self, reader) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
-        with tarfile.open(fileobj=reader, mode="r|*") as tf:
+    def _tar_members(self, reader, seek: bool = False) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+        """The members in order; streamed ('r|*'), or with `seek` read by seeking past the data
+        of members nobody reads."""
+        with tarfile.open(fileobj=reader, mode="r:*" if seek else "r|*") as tf:
             for member in tf:
                 yield tf, member
 
     def _scan_tar(self) -> None:
         total = self.path.stat().st_size
         with open(self.path, "rb") as raw:
-            reader = _HashingReader(raw, self._sidecar.is_file())
-            for tf, member in self._tar_members(reader):
+            reader = _HashingReader(raw, self._checksums and self._sidecar.is_file())
+            source = reader if self._checksums else raw
+            for tf, member in self._tar_members(source, seek=not self._checksums):
                 refused = (f"link to {member.linkname!r}" if member.issym() or member.islnk() else
                            "" if member.isreg() or member.isdir() else SPECIAL)
                 rel = self._admit(member.name, member.isdir(), refused)
@@ -215,7 +224,7 @@ class ArchiveBag:
                 self.listing.files[rel] = info.file_size
                 if "/" not in rel and info.file_size <= KEEP_LIMIT:
                     self._kept[rel] = zf.read(info)
-        if self._sidecar.is_file():
+        if self._checksums and self._sidecar.is_file():
             self.sha256 = hash_file(self.path, ["sha256"])[1]["sha256"]
 
     def _hash_zip(self, wanted: Mapping[str, Iterable[str]]) -> Iterator[Result]:

@@ -148,12 +148,12 @@ class FolderBag:
         yield from (fut.result() for fut in pending)
 
 
-def open_bag(path: Path, progress: Optional[Progress] = None, workers: int = 1):
+def open_bag(path: Path, progress: Optional[Progress] = None, workers: int = 1, fast: bool = False):
     path = Path(path)
     if path.is_dir():
         return FolderBag(path, workers)
     if path.is_file():
-        return ArchiveBag(path, progress)
+        return ArchiveBag(path, progress, checksums=not fast)
     raise UsageError(f"{path}: no such bag (neither a folder nor a tar or zip file)")
 
 
@@ -552,7 +552,7 @@ def verify_bag(path: Path | str, *, fast: bool = False, workers: int = 0, schema
     """
     path = Path(path)
     workers = workers if workers > 0 else (os.cpu_count() or 1)
-    source = open_bag(path, progress, 1 if fast else workers)
+    source = open_bag(path, progress, 1 if fast else workers, fast)
     try:
         checker = Checker(source, label or str(path), fast, workers, progress)
         report = checker.run()

@@ -54,6 +54,19 @@ def test_tar_bags_valid(tmp_path, bag, suffix, mode):
     assert not (tmp_path / "mybag").exists()
 
 
+@pytest.mark.parametrize("suffix, mode", [(".tar", "w"), (".tar.gz", "w:gz"), (".zip", None)])
+def test_fast_scan_hashes_nothing(tmp_path, bag, suffix, mode):
+    """--fast (completeness only) lists the same files and keeps the same tag files, but hashes
+    neither the payload nor the archive for its sidecar (an uncompressed tar is read by seeking)."""
+    archive = make_zip(bag, tmp_path / "mybag.zip") if mode is None else make_tar(bag, tmp_path / f"mybag{suffix}", mode)
+    (tmp_path / f"mybag{suffix}.sha256").write_text("0" * 64 + f"  mybag{suffix}\n")
+    full, fast = ArchiveBag(archive), ArchiveBag(archive, checksums=False)
+    assert fast.listing.files == full.listing.files and fast._kept == full._kept
+    assert full.sha256 and "archive.sidecar" in codes(full)
+    assert fast._digests == {} and fast.sha256 == "" and fast.problems == []
+    assert verify_bag(archive, fast=True).valid
+
+
 def test_zip_bag_valid(tmp_path, bag):
     report = verify_bag(make_zip(bag, tmp_path / "mybag.zip"))
     assert report.valid and report.serialization == "zip" and report.hashed == 3 + 4

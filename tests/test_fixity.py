@@ -446,6 +446,8 @@ def test_an_archive_that_cannot_be_read_is_a_finding_not_a_crash(tmp_path, db, c
     proc = run_cli("fixity", archive, "--db", db)
     assert no_traceback(proc), proc.stderr
     assert proc.returncode == 3 and "archive.unreadable" in proc.stdout
+    assert "100.0%" not in proc.stdout, "nothing was verified: no share of the store is claimed"
+    assert "nothing of the store verified" in proc.stdout and "1 bag(s) could not be read" in proc.stdout
 
 
 def test_odd_tag_files_are_read_not_fatal(bag, db):

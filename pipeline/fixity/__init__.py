@@ -178,7 +178,7 @@ def audit(paths: Iterable[Path | str] = (), *, output: Path | str = "output", db
                 _close(run, report, registry, clock)
         else:  # one bag at a time: memory holds one bag's plan, however large the store
             for target in targets:
-                run = _open(plan_bag(target), report, registry, mode, began)
+                run = _open(plan_bag(target, fast), report, registry, mode, began)
                 if run and not fast:
                     bar = (lambda stage, done, total, name=run.plan.name: progress(name, done, total)) \
                         if progress else None

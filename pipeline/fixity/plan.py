@@ -338,10 +338,11 @@ def plan_folder(bag: Path) -> BagPlan:
     return _finish(plan, exp, _read(bag / "bag-info.txt"), encoding)
 
 
-def plan_archive(path: Path) -> BagPlan:
+def plan_archive(path: Path, fast: bool = False) -> BagPlan:
+    """Plan a serialized bag; `fast` (completeness only) hashes nothing while scanning it."""
     from ..archive import ArchiveBag  # tarfile, zipfile and zlib only when an archive is audited
 
-    archive = ArchiveBag(path)
+    archive = ArchiveBag(path, checksums=not fast)
     plan = BagPlan(location=str(path.resolve()), name=path.name, archive=archive)
     plan.findings.extend(Finding(p.code, p.path, p.reason, field=p.field, severity=p.severity)
                          for p in archive.problems)
@@ -364,12 +365,12 @@ def plan_archive(path: Path) -> BagPlan:
     return _finish(plan, exp, kept("bag-info.txt"), encoding)
 
 
-def plan_bag(path: Path) -> BagPlan:
+def plan_bag(path: Path, fast: bool = False) -> BagPlan:
     """Plan one target; a path that is no bag yields a plan with one `fixity.not_a_bag` finding."""
     if is_bag_folder(path):
         return plan_folder(path)
     if is_archive_name(path):
-        return plan_archive(path)
+        return plan_archive(path, fast)
     plan = BagPlan(location=str(path.resolve()), name=path.name)
     plan.findings.append(Finding("fixity.not_a_bag", "", f"{path}: not a bag folder (no bagit.txt, no manifest) "
                                  f"nor a serialized bag ({', '.join(ARCHIVE_SUFFIXES)})"))

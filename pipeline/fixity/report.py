@@ -71,7 +71,12 @@ class AuditReport:
 
     @property
     def verified_share(self) -> float:
-        return self.verified_bytes_in_window / self.store_bytes if self.store_bytes else 1.0
+        return self.verified_bytes_in_window / self.store_bytes if self.store_bytes else 0.0
+
+    @property
+    def unreadable_bags(self) -> int:
+        """Bags that could not be read at all (their size is unknown, so not in store_bytes)."""
+        return sum(1 for b in self.bags if any(f.code == "archive.unreadable" for f in b.findings))
 
     @property
     def exit_code(self) -> int:
@@ -90,6 +95,7 @@ class AuditReport:
                           "window_days": self.window_days,
                           "verified_bytes_in_window": self.verified_bytes_in_window,
                           "verified_share_in_window": round(self.verified_share, 6),
+                          "unreadable_bags": self.unreadable_bags,
                           "stopped_by_budget": self.stopped_by_budget},
                 "bags": [b.as_dict() for b in self.bags]}
 
@@ -148,7 +154,12 @@ def summary_lines(report: AuditReport) -> Iterator[str]:
            f"({size_text(sum(b.bytes_checked for b in report.bags))}) checked; "
            f"{errors} problem(s), {changed} changed file(s)"
            + ("; stopped by the budget" if report.stopped_by_budget else ""))
-    if report.mode != "fast":
+    unknown = (f"; {report.unreadable_bags} bag(s) could not be read, their size is unknown and not counted"
+               if report.unreadable_bags else "")
+    if report.mode != "fast" and not report.store_bytes:
+        yield "nothing of the store verified: no payload bytes found" + unknown
+    elif report.mode != "fast":
         yield (f"{100 * report.verified_share:.1f}% of the store ({size_text(report.verified_bytes_in_window)} "
-               f"of {size_text(report.store_bytes)}) verified intact within the last {report.window_days} days")
+               f"of {size_text(report.store_bytes)}) verified intact within the last {report.window_days} days"
+               + unknown)
     yield f"registry: {report.registry}"
