@@ -442,13 +442,12 @@ def validate_item(item: Item, ctx: Context) -> Item:
                    problems=item.problems + tuple(problems))
 
 
-def duplicate_identifiers(items: Iterable[Item]) -> list[Problem]:
-    # Per record only its place and identifier, not the item: the items stream from disk.
+def duplicate_identifiers(records: Iterable[Record]) -> list[Problem]:
     groups: dict[str, list[tuple[Record, str]]] = defaultdict(list)
-    for item in items:
-        ident = item.record.data.get("identifier") if item.record else None
+    for record in records:
+        ident = record.data.get("identifier")
         if isinstance(ident, str) and ident:
-            groups[ident.casefold()].append((_light(item.record), ident))
+            groups[ident.casefold()].append((_light(record), ident))
     out = []
     for group in groups.values():
         for record, ident in group if len(group) > 1 else ():
@@ -494,15 +493,15 @@ def _skeleton(word: str) -> str:
     return re.sub(r"(.)\1+", r"\1", plain.replace("h", ""))
 
 
-def place_spellings(items: Iterable[Item]) -> list[Problem]:
+def place_spellings(records: Iterable[Record]) -> list[Problem]:
     """A place name written two ways ("Agdam", "Aghdam"): warn where the rarer spelling is used."""
     uses: dict[str, list[tuple[Record, int]]] = defaultdict(list)
-    for item in items:
-        place = item.record.data.get("place") if item.record else None
+    for record in records:
+        place = record.data.get("place")
         for i, part in enumerate(place if isinstance(place, list) else ()):
             for word in re.findall(r"\w+", part) if isinstance(part, str) else ():
                 if len(word) >= 4 and word[0].isupper():
-                    uses[word].append((_light(item.record), i))
+                    uses[word].append((_light(record), i))
     variants: dict[str, list[str]] = defaultdict(list)
     for word in uses:
         variants[_skeleton(word)].append(word)
@@ -525,9 +524,17 @@ def validate_collection_level(package: Package, ctx: Context) -> Package:
     problems: list[Problem] = []
     if package.collection is not None:
         problems += record_problems(package.collection, "collection")
-    problems += duplicate_identifiers(package.items)
-    problems += twins([item.relpath for item in package.items] + [r.path for r in package.records])
-    problems += place_spellings(package.items)
+    # One pass over the items (they stream from disk), keeping of each record only where it is,
+    # its identifier and its place.
+    paths, records = [], []
+    for item in package.items:
+        paths.append(item.relpath)
+        if item.record is not None:
+            data = item.record.data
+            records.append(replace(item.record, data={k: data[k] for k in ("identifier", "place") if k in data}))
+    problems += duplicate_identifiers(records)
+    problems += twins(paths + [r.path for r in package.records])
+    problems += place_spellings(records)
     return replace(package, problems=package.problems + tuple(problems))
 
 

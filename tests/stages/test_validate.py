@@ -211,7 +211,7 @@ def test_twins_and_place_spellings():
             for p in found if p.path != "a"] == [True]
     items = tuple(Item(id=str(i), relpath=f"{i}.jpg", record=Record(f"{i}.json", {"place": ["Az", place]}))
                   for i, place in enumerate(["Aghdam", "Aghdam", "Road to Agdam", "Shusha"]))
-    spelled = place_spellings(items)
+    spelled = place_spellings(item.record for item in items)
     assert [(p.path, p.field) for p in spelled] == [("2.json", "/place/1")]
     assert "'Aghdam' in 2" in spelled[0].reason
 
