@@ -110,10 +110,13 @@ def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping) -> li
                                    f"line {exc.lineno}")]
     except OSError as exc:
         return problems + [Problem("describe.mets_unreadable", METS_PATH, f"cannot be read: {exc}")]
-    keys = np.sort(np.frombuffer(ids, dtype=np.int64))
+    keys = np.frombuffer(ids, dtype=np.int64).copy()
+    del ids
+    keys.sort()
     repeated = set(keys[1:][keys[1:] == keys[:-1]].tolist())
     ref_keys = np.frombuffer(refs, dtype=np.int64)
-    unresolved = set(ref_keys[~np.isin(ref_keys, keys)].tolist())
+    at = np.minimum(np.searchsorted(keys, ref_keys), max(len(keys) - 1, 0))
+    unresolved = set(ref_keys[keys[at] != ref_keys].tolist()) if len(keys) else set(ref_keys.tolist())
     if repeated or unresolved:
         try:
             problems += _id_problems(mets, repeated, unresolved)
