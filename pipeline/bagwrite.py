@@ -1,20 +1,26 @@
 """Writing a bag's tag files (RFC 8493): bagit.txt, bag-info.txt, manifests, tag manifests.
 
 Payload manifests are written from the checksums the earlier stages computed while they wrote
-each file (`FileInfo.checksums`); no payload file is read here.  Tag files are hashed as they are
-written (`hashing.write_hashed`), and the tag manifests list every one of them.  Manifest paths
+each file (`FileInfo.checksums`); no payload file is read here.  The payload comes as a
+`filetable.FileTable` (files in bag-path order, one row at a time): manifests are streamed to
+their files, so no tag file of any size is held in memory.  Tag files are hashed as they are
+written (`hashing.write_hashed`, `xmlio.hashed_output`), and the tag manifests list every one of
+them.  Manifest paths
 are percent-encoded with `bag.encode_path` (CR, LF and `%` only); unicode names are kept as given.
 """
 from __future__ import annotations
 
 import re
+from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from . import __version__
 from .bag import encode_path
+from .filetable import FileTable
 from .hashing import write_hashed
 from .model import FileInfo
+from .xmlio import hashed_output
 
 BAGIT_TXT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 
@@ -35,14 +41,13 @@ def tag_value(value: Any) -> str:
     return _SPACE.sub(" ", str(value)).strip()
 
 
-def manifest_text(files: Iterable[FileInfo], algorithm: str) -> str:
-    """`checksum  path` lines, sorted by path."""
-    return "".join(f"{f.checksums[algorithm].lower()}  {encode_path(f.bagpath)}\n"
-                   for f in sorted(files, key=lambda f: f.bagpath))
+def manifest_line(f: FileInfo, algorithm: str) -> str:
+    """`checksum  path` of one file, the path percent-encoded."""
+    return f"{f.checksums[algorithm].lower()}  {encode_path(f.bagpath)}\n"
 
 
-def payload_oxum(files: Sequence[FileInfo]) -> str:
-    return f"{sum(f.size for f in files)}.{len(files)}"
+def payload_oxum(files: FileTable) -> str:
+    return f"{files.total_size()}.{len(files)}"
 
 
 def human_size(n: int) -> str:
@@ -69,7 +74,7 @@ def organization_tags(collection: Mapping[str, Any], override: str = "") -> list
 
 
 def bag_info(*, collection: Mapping[str, Any], identifier: str, description: str, date: str,
-             files: Sequence[FileInfo], organization: str = "",
+             files: FileTable, organization: str = "",
              group: Optional[tuple[str, int, int]] = None) -> list[tuple[str, str]]:
     """The bag-info.txt labels and values, in a fixed order."""
     pairs = organization_tags(collection, organization)
@@ -79,7 +84,7 @@ def bag_info(*, collection: Mapping[str, Any], identifier: str, description: str
               ("Bag-Software-Agent", f"preservation-pipeline {__version__}"),
               ("BagIt-Profile-Identifier", PROFILE_ID),
               ("Payload-Oxum", payload_oxum(files)),
-              ("Bag-Size", human_size(sum(f.size for f in files)))]
+              ("Bag-Size", human_size(files.total_size()))]
     if group is not None:
         group_id, number, count = group
         pairs += [("Bag-Group-Identifier", tag_value(group_id)), ("Bag-Count", f"{number} of {count}")]
@@ -90,9 +95,10 @@ def tag_text(pairs: Iterable[tuple[str, str]]) -> str:
     return "".join(f"{label}: {value}\n" for label, value in pairs)
 
 
-def write_tag_files(bag: Path, files: Sequence[FileInfo], info: Sequence[tuple[str, str]],
+def write_tag_files(bag: Path, files: FileTable, info: Sequence[tuple[str, str]],
                     algorithms: Sequence[str]) -> list[str]:
-    """Write every tag file of `bag`; returns their names.  Stale tag files are removed first."""
+    """Write every tag file of `bag`; returns their names.  Stale tag files are removed first.
+    Payload manifests are written a batch of lines at a time, hashed as they are written."""
     for entry in bag.iterdir():
         if entry.is_file() and is_tag_file_name(entry.name):
             entry.unlink()
@@ -105,7 +111,12 @@ def write_tag_files(bag: Path, files: Sequence[FileInfo], info: Sequence[tuple[s
     put("bagit.txt", BAGIT_TXT)
     put("bag-info.txt", tag_text(info))
     for alg in algorithms:
-        put(f"manifest-{alg}.txt", manifest_text(files, alg))
+        name = f"manifest-{alg}.txt"
+        lines = (manifest_line(f, alg) for f in files)
+        with hashed_output(bag / name, algorithms) as out:
+            while chunk := "".join(islice(lines, 4096)):
+                out.write(chunk.encode("utf-8"))
+        written[name] = out.digests()
     tagged = sorted(written)
     for alg in algorithms:
         lines = "".join(f"{written[name][alg]}  {encode_path(name)}\n" for name in tagged)

@@ -1,14 +1,17 @@
 """package: seal the staging folder as a BagIt 1.0 bag (or several) and publish it into output/.
 
-Runs last.  Every payload file is already in `ctx.staging/data/...`, and `package.files()` lists
-each with the checksums computed while it was written.  The stage
+Runs last.  Every payload file is already in `ctx.staging/data/...`, and `package.payload()`
+yields each with the checksums computed while it was written, one item at a time.  They go into
+a FileTable (an SQLite table on disk, pipeline/filetable.py) once, which sorts them by bag path,
+and every step below reads them from there one row at a time: the stage's memory does not grow
+with the number of files.  The stage
 
   1. finishes a publish that a killed run left half done, or refuses when this collection's
      package already exists in output/ (before any work);
   2. checks, by stat alone, that the staging payload is exactly the package's files;
   3. splits the items over several bags when --max-bag-size asks for it (each bag: its items'
      originals and masters, plus all the metadata with a METS of its own), hard-linking from
-     the staging folder;
+     the staging folder (groups are ranges of item indexes; each item is loaded when linked);
   4. writes bagit.txt, bag-info.txt, the manifests (from the recorded checksums) and the tag
      manifests; reads the sealed bag back (all but the payload's bytes: see check_sealed);
   5. moves the sealed bag(s) to output/.staging/<name>.sealed/, writes the serialized copies
@@ -21,17 +24,20 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from contextlib import contextmanager
 from dataclasses import replace
-from itertools import zip_longest
+from itertools import islice, zip_longest
 from pathlib import Path, PurePosixPath
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from .. import bagwrite, durable, publish, serialize
-from ..bag import decode_path, find_manifests, list_bag, parse_manifest, parse_tags
+from ..bag import decode_path, find_manifests, parse_manifest, parse_tags
 from ..errors import PackagingError, Problem, errors_in
+from ..filetable import LOOKUP, FileTable
 from ..hashing import hash_file, write_hashed
+from ..itemstore import store_folder
 from ..mets import METS_PATH
-from ..model import FileInfo, Item, Package
+from ..model import METADATA, FileInfo, Package
 from ..partmets import write_part_mets
 from ..report import items_bytes
 from ..stage import Context, Stage
@@ -42,10 +48,36 @@ def _is_leftover(name: str) -> bool:
     return name.startswith(".") and name.endswith(".part")
 
 
-def check_payload(staging: Path, files: Sequence[FileInfo], algorithms: Sequence[str]) -> list[Problem]:
+def _entries(root: Path) -> Iterator[tuple[str, os.DirEntry]]:
+    """Every entry under `root/data` but folders, as (path relative to `root`, entry), read one
+    folder entry at a time (os.scandir); links are never followed."""
+    if not (root / "data").is_dir():
+        return
+    stack = ["data"]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(root / rel) as entries:
+            for entry in entries:
+                path = f"{rel}/{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(path)
+                else:
+                    yield path, entry
+
+
+def _with_recorded_size(root: Path, files: FileTable) -> Iterator[tuple[str, os.DirEntry, Optional[int]]]:
+    """`_entries(root)`, each with the size `files` records for it (None: not listed), looked
+    up LOOKUP entries at a time."""
+    entries = _entries(root)
+    while batch := list(islice(entries, LOOKUP)):
+        sizes = files.sizes([rel for rel, _ in batch])
+        for rel, entry in batch:
+            yield rel, entry, sizes.get(rel)
+
+
+def check_payload(staging: Path, files: FileTable, algorithms: Sequence[str]) -> list[Problem]:
     """Stat-only completeness check: every listed file present with its size; nothing unlisted."""
     problems: list[Problem] = []
-    listed = {f.bagpath for f in files}
     for f in files:
         parts = PurePosixPath(f.bagpath).parts
         if parts[:1] != ("data",) or len(parts) < 2 or ".." in parts or "" in f.bagpath.split("/"):
@@ -55,7 +87,7 @@ def check_payload(staging: Path, files: Sequence[FileInfo], algorithms: Sequence
         if lacking:
             problems.append(Problem("package.checksum", f.bagpath, f"no {', '.join(lacking)} checksum recorded"))
         try:
-            st = os.lstat(staging / f.bagpath)
+            st = os.lstat(os.path.join(staging, f.bagpath))
         except FileNotFoundError:
             problems.append(Problem("package.missing", f.bagpath, "not in the staging folder"))
             continue
@@ -65,20 +97,16 @@ def check_payload(staging: Path, files: Sequence[FileInfo], algorithms: Sequence
             problems.append(Problem("package.missing", f.bagpath, "is not a regular file"))
         elif st.st_size != f.size:
             problems.append(Problem("package.size", f.bagpath, f"{st.st_size} bytes, {f.size} recorded"))
-    data = staging / "data"
-    for folder, dirs, names in os.walk(data):
-        for name in dirs + names:
-            path = Path(folder) / name
-            rel = path.relative_to(staging).as_posix()
-            if rel in listed:
-                continue
-            if path.is_symlink():
-                problems.append(Problem("package.symlink", rel, "a symbolic link in the payload"))
-            elif name in names and _is_leftover(name):
-                path.unlink()
-            elif name in names:
-                problems.append(Problem("package.unlisted", rel, "in staging but not part of the package "
-                                        "(left by an earlier run? remove the staging folder and rerun)"))
+    for rel, entry, recorded in _with_recorded_size(staging, files):
+        if recorded is not None:
+            continue
+        if entry.is_symlink():
+            problems.append(Problem("package.symlink", rel, "a symbolic link in the payload"))
+        elif _is_leftover(entry.name):
+            os.unlink(entry.path)
+        else:
+            problems.append(Problem("package.unlisted", rel, "in staging but not part of the package "
+                                    "(left by an earlier run? remove the staging folder and rerun)"))
     for entry in sorted(os.listdir(staging)):
         if _is_leftover(entry) and (staging / entry).is_file():
             (staging / entry).unlink()
@@ -87,32 +115,26 @@ def check_payload(staging: Path, files: Sequence[FileInfo], algorithms: Sequence
     return problems
 
 
-def item_files(item: Item) -> list[FileInfo]:
-    return ([item.original] if item.original else []) + list(item.masters)
-
-
-def split(package: Package, limit: int) -> tuple[list[Sequence[Item]], list[Problem]]:
-    """Items grouped in order so that each bag (its items plus all metadata) stays under `limit`."""
-    items = package.items           # iterated, never all in memory unless split
-    meta = sum(f.size for f in package.metadata_files)
+def split(package: Package, meta: int, limit: int) -> tuple[list[range], list[Problem]]:
+    """Items grouped in order so that each bag (its items plus all `meta` bytes of metadata)
+    stays under `limit`: ranges of item indexes (the items are iterated, one in memory)."""
+    items = package.items
     if limit <= 0 or len(items) <= 1 or meta + items_bytes(items) <= limit:
-        return [items], []
-    groups: list[list[Item]] = [[]]
-    used, warnings = meta, []
-    for item in items:
-        size = sum(f.size for f in item_files(item))
+        return [range(len(items))], []
+    starts, used, warnings = [0], meta, []
+    for index, item in enumerate(items):
+        size = sum(f.size for f in item.objects())
         if meta + size > limit:
             warnings.append(Problem("package.oversize", item.relpath,
                                     f"{size + meta} bytes with the metadata, over --max-bag-size {limit}"))
-        if groups[-1] and used + size > limit:
-            groups.append([])
+        if index > starts[-1] and used + size > limit:
+            starts.append(index)
             used = meta
-        groups[-1].append(item)
         used += size
-    return groups, warnings
+    return [range(a, b) for a, b in zip(starts, starts[1:] + [len(items)])], warnings
 
 
-def link_bag(staging: Path, bag: Path, files: Sequence[FileInfo]) -> None:
+def link_bag(staging: Path, bag: Path, files: FileTable) -> None:
     """A new bag folder holding `files` of `staging`, hard-linked (copied where links fail)."""
     publish.remove_tree(bag)
     for f in files:
@@ -124,21 +146,41 @@ def link_bag(staging: Path, bag: Path, files: Sequence[FileInfo]) -> None:
             shutil.copyfile(staging / f.bagpath, dest)
 
 
-def part_payload(ctx: Context, package: Package, items: Sequence[Item], bag: Path) -> list[FileInfo]:
-    """One bag of a split package: its items' files and all the metadata, hard-linked from
-    staging, with its own METS (partmets: the files of the other bags left out)."""
-    files = [f for i in items for f in item_files(i)] + list(package.metadata_files)
-    link_bag(ctx.staging, bag, files)
-    for n, f in enumerate(files):
-        if f.bagpath == METS_PATH:
-            (bag / METS_PATH).unlink()
-            size, digests = write_part_mets(ctx.staging / METS_PATH, bag / METS_PATH,
-                                            {g.bagpath for g in files}, ctx.settings.algorithms)
-            files[n] = replace(f, size=size, checksums=digests)
-    return sorted(files, key=lambda f: f.bagpath)
+@contextmanager
+def part_payload(ctx: Context, package: Package, files: FileTable, group: range,
+                 bag: Path) -> Iterator[FileTable]:
+    """One bag of a split package: the originals and masters of the items of `group` and every
+    METADATA file, hard-linked from staging, with its own METS (partmets: the files of the
+    other bags left out).  Yields the bag's own FileTable."""
+    def payload() -> Iterator[FileInfo]:
+        for index in group:
+            yield from package.items[index].objects()
+        yield from (f for f in files.files(METADATA) if f.bagpath != METS_PATH)
+
+    with FileTable(store_folder(ctx.output)) as part:
+        part.add(payload())
+        link_bag(ctx.staging, bag, part)
+        if METS_PATH in files:
+            size, digests = write_part_mets(ctx.staging / METS_PATH, bag / METS_PATH, part,
+                                            ctx.settings.algorithms)
+            part.add([FileInfo(METADATA, METS_PATH, size, digests)])
+        yield part
 
 
-def check_sealed(bag: Path, files: Sequence[FileInfo], algorithms: Sequence[str]) -> list[Problem]:
+def _holds_exactly(bag: Path, top: Sequence[os.DirEntry], files: FileTable) -> bool:
+    """data/ holds regular files only, as many as listed, each listed with its size (one walk,
+    no listing kept); the top of the bag holds no link nor special file."""
+    if not all(e.is_dir(follow_symlinks=False) or e.is_file(follow_symlinks=False) for e in top):
+        return False
+    count = 0
+    for _, entry, recorded in _with_recorded_size(bag, files):
+        count += 1
+        if not entry.is_file(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_size != recorded:
+            return False
+    return count == len(files)
+
+
+def check_sealed(bag: Path, files: FileTable, algorithms: Sequence[str]) -> list[Problem]:
     """The sealed bag read back, without reading the payload: data/ holds exactly the payload
     (stat), bagit.txt, Payload-Oxum, one manifest and tag manifest per algorithm, every manifest
     line decoded back to the right path and checksum, tag manifests right for the tag files."""
@@ -147,11 +189,9 @@ def check_sealed(bag: Path, files: Sequence[FileInfo], algorithms: Sequence[str]
     def bad(path: str, reason: str) -> None:
         problems.append(Problem("package.invalid", path, reason))
 
-    listing = list_bag(bag)
-    found = listing.files
-    in_data = sum(1 for p in found if p.startswith("data/"))
-    if (in_data != len(files) or any(found.get(f.bagpath) != f.size for f in files)
-            or listing.links or listing.special):
+    with os.scandir(bag) as entries:
+        top = list(entries)     # data/ and the tag files: a few entries
+    if not _holds_exactly(bag, top, files):
         bad("data", "does not hold exactly the payload files")
     if (bag / "bagit.txt").read_bytes() != bagwrite.BAGIT_TXT.encode("utf-8"):
         bad("bagit.txt", "not the BagIt 1.0 declaration")
@@ -162,8 +202,8 @@ def check_sealed(bag: Path, files: Sequence[FileInfo], algorithms: Sequence[str]
     manifests = find_manifests(bag)
     if {p.name for p in manifests} != wanted:
         bad(".", f"manifests {sorted(p.name for p in manifests)}, expected {sorted(wanted)}")
-    tag_files = sorted(n for n in listing.files if "/" not in n and not n.startswith("tagmanifest-"))
-    ordered = sorted(files, key=lambda f: f.bagpath)
+    tag_files = sorted(e.name for e in top if e.is_file(follow_symlinks=False)
+                       and not e.name.startswith("tagmanifest-"))
     for path in manifests:
         if path.name.startswith("tagmanifest-"):
             manifest = parse_manifest(path)
@@ -171,21 +211,19 @@ def check_sealed(bag: Path, files: Sequence[FileInfo], algorithms: Sequence[str]
             expected = {n: hash_file(bag / n, [manifest.algorithm])[1][manifest.algorithm] for n in tag_files}
             same = not manifest.errors and len(lines) == len(manifest.entries) and lines == expected
         else:
-            same = _payload_manifest_reads_back(path, ordered)
+            same = _payload_manifest_reads_back(path, files)
         if not same:
             bad(path.name, "does not read back as written")
     return problems
 
 
-def _payload_manifest_reads_back(path: Path, ordered: Sequence[FileInfo]) -> bool:
+def _payload_manifest_reads_back(path: Path, files: FileTable) -> bool:
     """The payload manifest, streamed line by line (flat memory for any number of files): each
     line is `checksum  path` of the next file in path order, and its path decodes back to the
     bag path (BagIt's percent-encoding of CR, LF and %)."""
     alg = path.name[len("manifest-"):-len(".txt")]
-    if any(alg not in f.checksums or decode_path(bagwrite.encode_path(f.bagpath)) != f.bagpath
-           for f in ordered):
-        return False
-    expected = (f"{f.checksums[alg].lower()}  {bagwrite.encode_path(f.bagpath)}\n" for f in ordered)
+    expected = (bagwrite.manifest_line(f, alg) if alg in f.checksums
+                and decode_path(bagwrite.encode_path(f.bagpath)) == f.bagpath else None for f in files)
     try:
         with open(path, encoding="utf-8", newline="") as lines:
             return all(a == b for a, b in zip_longest(lines, expected))
@@ -197,7 +235,7 @@ def _description(record: dict, name: str) -> str:
     return str(record.get("description") or record.get("title") or f"Photographs of the collection {name}")
 
 
-def seal(bag: Path, package: Package, ctx: Context, files: Sequence[FileInfo],
+def seal(bag: Path, package: Package, ctx: Context, files: FileTable,
          group: Optional[tuple[str, int, int]] = None) -> None:
     record = dict(package.collection.data) if package.collection else {}
     info = bagwrite.bag_info(collection=record, identifier=ctx.collection_id,
@@ -236,28 +274,29 @@ def _package(package: Package, ctx: Context) -> Package:
     if done:
         return replace(package, published=done)
     publish.clear_leftovers(ctx.output, package.name)
-    files = package.files()
-    if not files or not ctx.staging.is_dir():
-        raise PackagingError(f"{package.name}: nothing to package (no payload was written)",
-                             [Problem("package.empty", "data", "no payload files")])
-    problems = check_payload(ctx.staging, files, ctx.settings.algorithms)
-    if errors_in(problems):
-        raise PackagingError(f"{package.name}: the staging folder does not hold exactly the package's "
-                             "files; nothing was published", problems)
-    groups, warnings = split(package, ctx.settings.max_bag_size)
-    sealed = publish.sealed_dir(ctx.output, package.name)
-    sealed.mkdir(parents=True)
-    bags: list[Path] = []
-    if len(groups) == 1:
-        seal(ctx.staging, package, ctx, files)
-        bags.append(sealed / package.name)
-        os.rename(ctx.staging, bags[0])  # out of the way of a rerun's stages
-    else:
-        for number, items in enumerate(groups, start=1):
-            bag = sealed / publish.part_name(package.name, number, len(groups))
-            part_files = part_payload(ctx, package, items, bag)
-            seal(bag, package, ctx, part_files, (ctx.collection_id, number, len(groups)))
-            bags.append(bag)
+    with FileTable(store_folder(ctx.output)) as files:
+        files.add(package.payload())
+        if not len(files) or not ctx.staging.is_dir():
+            raise PackagingError(f"{package.name}: nothing to package (no payload was written)",
+                                 [Problem("package.empty", "data", "no payload files")])
+        problems = check_payload(ctx.staging, files, ctx.settings.algorithms)
+        if errors_in(problems):
+            raise PackagingError(f"{package.name}: the staging folder does not hold exactly the package's "
+                                 "files; nothing was published", problems)
+        groups, warnings = split(package, files.total_size(METADATA), ctx.settings.max_bag_size)
+        sealed = publish.sealed_dir(ctx.output, package.name)
+        sealed.mkdir(parents=True)
+        bags: list[Path] = []
+        if len(groups) == 1:
+            seal(ctx.staging, package, ctx, files)
+            bags.append(sealed / package.name)
+            os.rename(ctx.staging, bags[0])  # out of the way of a rerun's stages
+        else:
+            for number, group in enumerate(groups, start=1):
+                bag = sealed / publish.part_name(package.name, number, len(groups))
+                with part_payload(ctx, package, files, group, bag) as part:
+                    seal(bag, package, ctx, part, (ctx.collection_id, number, len(groups)))
+                bags.append(bag)
     moves = [(bag, bag.name) for bag in bags]
     if ctx.settings.serialize:
         for bag in bags:

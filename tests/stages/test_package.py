@@ -16,6 +16,7 @@ from package_helpers import ROOT_SCHEMAS, bagit_valid, build, pipeline_valid, tr
 from pipeline import bagwrite
 from pipeline.bag import find_manifests, parse_manifest, read_tag_file
 from pipeline.errors import PackagingError
+from pipeline.filetable import FileTable
 from pipeline.hashing import hash_file
 from pipeline.metscheck import check_mets
 from pipeline.stage import Settings
@@ -24,6 +25,13 @@ from pipeline.stages.package import STAGE, check_sealed, package_collection
 
 def codes(exc: PackagingError) -> set[str]:
     return {p.code for p in exc.problems}
+
+
+def sealed_check(bag, package, algorithms=("sha256", "sha512")):
+    """check_sealed of `bag` against the package's files, through a FileTable as the stage does."""
+    with FileTable(bag.parent / ".staging") as files:
+        files.add(package.payload())
+        return check_sealed(bag, files, algorithms)
 
 
 def package(tmp_path, **kwargs):
@@ -37,6 +45,7 @@ def refused(pkg, ctx, code: str) -> PackagingError:
         package_collection(pkg, ctx)
     assert codes(err.value) == {code}
     assert [p.name for p in ctx.output.iterdir()] == [".staging"]
+    assert not list((ctx.output / ".staging").glob(".files-*")), "the file table is removed on failure"
     return err.value
 
 
@@ -179,6 +188,16 @@ def test_package_unexpected(tmp_path):
     refused(pkg, ctx, "package.unexpected")
 
 
+def test_package_duplicate(tmp_path):
+    """A bag path the package lists twice would be listed twice in the manifests: refused."""
+    pkg, ctx = build(tmp_path / "output")
+    twice = pkg.items[2].original
+    pkg = replace(pkg, metadata_files=pkg.metadata_files + (replace(twice, role="metadata"),))
+    err = refused(pkg, ctx, "package.duplicate")
+    assert [p.path for p in err.problems] == [twice.bagpath]
+    assert str(err).startswith(twice.bagpath) and "\n" not in str(err)
+
+
 def test_package_empty(tmp_path):
     pkg, ctx = build(tmp_path / "output", originals={})
     pkg = replace(pkg, metadata_files=())
@@ -188,8 +207,8 @@ def test_package_empty(tmp_path):
 def test_package_invalid(tmp_path):
     """The read-back after sealing catches a bag that is not what was written."""
     result, ctx = package(tmp_path)
-    bag, files = ctx.output / "coll", result.files()
-    assert check_sealed(bag, files, ("sha256", "sha512")) == []
+    bag = ctx.output / "coll"
+    assert sealed_check(bag, result) == []
     tampered = {
         "data": lambda: (bag / "data" / "extra.txt").write_text("x"),
         "bag-info.txt": lambda: (bag / "bag-info.txt").write_text(
@@ -200,7 +219,7 @@ def test_package_invalid(tmp_path):
     }
     for where, damage in tampered.items():
         damage()
-        found = check_sealed(bag, files, ("sha256", "sha512"))
+        found = sealed_check(bag, result)
         assert {p.code for p in found} == {"package.invalid"} and where in {p.path for p in found}, where
 
 
@@ -286,6 +305,7 @@ def test_split_by_max_bag_size(tmp_path):
             assert master in payload, "an item's master travels with its original"
     assert sorted(seen) == sorted(f"data/objects/originals/{n}" for n in originals)
     assert not (ctx.output / ".staging" / "coll").exists()
+    assert sorted(p.name for p in (ctx.output / ".staging").iterdir()) == [], "no file table left"
 
 
 def test_package_oversize(tmp_path):
@@ -403,26 +423,26 @@ def test_split_keeps_every_item_once_in_order_within_the_limit(sizes, meta_size,
                        original=info(ORIGINAL, f"data/objects/originals/{i}.jpg", n)) for i, n in enumerate(sizes))
     pkg = Package(name="p", source=Path("."), collection=None, items=items,
                   metadata_files=(info(METADATA, "data/metadata/mets.xml", meta_size),))
-    groups, warnings = split(pkg, limit)
-    assert [i for g in groups for i in g] == list(items) and all(groups)
+    groups, warnings = split(pkg, meta_size, limit)
+    assert [items[i] for g in groups for i in g] == list(items) and all(groups)
     oversize = {p.path for p in warnings}
     assert oversize == {i.relpath for i in items if i.original.size + meta_size > limit} or len(groups) == 1
     for group in groups:
-        total = meta_size + sum(i.original.size for i in group)
-        assert total <= limit or len(groups) == 1 or (len(group) == 1 and group[0].relpath in oversize)
+        total = meta_size + sum(items[i].original.size for i in group)
+        assert total <= limit or len(groups) == 1 or (len(group) == 1 and items[group[0]].relpath in oversize)
 
 
 def test_payload_manifest_read_back_line_by_line(tmp_path):
     """The payload manifests are compared line by line with the files (streamed): a missing,
     repeated or reordered line is caught as surely as a wrong one."""
     result, ctx = package(tmp_path)
-    bag, files = ctx.output / "coll", result.files()
+    bag = ctx.output / "coll"
     manifest = bag / "manifest-sha256.txt"
     good = manifest.read_text(encoding="utf-8")
     lines = good.splitlines(keepends=True)
     assert len(lines) >= 2
     for damaged in (good.rsplit("\n", 2)[0] + "\n", good + lines[-1], "".join(reversed(lines)), good + "\n"):
         manifest.write_text(damaged, encoding="utf-8")
-        found = check_sealed(bag, files, ("sha256", "sha512"))
+        found = sealed_check(bag, result)
         assert "manifest-sha256.txt" in {p.path for p in found}, damaged
     manifest.write_text(good, encoding="utf-8")
