@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from . import __version__
 from .bag import encode_path
-from .filetable import FileTable
+from .filetable import BATCH, FileTable
 from .hashing import write_hashed
 from .model import FileInfo
 from .xmlio import hashed_output
@@ -114,7 +114,7 @@ def write_tag_files(bag: Path, files: FileTable, info: Sequence[tuple[str, str]]
         name = f"manifest-{alg}.txt"
         lines = (manifest_line(f, alg) for f in files)
         with hashed_output(bag / name, algorithms) as out:
-            while chunk := "".join(islice(lines, 4096)):
+            while chunk := "".join(islice(lines, BATCH)):
                 out.write(chunk.encode("utf-8"))
         written[name] = out.digests()
     tagged = sorted(written)

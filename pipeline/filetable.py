@@ -24,7 +24,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 from .errors import PackagingError, Problem
 from .model import FileInfo
 
-BATCH = 4096                 # rows per executemany
+BATCH = 256                  # rows per executemany (and manifest lines per write)
 LOOKUP = 512                 # paths per query of sizes()
 CACHE_KIB = 16384            # SQLite's page cache: 16 MiB, whatever the number of files
 PREFIX = ".files-"
