@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -130,22 +131,28 @@ def main() -> None:
             "stage": [sys.executable, "-c", OURS, str(src), "{out}", str(args.workers), args.compression,
                       "sha256,sha512"],
         }
+        sources = sorted(src.glob("*.jpg"))
         best: dict[str, tuple[float, int, float]] = {}
+        rounds: list[dict[str, float]] = []     # each round's wall seconds, side by side
         for r in range(args.repeat):    # alternating, each side's best run counts (a shared machine)
+            walls: dict[str, float] = {}
             for name, cmd in runs.items():
                 out = tmp / f"{name}-{r}"
                 out.mkdir()
                 os.sync()               # nothing left to write back from the run before
                 result = timed([c.replace("{out}", str(out)) for c in cmd])
                 discard(out)
+                walls[name] = result[0]
                 if name not in best or result[0] < best[name][0]:
                     best[name] = result
+            walls["floor"] = floor(sources, args.workers, False)
+            walls["floor_bag"] = floor(sources, args.workers, True)
+            rounds.append(walls)
         (im_wall, im_rss, im_cpu), (ours_wall, ours_rss, ours_cpu) = best["im"], best["ours"]
         stage_wall, _, stage_cpu = best["stage"]
         _, idle_rss, idle_cpu = timed([sys.executable, "-c", IDLE])
-        sources = sorted(src.glob("*.jpg"))
-        floor_proof = min(floor(sources, args.workers, False) for _ in range(args.repeat))
-        floor_bag = min(floor(sources, args.workers, True) for _ in range(args.repeat))
+        floor_proof = min(w["floor"] for w in rounds)
+        floor_bag = min(w["floor_bag"] for w in rounds)
     empty_trash()
     decoded = W * H * 3 / 1024
     im_rate, ours_rate = args.count / im_wall, args.count / ours_wall
@@ -162,6 +169,13 @@ def main() -> None:
           f"{(n / floor_bag) / im_rate:.2f}x")
     print(f"throughput ratio (ours / ImageMagick): {ours_rate / im_rate:.2f}x wall, "
           f"{(im_cpu / n) / ((ours_cpu - idle_cpu) / n):.2f}x by CPU time   (target >= 2.5x)")
+    print("each round, ImageMagick's time over ours and over the floor's (the most any converter could "
+          "reach in that round):")
+    for r, w in enumerate(rounds, start=1):
+        print(f"  round {r}: ours {w['im'] / w['ours']:.2f}x, floor {w['im'] / w['floor']:.2f}x "
+              f"(ImageMagick {w['im']:.2f} s, ours {w['ours']:.2f} s, floor {w['floor']:.2f} s)")
+    print(f"  median: ours {statistics.median(w['im'] / w['ours'] for w in rounds):.2f}x, floor "
+          f"{statistics.median(w['im'] / w['floor'] for w in rounds):.2f}x")
     print(f"peak memory / one decoded image ({decoded / 1024:.1f} MiB): {ours_rss / decoded:.2f}x, "
           f"above the idle interpreter {(ours_rss - idle_rss) / decoded:.2f}x   (target < 4x)")
 
