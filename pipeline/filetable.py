@@ -41,6 +41,7 @@ class FileTable:
 
     def __init__(self, folder: Path) -> None:
         self._folder = folder
+        self._counted: dict[str, tuple[int, int]] = {}
         try:
             folder.mkdir(parents=True, exist_ok=True)
             for stale in folder.glob(f"{PREFIX}*.db"):  # a run killed in the instant below
@@ -73,6 +74,7 @@ class FileTable:
         """Insert `files` in batches; a path already in the table is a `package.duplicate`."""
         rows = ((f.bagpath, f.role, f.size, " ".join(f"{a} {d}" for a, d in f.checksums.items()))
                 for f in files)
+        self._counted.clear()
         try:
             self._db.execute("BEGIN")
             while batch := list(islice(rows, BATCH)):
@@ -92,38 +94,52 @@ class FileTable:
     def files(self, role: Optional[str] = None) -> Iterator[FileInfo]:
         """The files (of one role), in bag-path order, read one row at a time."""
         where, args = (" WHERE role = ?", (role,)) if role else ("", ())
-        for path, role_, size, checksums in self._db.execute(
-                f"SELECT path, role, size, checksums FROM files{where} ORDER BY path", args):
-            words = checksums.split()     # "algorithm digest algorithm digest ..."
-            yield FileInfo(role=role_, bagpath=path, size=size, checksums=dict(zip(words[::2], words[1::2])))
+        try:
+            for path, role_, size, checksums in self._db.execute(
+                    f"SELECT path, role, size, checksums FROM files{where} ORDER BY path", args):
+                words = checksums.split()     # "algorithm digest algorithm digest ..."
+                yield FileInfo(role=role_, bagpath=path, size=size,
+                               checksums=dict(zip(words[::2], words[1::2])))
+        except sqlite3.Error as exc:
+            raise _failed(self._folder, exc) from exc
 
     def __iter__(self) -> Iterator[FileInfo]:
         return self.files()
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT count(*) FROM files").fetchone()[0]
+        return self._totals("")[0]
 
-    def total_size(self, role: Optional[str] = None) -> int:
-        where, args = (" WHERE role = ?", (role,)) if role else ("", ())
-        # Summed here, exactly: SQLite's sum() stops at 2**63 and its total() rounds.
-        return sum(size for size, in self._db.execute(f"SELECT size FROM files{where}", args))
+    def total_size(self, role: str = "") -> int:
+        """The bytes of every file (of one role)."""
+        return self._totals(role)[1]
+
+    def _totals(self, role: str) -> tuple[int, int]:
+        """(files, bytes) of every file or of one role, counted once after the last add; summed
+        in Python, row by row and exactly (SQLite's sum() fails past 2**63, its total() rounds)."""
+        if role not in self._counted:
+            where, args = (" WHERE role = ?", (role,)) if role else ("", ())
+            count = total = 0
+            try:
+                for size, in self._db.execute(f"SELECT size FROM files{where}", args):
+                    count, total = count + 1, total + size
+            except sqlite3.Error as exc:
+                raise _failed(self._folder, exc) from exc
+            self._counted[role] = (count, total)
+        return self._counted[role]
 
     def sizes(self, paths: Sequence[str]) -> dict[str, int]:
-        """The recorded sizes of those of `paths` that are listed (one query for many paths)."""
-        out: dict[str, int] = {}
-        for start in range(0, len(paths), LOOKUP):
-            chunk = paths[start:start + LOOKUP]
-            out.update(self._db.execute(f"SELECT path, size FROM files WHERE path IN "
-                                        f"({', '.join('?' * len(chunk))})", chunk))
-        return out
-
-    def size_of(self, path: str) -> Optional[int]:
-        """The recorded size of `path`, None when it is not listed."""
-        row = self._db.execute("SELECT size FROM files WHERE path = ?", (path,)).fetchone()
-        return None if row is None else row[0]
+        """The recorded sizes of those of `paths` that are listed (one query; at most LOOKUP)."""
+        return dict(self._read(f"SELECT path, size FROM files WHERE path IN ({', '.join('?' * len(paths))})",
+                               list(paths)))
 
     def __contains__(self, path: object) -> bool:
-        return isinstance(path, str) and self.size_of(path) is not None
+        return isinstance(path, str) and bool(self._read("SELECT 1 FROM files WHERE path = ?", [path]))
+
+    def _read(self, sql: str, args: Sequence = ()) -> list:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise _failed(self._folder, exc) from exc
 
 
 def _failed(folder: Path, exc: Exception) -> PackagingError:

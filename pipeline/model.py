@@ -141,10 +141,6 @@ class Package:
             yield from item.metadata
         yield from self.metadata_files
 
-    def files(self) -> list[FileInfo]:
-        """`payload()` as a list in bag-path order."""
-        return sorted(self.payload(), key=lambda f: f.bagpath)
-
 
 def software_agent(name: str, version: str, note: str = "") -> Agent:
     return Agent(id=f"software:{name}/{version}", name=name, type="software", version=version, note=note)

@@ -34,9 +34,8 @@ def test_iteration_is_in_python_sorted_order_with_every_answer(tmp_path, sizes):
         assert [f.size for f in listed] == [sizes[p] for p in sorted(sizes)]
         assert all(f == info(f.bagpath, f.size) for f in listed), "role, size and checksums kept"
         assert len(table) == len(sizes) and table.total_size() == sum(sizes.values())
-        for p, n in sizes.items():
-            assert p in table and table.size_of(p) == n
-        assert table.size_of(min(sizes) + "\x00") is None and (min(sizes) + "\x00") not in table
+        assert table.sizes(list(sizes)) == sizes and all(p in table for p in sizes)
+        assert table.sizes([min(sizes) + "\x00"]) == {} and (min(sizes) + "\x00") not in table
     assert leftovers(tmp_path) == []
 
 
@@ -49,7 +48,7 @@ def test_role_filter_and_batches(tmp_path):
         assert [f.bagpath for f in table.files(METADATA)] == ["data/metadata/dc.xml", "data/metadata/mets.xml"]
         assert table.total_size(METADATA) == 8 and table.total_size(ORIGINAL) == sum(range(len(many)))
         table.add([info("data/metadata/late.xml", 1, METADATA)])   # more rows later: still one table
-        assert len(table) == len(many) + 3
+        assert len(table) == len(many) + 3 and table.total_size(METADATA) == 9, "counted again after add"
 
 
 def test_package_duplicate_names_every_repeated_path(tmp_path):

@@ -173,6 +173,10 @@ def test_history_reads_the_registry_without_changing_it(store):
     proc = run_cli("fixity", "--history", "ten", "--db", other)
     assert proc.returncode == 2 and "not a fixity registry" in proc.stderr and no_traceback(proc)
     assert other.read_bytes() == before
+    text = store / "notes.sqlite"
+    text.write_text("not a database at all\n" * 20)
+    proc = run_cli("fixity", "--history", "ten", "--db", text)
+    assert proc.returncode == 2 and "not a fixity registry" in proc.stderr and no_traceback(proc)
 
 
 KILLER = textwrap.dedent("""

@@ -63,7 +63,7 @@ def test_filesec_groups_checksums_and_groupids(described):
     root = parse(path).getroot()
     groups = {g.get("USE"): g for g in root.iter(q("mets:fileGrp"))}
     assert list(groups) == ["original", "preservation", "metadata"]
-    by_path = {f.bagpath: f for f in package.files()}
+    by_path = {f.bagpath: f for f in package.payload()}
     for grp in groups.values():
         for f in grp.findall(q("mets:file")):
             href = f.find(q("mets:FLocat")).get(f"{{{NS['xlink']}}}href")
@@ -168,7 +168,7 @@ def test_same_epoch_gives_byte_identical_mets_and_dc(tmp_path, monkeypatch):
 def test_one_amdsec_per_file_and_one_for_the_package(described):
     package, _, path = described
     amd = [el.get("ID") for el in parse(path).getroot().findall(q("mets:amdSec"))]
-    files = [f for f in package.files() if f.bagpath != mets.METS_PATH]
+    files = [f for f in package.payload() if f.bagpath != mets.METS_PATH]
     assert sorted(amd) == sorted([f"amd-{f.id}" for f in files] + ["amd-package"])
 
 

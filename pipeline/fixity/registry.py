@@ -137,8 +137,10 @@ class Registry:
     def _check_schema(self, create: bool = False) -> None:
         try:
             row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        except sqlite3.OperationalError:    # no meta table (opened read-only): not a registry
-            raise UsageError(f"{self.path}: not a fixity registry") from None
+        except sqlite3.DatabaseError as exc:    # opened read-only: not SQLite, or no meta table
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB or "no such table" in str(exc):
+                raise UsageError(f"{self.path}: not a fixity registry") from None
+            raise
         if row is None and create:
             self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         elif row is None or row[0] != SCHEMA_VERSION:

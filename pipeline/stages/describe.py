@@ -1,7 +1,7 @@
 """Describe: Dublin Core records, the submitted records as received, and the METS/PREMIS document.
 
 Writes into the bag under construction (`ctx.staging`), in this order, each file hashed while it
-is written and returned in `package.metadata_files`:
+is written and returned in `Item.metadata` (an item's own) or `package.metadata_files` (the rest):
   data/metadata/submission/<record path>           byte-identical copies of the records received
   data/metadata/dc/collection.{oai_dc,dcterms}.xml the collection
   data/metadata/dc/items/<image relpath>.{oai_dc,dcterms}.xml   each photograph
@@ -74,7 +74,7 @@ def _with_file_ids(item: Item, ctx: Context) -> Item:
 
 def _supplement_events(item: Item, ctx: Context, agent: Agent, org: Optional[Agent]) -> Item:
     """Add the ingestion and message digest events an upstream stage did not record."""
-    files = ([item.original] if item.original else []) + list(item.masters)
+    files = item.objects()
     if not files:
         return item
     events = list(item.events)
@@ -143,7 +143,7 @@ def _name_problems(item: Item) -> list[Problem]:
     """Names and event texts that go into the METS must be XML too (validation should have
     refused such names already: this keeps a slip upstream a problem, not a crash here)."""
     texts = [("relpath", item.relpath)]
-    for info in ([item.original] if item.original else []) + list(item.masters):
+    for info in item.objects():
         texts += [("bagpath", info.bagpath), ("original_name", info.original_name)]
     for event in item.events:
         texts += [(f"event {event.type}", text) for text in (event.detail, event.outcome_detail,

@@ -117,15 +117,16 @@ def check_payload(staging: Path, files: FileTable, algorithms: Sequence[str]) ->
 
 def split(package: Package, meta: int, limit: int) -> tuple[list[range], list[Problem]]:
     """Items grouped in order so that each bag (its items plus all `meta` bytes of metadata)
-    stays under `limit`: ranges of item indexes (the items are iterated, one in memory)."""
+    stays under `limit`: ranges of item indexes (the items are not loaded, but to name one)."""
     items = package.items
     if limit <= 0 or len(items) <= 1 or meta + items_bytes(items) <= limit:
         return [range(len(items))], []
+    kept = getattr(items, "object_bytes", None)     # an ItemStore answers without loading
     starts, used, warnings = [0], meta, []
-    for index, item in enumerate(items):
-        size = sum(f.size for f in item.objects())
+    for index in range(len(items)):
+        size = kept(index) if kept else sum(f.size for f in items[index].objects())
         if meta + size > limit:
-            warnings.append(Problem("package.oversize", item.relpath,
+            warnings.append(Problem("package.oversize", items[index].relpath,
                                     f"{size + meta} bytes with the metadata, over --max-bag-size {limit}"))
         if index > starts[-1] and used + size > limit:
             starts.append(index)

@@ -443,11 +443,12 @@ def validate_item(item: Item, ctx: Context) -> Item:
 
 
 def duplicate_identifiers(records: Iterable[Record]) -> list[Problem]:
+    """Records (their data reduced to what this needs, see `_light`) sharing an identifier."""
     groups: dict[str, list[tuple[Record, str]]] = defaultdict(list)
     for record in records:
         ident = record.data.get("identifier")
         if isinstance(ident, str) and ident:
-            groups[ident.casefold()].append((_light(record), ident))
+            groups[ident.casefold()].append((record, ident))
     out = []
     for group in groups.values():
         for record, ident in group if len(group) > 1 else ():
@@ -459,8 +460,9 @@ def duplicate_identifiers(records: Iterable[Record]) -> list[Problem]:
 
 
 def _light(record: Record) -> Record:
-    """The record without its data: where it is, for problems that point at it."""
-    return replace(record, data={})
+    """The record with only what the collection-level checks read (identifier, place): where it
+    is, for problems that point at it."""
+    return replace(record, data={k: record.data[k] for k in ("identifier", "place") if k in record.data})
 
 
 def _where(record: Record) -> str:
@@ -501,7 +503,7 @@ def place_spellings(records: Iterable[Record]) -> list[Problem]:
         for i, part in enumerate(place if isinstance(place, list) else ()):
             for word in re.findall(r"\w+", part) if isinstance(part, str) else ():
                 if len(word) >= 4 and word[0].isupper():
-                    uses[word].append((_light(record), i))
+                    uses[word].append((record, i))
     variants: dict[str, list[str]] = defaultdict(list)
     for word in uses:
         variants[_skeleton(word)].append(word)
@@ -530,8 +532,7 @@ def validate_collection_level(package: Package, ctx: Context) -> Package:
     for item in package.items:
         paths.append(item.relpath)
         if item.record is not None:
-            data = item.record.data
-            records.append(replace(item.record, data={k: data[k] for k in ("identifier", "place") if k in data}))
+            records.append(_light(item.record))
     problems += duplicate_identifiers(records)
     problems += twins(paths + [r.path for r in package.records])
     problems += place_spellings(records)
