@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -110,12 +111,15 @@ def main() -> int:
     script.write_text(BASELINE)
     load = os.getloadavg()[0]
     ours = base = None
-    for _ in range(args.repeat):  # alternate the two; keep each one's best run
+    workers = args.workers or os.cpu_count() or 1
+    rounds: list[tuple[float, float, float]] = []    # each round: ours, baseline, floor (wall s)
+    for _ in range(args.repeat):  # alternate the three; keep each one's best run
         discard(out)
         discard(work / "baseline")
         warm(folder)
         settle()
         t, rep = pipeline_run(work / "ingest", out, "--workers", str(args.workers))
+        mine = t.seconds
         if ours is None or t.seconds < ours.seconds:
             ours, report = t, rep
         warm(folder)
@@ -127,9 +131,9 @@ def main() -> int:
             return 1
         if base is None or t.seconds < base.seconds:
             base = t
-    workers = args.workers or os.cpu_count() or 1
-    warm(folder)
-    least = min(floor(sorted(folder.glob("*.jpg")), workers, True) for _ in range(args.repeat))
+        warm(folder)
+        rounds.append((mine, t.seconds, floor(sorted(folder.glob("*.jpg")), workers, True)))
+    least = min(f for _, _, f in rounds)
     coll = (report.get("collections") or [{}])[0]
     ok = ours.returncode == 0 and coll.get("ok")
     if coll.get("error"):
@@ -154,6 +158,12 @@ def main() -> int:
         f"master's pixel bytes written, one sha256 pixel digest, sha256+sha512 of original and master): "
         f"{least:.1f} s, so no implementation of the issue can pass {base.seconds / least:.2f}x the "
         f"baseline here; ours is at {least / ours.seconds:.0%} of that floor's speed",
+        "each round, the baseline's time over ours and over the floor's (the most any implementation "
+        "could reach in that round):",
+        *(f"  round {r}: ours {b / o:.2f}x, floor {b / f:.2f}x (ours {o:.1f} s, baseline {b:.1f} s, "
+          f"floor {f:.1f} s)" for r, (o, b, f) in enumerate(rounds, start=1)),
+        f"  median: ours {statistics.median(b / o for o, b, _ in rounds):.2f}x, floor "
+        f"{statistics.median(b / f for _, b, f in rounds):.2f}x",
     ]
     print("\n".join(lines))
     empty_trash()
