@@ -149,10 +149,13 @@ class _HandOff(Sequence):
             yield item  # type: ignore[misc]
 
 
-def run_stage(stage: Stage, package: Package, ctx: Context,
+def run_stage(stage: Stage, package: Package | list[Package], ctx: Context,
               progress: Optional[Progress] = None, client=None, on_disk: bool = False) -> Package:
-    """Run one stage.  The caller should hold no other reference to `package`'s items if it
-    wants them freed as they are handed out (see _HandOff)."""
+    """Run one stage.  `package` may come in a one-item list, which this empties: the caller
+    then holds no reference to it while the stage runs, and its items are freed as they are
+    handed out (see _HandOff) instead of living until the stage ends."""
+    if isinstance(package, list):
+        package = package.pop()
     if stage.per_item is not None:
         items = package.items if isinstance(package.items, ItemStore) else _HandOff(package.items)
         package = replace(package, items=())
@@ -215,7 +218,9 @@ def validate_collection(collection: Path, settings: Settings = Settings(),
         stage = load_stage(name)
         if stage is None:
             continue
-        package = run_stage(stage, package, ctx, progress)
+        handed = [package]
+        del package     # the stage's input items go as they are handed out
+        package = run_stage(stage, handed, ctx, progress)
         if name == "discover" and package.collection is not None:
             ctx = replace(ctx, collection_id=str(package.collection.data.get("identifier") or ctx.collection_id))
     return package
@@ -272,9 +277,9 @@ def run(collection: Path, output: Path, settings: Settings = Settings(),
                 result.stages_missing.append(name)
                 continue
             before, started = measure(result.package), time.monotonic()
-            package, result.package = result.package, _empty_package(collection)
-            result.package = run_stage(stage, package, ctx, progress, client=client, on_disk=True)
-            del package  # let the stage's input items go as they are handed out
+            handed, result.package = [result.package], _empty_package(collection)
+            # handed over in a list that run_stage empties: nothing here keeps the input's items
+            result.package = run_stage(stage, handed, ctx, progress, client=client, on_disk=True)
             report = stage_report(name, time.monotonic() - started, before, result.package)
             result.stages.append(report)
             result.stages_run.append(name)

@@ -137,6 +137,32 @@ def test_stage_lets_each_input_item_go_once_handed_out(tmp_path):
     assert alive[0] == 40 and alive[-1] <= 2 * 2  # only the items still in flight are held
 
 
+def test_a_package_handed_in_a_list_lets_its_items_go_while_the_stage_runs(tmp_path):
+    """pipeline run names its package; handed over in a list that run_stage empties, the input
+    items are freed as the workers take them.  Held by the caller, all of them live to the end
+    (that was the discover stage's whole collection, alive through validation)."""
+    ctx = make_ctx(tmp_path, workers=2)
+    stage = Stage("convert", per_item=hs.digest_item)
+    for boxed in (True, False):
+        items = tuple(hs.make_items(ctx, 40))
+        refs = [weakref.ref(i) for i in items]
+        package = Package(name="coll", source=ctx.ingest, collection=None, items=items)
+        del items
+        alive = []
+
+        def count(s, done, total):
+            alive.append(sum(r() is not None for r in refs))
+        if boxed:
+            handed = [package]
+            del package
+            out = run_stage(stage, handed, ctx, count)
+            assert handed == [] and alive[-1] <= 2 * 2
+        else:
+            out = run_stage(stage, package, ctx, count)
+            assert alive[-1] == 40
+        assert len(out.items) == 40
+
+
 def test_stage_results_are_kept_on_disk_in_order(tmp_path):
     """Between stages the items live in an ItemStore: in input order, equal to what the workers
     returned, and the process holds an offset per item rather than the items."""
