@@ -73,6 +73,8 @@ class Record:
     path: str                    # relative to the collection, e.g. "a/b.json" or "metadata.csv"
     data: Mapping[str, Any]      # the record as parsed (CSV rows already turned into this shape)
     row: int | None = None       # CSV row number (1 = first data row), None for JSON
+    loaded: bool = True          # False: a sidecar paired by name, not read yet (data empty); the
+                                 # validate stage reads it, one item at a time in its workers
 
 
 @dataclass(frozen=True)

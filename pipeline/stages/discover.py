@@ -210,8 +210,10 @@ def _stem_key(rel: str) -> tuple[str, str]:
     return str(path.parent), path.stem if path.suffix else path.name
 
 
-def _pair_sidecars(root: Path, images: list[str], sidecars: list[str]):
-    """image relpath -> Record from its sidecar; plus sidecar Records and problems."""
+def _pair_sidecars(images: list[str], sidecars: list[str]):
+    """image relpath -> Record of its sidecar, paired by name and not read yet (the validate
+    stage reads each in its workers: discovery never holds the collection's records); plus the
+    sidecars' Records (paths only) and the pairing problems."""
     by_key: dict[tuple[str, str], list[str]] = {}
     for image in images:
         by_key.setdefault(_stem_key(image), []).append(image)
@@ -220,8 +222,7 @@ def _pair_sidecars(root: Path, images: list[str], sidecars: list[str]):
     problems: list[Problem] = []
     claimed: set[str] = set()
     for rel in sidecars:
-        data, problem = load_object(root, rel)
-        records.append(Record(rel, data or {}))
+        records.append(Record(rel, {}))
         owners = by_key.get(_stem_key(rel), [])
         claimed.update(owners)
         if not owners:
@@ -229,10 +230,8 @@ def _pair_sidecars(root: Path, images: list[str], sidecars: list[str]):
         elif len(owners) > 1:
             problems.append(Problem("record.ambiguous", rel, f"could belong to {', '.join(owners)}; "
                                                             "give each image its own name"))
-        elif problem:
-            problems.append(problem)
         else:
-            paired[owners[0]] = Record(rel, data)
+            paired[owners[0]] = Record(rel, {}, loaded=False)
     return paired, records, problems, claimed
 
 
@@ -286,7 +285,7 @@ def discover(package: Package, ctx: Context) -> Package:
     sidecars = [f for f in files if f.lower().endswith(".json") and f != COLLECTION_RECORD]
     not_images = set(sidecars) | {COLLECTION_RECORD, METADATA_CSV}
     images = [f for f in files if f not in not_images]
-    by_sidecar, sidecar_records, sidecar_problems, claimed = _pair_sidecars(root, images, sidecars)
+    by_sidecar, sidecar_records, sidecar_problems, claimed = _pair_sidecars(images, sidecars)
     records.extend(sidecar_records)
     problems.extend(sidecar_problems)
     by_row: dict[str, Record] = {}

@@ -38,7 +38,7 @@ from ..imaging import captured, icc_description
 from ..errors import Problem, ProcessingError, errors_in
 from ..model import Event, Item, Package, Record, pipeline_agent, software_agent
 from ..stage import Context, Stage
-from .discover import CSV_COLUMNS
+from .discover import CSV_COLUMNS, load_object
 
 SCHEMA_DIRS = (
     Path(__file__).resolve().parents[2] / "schemas",                       # a checkout / editable install
@@ -428,8 +428,20 @@ def _version(dist: str) -> str:
     return version(dist)
 
 
+def read_record(item: Item, ctx: Context) -> tuple[Item, list[Problem]]:
+    """The item with its sidecar read, when discovery paired it by name only; a sidecar that
+    is not one JSON object leaves the item without a record, with the problem."""
+    record = item.record
+    if record is None or record.loaded:
+        return item, []
+    data, problem = load_object(Path(ctx.ingest), record.path)
+    if problem is not None:
+        return replace(item, record=None), [problem]
+    return replace(item, record=Record(record.path, data)), []
+
+
 def validate_item(item: Item, ctx: Context) -> Item:
-    problems: list[Problem] = []
+    item, problems = read_record(item, ctx)
     record = item.record
     if record is not None:
         problems += record_problems(record, "item") + mojibake_problems(record)

@@ -12,9 +12,10 @@ from hypothesis import given, settings as hsettings, strategies as st
 from cases.build import COLLECTION, RECORD, jpeg
 from pipeline import validate_collection
 from pipeline.errors import errors_in
-from pipeline.model import Package
+from pipeline.model import Package, Record
 from pipeline.stage import Context, Settings
 from pipeline.stages.discover import discover, safe_relpath
+from pipeline.stages.validate import read_record, validate_item
 
 ONE = Settings(workers=1)
 
@@ -109,9 +110,24 @@ def test_json_that_is_not_an_object_or_has_duplicate_keys(tmp_path):
                                    "b.json": '{"identifier": "b", "identifier": "c"}', "d.jpg": jpeg(),
                                    "d.json": '{"identifier": NaN}'})
     package = run_discover(folder)
-    assert [(p.code, p.path) for p in package.problems] == [("record.json", "a.json"), ("record.json", "b.json"),
-                                                          ("record.json", "d.json")]
-    assert all(i.record is None for i in package.items)
+    assert package.problems == () and all(not i.record.loaded for i in package.items), "paired by name"
+    ctx = Context.create(ONE, folder, folder.parent / "out", folder.name)
+    items = [read_record(i, ctx) for i in package.items]     # the validate stage reads them
+    assert [(p.code, p.path) for _, found in items for p in found] == [
+        ("record.json", "a.json"), ("record.json", "b.json"), ("record.json", "d.json")]
+    assert all(i.record is None for i, _ in items)
+
+
+def test_discovery_reads_no_record_the_validate_stage_reads_each(tmp_path):
+    """Discovery pairs sidecars by name and holds only their places (a 100,000-photograph
+    collection's records are not all in memory at once); validation reads each one."""
+    folder = make(tmp_path / "c", {"a.jpg": jpeg(), "a.json": RECORD | {"identifier": "a"}})
+    item = run_discover(folder).items[0]
+    assert (item.record.path, dict(item.record.data), item.record.loaded) == ("a.json", {}, False)
+    ctx = Context.create(ONE, folder, folder.parent / "out", folder.name)
+    read, problems = read_record(item, ctx)
+    assert problems == [] and read.record == Record("a.json", RECORD | {"identifier": "a"})
+    assert validate_item(item, ctx).record.data["identifier"] == "a"
 
 
 NAME_CHARS = st.one_of(
