@@ -149,13 +149,12 @@ class _HandOff(Sequence):
             yield item  # type: ignore[misc]
 
 
-def run_stage(stage: Stage, package: Package | list[Package], ctx: Context,
+def run_stage(stage: Stage, handed: list[Package], ctx: Context,
               progress: Optional[Progress] = None, client=None, on_disk: bool = False) -> Package:
-    """Run one stage.  `package` may come in a one-item list, which this empties: the caller
-    then holds no reference to it while the stage runs, and its items are freed as they are
-    handed out (see _HandOff) instead of living until the stage ends."""
-    if isinstance(package, list):
-        package = package.pop()
+    """Run one stage over the package handed in a one-item list, which this empties: a caller
+    that keeps no other reference holds none while the stage runs, and the input items are freed
+    as they are handed out (see _HandOff) instead of living until the stage ends."""
+    package = handed.pop()
     if stage.per_item is not None:
         items = package.items if isinstance(package.items, ItemStore) else _HandOff(package.items)
         package = replace(package, items=())

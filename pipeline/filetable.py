@@ -128,9 +128,13 @@ class FileTable:
         return self._counted[role]
 
     def sizes(self, paths: Sequence[str]) -> dict[str, int]:
-        """The recorded sizes of those of `paths` that are listed (one query; at most LOOKUP)."""
-        return dict(self._read(f"SELECT path, size FROM files WHERE path IN ({', '.join('?' * len(paths))})",
-                               list(paths)))
+        """The recorded sizes of those of `paths` that are listed (a query per LOOKUP paths)."""
+        out: dict[str, int] = {}
+        for start in range(0, len(paths), LOOKUP):
+            chunk = list(paths[start:start + LOOKUP])
+            out.update(self._read(f"SELECT path, size FROM files WHERE path IN ({', '.join('?' * len(chunk))})",
+                                  chunk))
+        return out
 
     def __contains__(self, path: object) -> bool:
         return isinstance(path, str) and bool(self._read("SELECT 1 FROM files WHERE path = ?", [path]))

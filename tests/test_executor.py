@@ -89,7 +89,7 @@ def test_workers_write_into_staging_and_it_is_kept(tmp_path):
     ctx = make_ctx(tmp_path, workers=2)
     stage = Stage("convert", per_item=hs.stage_file_item)
     pkg = Package(name="coll", source=ctx.ingest, collection=None, items=tuple(hs.make_items(ctx, 6)))
-    out = run_stage(stage, pkg, ctx)
+    out = run_stage(stage, [pkg], ctx)
     assert out.stages_done == ("convert",)
     assert len(hs.staged_files(ctx)) == 6
     assert all(len(i.image["sha256"]) == 64 for i in out.items)
@@ -114,7 +114,7 @@ def test_stage_report_counts_items_bytes_and_new_problems(tmp_path):
     items = tuple(replace(i, original=FileInfo("original", f"data/objects/originals/{i.relpath}", 100, {}))
                   for i in hs.make_items(ctx, 3))
     before = Package(name="coll", source=ctx.ingest, collection=None, items=items)
-    after = run_stage(Stage("validate", per_item=hs.problem_item), before, ctx)
+    after = run_stage(Stage("validate", per_item=hs.problem_item), [before], ctx)
     report = stage_report("validate", 0.5, before, after).as_dict()
     assert report.pop("peak_mb") > 10  # this Python process holds more than 10 MB
     assert report == {"stage": "validate", "seconds": 0.5, "items": 3, "bytes": 300,
@@ -131,7 +131,7 @@ def test_stage_lets_each_input_item_go_once_handed_out(tmp_path):
         return Package(name="coll", source=ctx.ingest, collection=None, items=items)
 
     alive = []
-    out = run_stage(Stage("convert", per_item=hs.digest_item), fresh_package(), ctx,
+    out = run_stage(Stage("convert", per_item=hs.digest_item), [fresh_package()], ctx,
                     lambda s, done, total: alive.append(sum(r() is not None for r in refs)))
     assert len(out.items) == 40
     assert alive[0] == 40 and alive[-1] <= 2 * 2  # only the items still in flight are held
@@ -158,7 +158,7 @@ def test_a_package_handed_in_a_list_lets_its_items_go_while_the_stage_runs(tmp_p
             out = run_stage(stage, handed, ctx, count)
             assert handed == [] and alive[-1] <= 2 * 2
         else:
-            out = run_stage(stage, package, ctx, count)
+            out = run_stage(stage, [package], ctx, count)     # the caller still holds it
             assert alive[-1] == 40
         assert len(out.items) == 40
 
@@ -168,11 +168,11 @@ def test_stage_results_are_kept_on_disk_in_order(tmp_path):
     returned, and the process holds an offset per item rather than the items."""
     ctx = make_ctx(tmp_path, workers=2)
     pkg = Package(name="coll", source=ctx.ingest, collection=None, items=tuple(hs.make_items(ctx, 60)))
-    out = run_stage(Stage("validate", per_item=hs.event_item), pkg, ctx, on_disk=True)
+    out = run_stage(Stage("validate", per_item=hs.event_item), [pkg], ctx, on_disk=True)
     assert isinstance(out.items, ItemStore) and len(out.items) == 60
     assert out.items == tuple(hs.event_item(i, ctx) for i in pkg.items)
     assert [i.relpath for i in out.items] == [i.relpath for i in pkg.items]
-    again = run_stage(Stage("convert", per_item=hs.digest_item), out, ctx, on_disk=True)   # a store in, a store out
+    again = run_stage(Stage("convert", per_item=hs.digest_item), [out], ctx, on_disk=True)   # a store in, a store out
     assert [i.image["digest"] for i in again.items] == [hs.digest_item(i, ctx).image["digest"] for i in out.items]
 
 

@@ -124,6 +124,17 @@ def test_quiet_silences_the_progress_bar_on_a_terminal(ingest, tmp_path):
     assert "3/3" not in seen
 
 
+def test_a_broken_sidecar_is_found_by_the_validate_stage_which_reads_it(ingest, tmp_path):
+    """Discovery pairs sidecars by name and reads none (the validate stage reads each record
+    in its workers): `--until discover` passes a sidecar that is not JSON, validation rejects it."""
+    (ingest / "coll" / "img0001.json").write_text('{"identifier": "x",}', encoding="utf-8")
+    out = tmp_path / "output"
+    assert run_cli("run", "--ingest", ingest, "--output", out, "--until", "discover", "--quiet").returncode == 0
+    proc = run_cli("run", "--ingest", ingest, "--output", out, "--until", "validate", "--quiet")
+    assert proc.returncode == 1 and no_traceback(proc)
+    assert "img0001.json" in proc.stdout + proc.stderr and "[record.json]" in proc.stdout + proc.stderr
+
+
 def test_until_unknown_stage_is_usage_error(ingest, tmp_path):
     proc = run_cli("run", "--ingest", ingest, "--output", tmp_path / "output", "--until", "nowhere")
     assert proc.returncode == 2

@@ -21,7 +21,9 @@ from .options import collections_in, ingest_option, parse_size, pixel_limit_opti
 @ingest_option
 @click.option("--output", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
               help="Folder the sealed bags are published to.")
-@click.option("--until", type=click.Choice(STAGE_NAMES), help="Stop after this stage.")
+@click.option("--until", type=click.Choice(STAGE_NAMES),
+              help="Stop after this stage. (discover pairs files by name only: the records' contents "
+                   "are read and checked by validate.)")
 @click.option("--compression", type=click.Choice(["none", "deflate"]), default="none", show_default=True,
               help="TIFF master compression (deflate = Deflate with horizontal predictor).")
 @click.option("--algorithm", "algorithms", multiple=True, type=click.Choice(["sha256", "sha512", "sha1", "md5"]),

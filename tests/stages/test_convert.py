@@ -334,7 +334,7 @@ def test_stage_runs_in_the_executor_process_pool(tmp_path):
     from pipeline.model import Package
     ctx = make_ctx(tmp_path, workers=2)
     items = tuple(put(ctx, f"{i}.png", png("RGB")) for i in range(3)) + (put(ctx, "bad.jpg", b"xx"),)
-    pkg = run_stage(STAGE, Package(name="coll", source=ctx.ingest, collection=None, items=items), ctx)
+    pkg = run_stage(STAGE, [Package(name="coll", source=ctx.ingest, collection=None, items=items)], ctx)
     assert [bool(i.masters) for i in pkg.items] == [True, True, True, False]
     assert [p.code for p in errors_in(pkg.all_problems)] == ["convert.unsupported"]
 
