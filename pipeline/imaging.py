@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import mmap
 import os
 import sys
 import tempfile
@@ -110,14 +111,23 @@ def _collected(messages: list[str]) -> Iterator[None]:
 # Pixels.
 
 
-def pixel_digest(pixels: np.ndarray) -> str:
-    """sha256 of the canonical pixel data (see the module docstring)."""
+def _canonical(pixels: np.ndarray) -> np.ndarray:
     arr = np.ascontiguousarray(pixels)
     if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
         arr = arr.astype(arr.dtype.newbyteorder("<"))
-    shape = "x".join(str(n) for n in arr.shape)
-    h = hashlib.sha256(f"pixels-v1 {arr.dtype.str} {shape}\n".encode())
-    h.update(memoryview(arr).cast("B"))
+    return arr
+
+
+def _digest_of(pixels: np.ndarray) -> "hashlib._Hash":
+    """A sha256 started with the canonical header of `pixels` (dtype, shape), no samples yet."""
+    shape = "x".join(str(n) for n in pixels.shape)
+    return hashlib.sha256(f"pixels-v1 {_canonical(pixels[:0]).dtype.str} {shape}\n".encode())
+
+
+def pixel_digest(pixels: np.ndarray) -> str:
+    """sha256 of the canonical pixel data (see the module docstring)."""
+    h = _digest_of(pixels)
+    h.update(memoryview(_canonical(pixels)).cast("B"))
     return h.hexdigest()
 
 
@@ -216,14 +226,37 @@ def read_master(path: Path) -> np.ndarray:
         return page.asarray(out="memmap" if mappable else None)
 
 
-def _compare(a: np.ndarray, b: np.ndarray, rows: int = 256) -> str:
-    """"" when equal, else how many samples differ; in blocks of rows, so no image-sized temporary."""
-    differ = 0
-    for top in range(0, a.shape[0], rows):
-        x, y = a[top:top + rows], b[top:top + rows]
+def _prove(master: np.ndarray, source: np.ndarray, rows: int = 256) -> tuple[str, str]:
+    """Compare the master as read back with the source and take its pixel digest, in one pass of
+    blocks of rows: ("" when equal, else how many samples differ; the digest).  A memory-mapped
+    master's pages are given back to the page cache once compared (madvise), so the proof adds
+    a block, not an image, to the process's memory."""
+    h, differ = _digest_of(master), 0
+    release = _releaser(master)
+    for top in range(0, master.shape[0], rows):
+        x, y = master[top:top + rows], source[top:top + rows]
         if not np.array_equal(x, y):
             differ += int(np.count_nonzero(x != y))
-    return f"{differ} sample(s) differ" if differ else ""
+        h.update(memoryview(_canonical(x)).cast("B"))
+        release(min(top + rows, master.shape[0]))
+    return (f"{differ} sample(s) differ" if differ else ""), h.hexdigest()
+
+
+def _releaser(pixels: np.ndarray) -> Callable[[int], None]:
+    """For a np.memmap: a function that lets the rows before `row` leave this process's memory."""
+    mm = getattr(pixels, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return lambda row: None
+    start = pixels.offset % mmap.ALLOCATIONGRANULARITY        # where the array begins in the map
+    row_bytes = pixels.strides[0]
+    done = [0]
+
+    def release(row: int) -> None:
+        end = (start + row * row_bytes) // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > done[0]:
+            mm.madvise(mmap.MADV_DONTNEED, done[0], end - done[0])
+            done[0] = end
+    return release
 
 
 def write_master(source: Source, frame: Frame, dest: Path, compression: str,
@@ -254,8 +287,7 @@ def write_master(source: Source, frame: Frame, dest: Path, compression: str,
                         f"{frame.pixels.dtype} {frame.pixels.shape}")
             master_digest = pixel_digest(decoded)
         else:
-            mismatch = _compare(decoded, frame.pixels)
-            master_digest = pixel_digest(decoded)
+            mismatch, master_digest = _prove(decoded, frame.pixels)
         del decoded
         source_digest = master_digest if not mismatch else pixel_digest(frame.pixels)
         if not mismatch:
