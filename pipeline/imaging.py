@@ -254,7 +254,10 @@ def _releaser(pixels: np.ndarray) -> Callable[[int], None]:
     def release(row: int) -> None:
         end = (start + row * row_bytes) // mmap.PAGESIZE * mmap.PAGESIZE
         if end > done[0]:
-            mm.madvise(mmap.MADV_DONTNEED, done[0], end - done[0])
+            try:
+                mm.madvise(mmap.MADV_DONTNEED, done[0], end - done[0])
+            except OSError:
+                pass        # advice only: the pages simply stay until the map is closed
             done[0] = end
     return release
 

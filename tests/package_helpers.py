@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -35,7 +34,8 @@ DEFAULT_ORIGINALS = {
 }
 
 
-def _file(ctx: Context, role: str, bagpath: str, data: bytes) -> FileInfo:
+def staged_file(ctx: Context, role: str, bagpath: str, data: bytes) -> FileInfo:
+    """`data` written into staging at `bagpath`, described as the stages before `package` do."""
     size, digests = write_hashed(ctx.staging / bagpath, data, ctx.settings.algorithms)
     return FileInfo(role=role, bagpath=bagpath, size=size, checksums=digests,
                     id=ctx.make_id(role, bagpath))
@@ -50,13 +50,13 @@ def build(output: Path, name: str = "coll", originals: Optional[Mapping[str, byt
                          str(record.get("identifier", "")))
     items = []
     for relpath, data in sorted(originals.items()):
-        original = _file(ctx, ORIGINAL, f"data/objects/originals/{relpath}", data)
-        master = _file(ctx, PRESERVATION, f"data/objects/preservation/{relpath}.tif", b"TIFF" + data[::-1])
+        original = staged_file(ctx, ORIGINAL, f"data/objects/originals/{relpath}", data)
+        master = staged_file(ctx, PRESERVATION, f"data/objects/preservation/{relpath}.tif", b"TIFF" + data[::-1])
         items.append(Item(id=ctx.make_id("item", relpath), relpath=relpath, record=None,
                           original=original, masters=(master,)))
-    meta = (_file(ctx, METADATA, "data/metadata/mets.xml", b"<mets/>\n"),
-            _file(ctx, METADATA, "data/metadata/dc.xml", b"<dc/>\n"),
-            _file(ctx, METADATA, "data/metadata/submitted/collection.json", b"{}\n"))
+    meta = (staged_file(ctx, METADATA, "data/metadata/mets.xml", b"<mets/>\n"),
+            staged_file(ctx, METADATA, "data/metadata/dc.xml", b"<dc/>\n"),
+            staged_file(ctx, METADATA, "data/metadata/submitted/collection.json", b"{}\n"))
     package = Package(name=name, source=ctx.ingest, collection=Record("collection.json", record),
                       items=tuple(items), metadata_files=meta)
     return package, ctx

@@ -9,18 +9,13 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
-from pipeline.hashing import write_hashed
+from package_helpers import staged_file
 from pipeline.itemstore import ItemStore, store_folder
-from pipeline.model import METADATA, ORIGINAL, PRESERVATION, FileInfo, Item, Package, Record
+from pipeline.model import METADATA, ORIGINAL, PRESERVATION, Item, Package, Record
 from pipeline.stage import Context, Settings
 from pipeline.stages import package
 
 PER_ITEM_LIMIT = 400       # bytes
-
-
-def _file(ctx: Context, role: str, bagpath: str, body: bytes) -> FileInfo:
-    size, digests = write_hashed(ctx.staging / bagpath, body, ctx.settings.algorithms)
-    return FileInfo(role, bagpath, size, digests, ctx.make_id(role, bagpath))
 
 
 def _package(root: Path, n: int) -> tuple[Package, Context]:
@@ -30,11 +25,11 @@ def _package(root: Path, n: int) -> tuple[Package, Context]:
         rel = f"box{i // 250:02d}/p{i:05d}"
         store[i] = Item(
             id=ctx.make_id("item", rel), relpath=f"{rel}.jpg", record=Record(f"{rel}.json", {}),
-            original=_file(ctx, ORIGINAL, f"data/objects/originals/{rel}.jpg", b"jpeg" * 10),
-            masters=(_file(ctx, PRESERVATION, f"data/objects/preservation/{rel}.tif", b"tiff" * 30),),
-            metadata=(_file(ctx, METADATA, f"data/metadata/submission/{rel}.json", b"{}"),
-                      _file(ctx, METADATA, f"data/metadata/dc/items/{rel}.jpg.dcterms.xml", b"<dc/>")))
-    meta = (_file(ctx, METADATA, "data/metadata/mets.xml", b"<mets/>"),)
+            original=staged_file(ctx, ORIGINAL, f"data/objects/originals/{rel}.jpg", b"jpeg" * 10),
+            masters=(staged_file(ctx, PRESERVATION, f"data/objects/preservation/{rel}.tif", b"tiff" * 30),),
+            metadata=(staged_file(ctx, METADATA, f"data/metadata/submission/{rel}.json", b"{}"),
+                      staged_file(ctx, METADATA, f"data/metadata/dc/items/{rel}.jpg.dcterms.xml", b"<dc/>")))
+    meta = (staged_file(ctx, METADATA, "data/metadata/mets.xml", b"<mets/>"),)
     return Package(name="mem", source=ctx.ingest, collection=Record("collection.json", {"identifier": "mem-1"}),
                    items=store, metadata_files=meta), ctx
 

@@ -233,7 +233,7 @@ def test_manifest_duplicate_of_nfc_twin(tmp_path):
 
 
 def test_manifest_algorithm_unknown(good):
-    (good / "manifest-whirlpoolx.txt").write_text(f"abcd  data/a.txt\n")
+    (good / "manifest-whirlpoolx.txt").write_text("abcd  data/a.txt\n")
     report = verify_bag(good)
     assert "manifest.algorithm" in codes(report)
 
