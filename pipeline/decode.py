@@ -308,7 +308,8 @@ def _ends_with_eoi(data: bytes) -> bool:
     go to Pillow, which refuses a truncated file.  Entropy-coded data never holds FF D9 (0xFF is
     always stuffed), so a truncated scan cannot look complete.
     """
-    return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda")
+    eoi = data.rfind(b"\xff\xd9")     # near the end: found at once, where rfind of the SOS would
+    return eoi >= 0 and data.find(b"\xff\xda", eoi) < 0   # scan the whole file back to its start
 
 
 def _jpeg_frame(data: bytes, path: str, size: tuple[int, int], mode: str, orientation: int) -> Frame:
