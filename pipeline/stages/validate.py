@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
 import site
 import struct
 import sys
@@ -24,7 +25,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import imagecodecs
 import jsonschema
@@ -237,7 +238,8 @@ def date_problems(record: Record, exif_datetime: str | None) -> list[Problem]:
                         field_of(record, ["date"]))]
     if bounds and exif_datetime:
         taken = datetime.fromisoformat(exif_datetime).date()
-        if not bounds[0] - EXIF_TOLERANCE <= taken <= bounds[1] + EXIF_TOLERANCE:
+        # Differences of dates, not a date moved by the tolerance: year 1 or 9999 cannot move.
+        if bounds[0] - taken > EXIF_TOLERANCE or taken - bounds[1] > EXIF_TOLERANCE:
             return [Problem("date.exif_mismatch", record.path,
                             f"the image's EXIF DateTimeOriginal is {exif_datetime}, far from {value!r}",
                             field_of(record, ["date"]))]
@@ -454,21 +456,136 @@ def validate_item(item: Item, ctx: Context) -> Item:
                    problems=item.problems + tuple(problems))
 
 
-def duplicate_identifiers(records: Iterable[Record]) -> list[Problem]:
-    """Records (their data reduced to what this needs, see `_light`) sharing an identifier."""
-    groups: dict[str, list[tuple[Record, str]]] = defaultdict(list)
-    for record in records:
+class Identifiers:
+    """Identifiers seen so far, casefolded: the index of the one record using each, or the indexes
+    of all of them once it is shared.  Keeps a key and an index per record, not the record."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int | list[int]] = {}
+
+    def add(self, index: int, record: Record) -> None:
         ident = record.data.get("identifier")
         if isinstance(ident, str) and ident:
-            groups[ident.casefold()].append((record, ident))
-    out = []
-    for group in groups.values():
-        for record, ident in group if len(group) > 1 else ():
-            others = ", ".join(_where(o) for o, _ in group if o is not record)
-            out.append(Problem("identifier.duplicate", record.path,
-                               f"identifier {ident!r} is also used by {others}",
-                               field_of(record, ["identifier"])))
-    return out
+            first = self.seen.setdefault(ident.casefold(), index)
+            if isinstance(first, list):
+                first.append(index)
+            elif first != index:
+                self.seen[ident.casefold()] = [first, index]
+
+    def wanted(self) -> set[int]:
+        return {i for group in self.seen.values() if isinstance(group, list) for i in group}
+
+    def problems(self, records: Mapping[int, Record] | Sequence[Record]) -> list[Problem]:
+        out = []
+        for group in self.seen.values():
+            for index in group if isinstance(group, list) else ():
+                record = records[index]
+                others = ", ".join(_where(records[o]) for o in group if o != index)
+                out.append(Problem("identifier.duplicate", record.path,
+                                   f"identifier {record.data['identifier']!r} is also used by {others}",
+                                   field_of(record, ["identifier"])))
+        return out
+
+
+class Names:
+    """Names per folder, by their NFC casefolded form: the name, or all the names written that way
+    once there are two.  Keeps one entry per file and folder, each folder's path once."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, dict[str, str | list[str]]] = {}
+
+    def add(self, path: str) -> None:
+        parts = PurePosixPath(path).parts
+        for i, name in enumerate(parts):
+            folder = self.folders.setdefault("/".join(parts[:i]), {})
+            key = unicodedata.normalize("NFC", name).casefold()
+            known = folder.setdefault(key, name)
+            if isinstance(known, list):
+                if name not in known:
+                    known.append(name)
+            elif known != name:
+                folder[key] = [known, name]
+
+    def problems(self) -> list[Problem]:
+        groups = sorted((parent, sorted(names)) for parent, folder in self.folders.items()
+                        for names in folder.values() if isinstance(names, list))
+        out = []
+        for parent, (first, *rest) in groups:
+            for name in rest:
+                how = ("Unicode normalization (NFC/NFD)" if unicodedata.normalize("NFC", name) ==
+                       unicodedata.normalize("NFC", first) else "case")
+                rel = f"{parent}/{name}" if parent else name
+                out.append(Problem("name.twin", rel, f"differs from {first!r} only by {how}; rename one of them"))
+        return out
+
+
+class Places:
+    """Each capitalized word of four letters or more in the records' places, with where it is used
+    (record index and place index, two integers per use)."""
+
+    def __init__(self) -> None:
+        self.uses: dict[str, array] = {}
+
+    def add(self, index: int, record: Record) -> None:
+        place = record.data.get("place")
+        for i, part in enumerate(place if isinstance(place, list) else ()):
+            for word in re.findall(r"\w+", part) if isinstance(part, str) else ():
+                if len(word) >= 4 and word[0].isupper():
+                    self.uses.setdefault(word, array("q")).extend((index, i))
+
+    def _rare(self) -> Iterator[tuple[str, str]]:
+        """(rarer spelling, most used spelling) for each place name written two ways or more."""
+        variants: dict[str, list[str]] = defaultdict(list)
+        for word in self.uses:
+            variants[_skeleton(word)].append(word)
+        for words in variants.values():
+            if len(words) > 1:
+                common = max(sorted(words), key=lambda w: len(self.uses[w]))
+                yield from ((word, common) for word in sorted(words) if word != common)
+
+    def wanted(self) -> set[int]:
+        return {i for word, _ in self._rare() for i in self.uses[word][::2]}
+
+    def problems(self, records: Mapping[int, Record] | Sequence[Record]) -> list[Problem]:
+        out = []
+        for word, common in self._rare():
+            uses = self.uses[word]
+            for index, i in zip(uses[::2], uses[1::2]):
+                record = records[index]
+                out.append(Problem("place.spelling", record.path,
+                                   f"{word!r} here, {common!r} in {len(self.uses[common]) // 2} other "
+                                   "place(s) of this collection", field_of(record, ["place", i])))
+        return out
+
+
+def _problems_of(records: Iterable[Record], found: Identifiers | Places) -> list[Problem]:
+    records = list(records)
+    for i, record in enumerate(records):
+        found.add(i, record)
+    return found.problems(records)
+
+
+def duplicate_identifiers(records: Iterable[Record]) -> list[Problem]:
+    """Records sharing an identifier (casefolded)."""
+    return _problems_of(records, Identifiers())
+
+
+def twins(paths: Iterable[str]) -> list[Problem]:
+    """Names in one folder that differ only by Unicode normalization (NFC/NFD) or by case."""
+    found = Names()
+    for path in paths:
+        found.add(path)
+    return found.problems()
+
+
+def _skeleton(word: str) -> str:
+    plain = "".join(c for c in unicodedata.normalize("NFKD", word.casefold()) if not unicodedata.combining(c))
+    return re.sub(r"(.)\1+", r"\1", plain.replace("h", ""))
+
+
+def place_spellings(records: Iterable[Record]) -> list[Problem]:
+    """A place name written two ways ("Agdam", "Aghdam"): warn where the rarer spelling is used."""
+    return _problems_of(records, Places())
 
 
 def _light(record: Record) -> Record:
@@ -481,73 +598,27 @@ def _where(record: Record) -> str:
     return f"{record.path} row {record.row}" if record.row else record.path
 
 
-def twins(paths: list[str]) -> list[Problem]:
-    """Names in one folder that differ only by Unicode normalization (NFC/NFD) or by case."""
-    entries: set[tuple[str, str]] = set()
-    for path in paths:
-        parts = PurePosixPath(path).parts
-        for i, name in enumerate(parts):
-            entries.add(("/".join(parts[:i]), name))
-    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for parent, name in sorted(entries):
-        groups[(parent, unicodedata.normalize("NFC", name).casefold())].append(name)
-    out = []
-    for (parent, _), names in groups.items():
-        for name in names[1:]:
-            first = names[0]
-            how = ("Unicode normalization (NFC/NFD)" if unicodedata.normalize("NFC", name) ==
-                   unicodedata.normalize("NFC", first) else "case")
-            rel = f"{parent}/{name}" if parent else name
-            out.append(Problem("name.twin", rel, f"differs from {first!r} only by {how}; rename one of them"))
-    return out
-
-
-def _skeleton(word: str) -> str:
-    plain = "".join(c for c in unicodedata.normalize("NFKD", word.casefold()) if not unicodedata.combining(c))
-    return re.sub(r"(.)\1+", r"\1", plain.replace("h", ""))
-
-
-def place_spellings(records: Iterable[Record]) -> list[Problem]:
-    """A place name written two ways ("Agdam", "Aghdam"): warn where the rarer spelling is used."""
-    uses: dict[str, list[tuple[Record, int]]] = defaultdict(list)
-    for record in records:
-        place = record.data.get("place")
-        for i, part in enumerate(place if isinstance(place, list) else ()):
-            for word in re.findall(r"\w+", part) if isinstance(part, str) else ():
-                if len(word) >= 4 and word[0].isupper():
-                    uses[word].append((record, i))
-    variants: dict[str, list[str]] = defaultdict(list)
-    for word in uses:
-        variants[_skeleton(word)].append(word)
-    out = []
-    for words in variants.values():
-        if len(words) < 2:
-            continue
-        common = max(sorted(words), key=lambda w: len(uses[w]))
-        for word in sorted(words):
-            if word == common:
-                continue
-            for record, i in uses[word]:
-                out.append(Problem("place.spelling", record.path,
-                                   f"{word!r} here, {common!r} in {len(uses[common])} other place(s) of "
-                                   "this collection", field_of(record, ["place", i])))
-    return out
-
-
 def validate_collection_level(package: Package, ctx: Context) -> Package:
+    """collection.json against its schema; then, over all the items, duplicate identifiers, name
+    twins and place spellings.  One pass keeps a few keys and indexes per item (the items stream
+    from disk in `pipeline run`); a second pass, only when something was found, fetches the
+    records the problems point at."""
     problems: list[Problem] = []
     if package.collection is not None:
         problems += record_problems(package.collection, "collection")
-    # One pass over the items (they stream from disk), keeping of each record only where it is,
-    # its identifier and its place.
-    paths, records = [], []
-    for item in package.items:
-        paths.append(item.relpath)
+    identifiers, names, places = Identifiers(), Names(), Places()
+    for index, item in enumerate(package.items):
+        names.add(item.relpath)
         if item.record is not None:
-            records.append(_light(item.record))
-    problems += duplicate_identifiers(records)
-    problems += twins(paths + [r.path for r in package.records])
-    problems += place_spellings(records)
+            identifiers.add(index, item.record)
+            places.add(index, item.record)
+    for record in package.records:
+        names.add(record.path)
+    wanted = identifiers.wanted() | places.wanted()
+    records = {i: _light(item.record) for i, item in enumerate(package.items) if i in wanted} if wanted else {}
+    problems += identifiers.problems(records)
+    problems += names.problems()
+    problems += places.problems(records)
     return replace(package, problems=package.problems + tuple(problems))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
 from PIL import Image, ImageCms
 
 from cases.build import HERE as CASES, RUNTIME, add_runtime_defect, all_codes, jpeg
@@ -286,6 +286,8 @@ def test_damaged_images_are_reported_never_raised(one_image, name, cut, flips):
 @hsettings(max_examples=150, deadline=None)
 @given(value=st.from_regex(json.loads((Path(__file__).parents[2] / "schemas" / "item.schema.json").read_text())
                            ["properties"]["date"]["pattern"], fullmatch=True))
+@example("0001")            # the first and last days a date can hold: the EXIF tolerance
+@example("9999-12-31")      # must not move them out of range (OverflowError once)
 def test_any_date_of_the_schema_form_is_judged_without_crashing(value):
     record = Record("a.json", RECORD | {"date": value})
     for p in date_problems(record, "1992-02-27T12:00:00"):
