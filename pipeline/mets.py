@@ -3,7 +3,10 @@
 One builder per section (as metsrw decomposes its serializer): `header`, `dmd_sec`, `dmd_ref`,
 `amd_sec`, `file_element` (fileSec) and `item_div` (structMap).  `write_mets` streams them into
 the file with `lxml.etree.xmlfile`, one section at a time, hashing the bytes as they are written:
-memory holds one section, never the whole document.
+memory holds one section, never the whole document.  It reads the items twice (they are kept on
+disk, unpickled at each read): once for the dmdSecs, once for the amdSecs, spooling meanwhile
+the fileSec's entries and the structMap's divs to anonymous temporary files beside the METS
+(about 3 KB per photograph) that are copied in after.
 
 IDs (all valid xs:ID, derived from the deterministic object, item and event UUIDs):
   dmd-collection, dmdref-collection    the collection's oai_dc (inline) and dcterms (mdRef)
@@ -20,7 +23,12 @@ IDs (all valid xs:ID, derived from the deterministic object, item and event UUID
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import tempfile
+from contextlib import ExitStack
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 from urllib.parse import quote
@@ -35,6 +43,7 @@ from .xmlio import NS, SCHEMA_LOCATIONS, hashed_output
 METS_PATH = "data/metadata/mets.xml"
 GROUPS = (ORIGINAL, PRESERVATION, METADATA)
 NSMAP = {k: NS[k] for k in ("mets", "xlink", "xsi", "premis", "mix", "oai_dc", "dc")}
+XLINK_HREF, XLINK_TYPE = f"{{{NS['xlink']}}}href", f"{{{NS['xlink']}}}type"
 SCHEMA_LOCATION = " ".join(f"{NS[k]} {SCHEMA_LOCATIONS[NS[k]]}" for k in ("mets", "premis", "mix", "oai_dc"))
 
 
@@ -42,15 +51,26 @@ def _m(name: str) -> str:
     return f"{{{NS['mets']}}}{name}"
 
 
-def _el(name: str, attrib: Optional[Mapping[str, str]] = None, *children: etree._Element) -> etree._Element:
-    el = etree.Element(_m(name), dict(attrib or {}))
-    el.extend(children)
-    return el
+# Namespaces each kind of section uses.  xmlfile serializes a section in one C call but declares
+# on its start tag every namespace of the section's parent: so the parent holds only these.  The
+# document repeats a few declarations per section (about 1% more bytes); in exchange sections
+# serialize about five times faster than element by element through xf.element().
+SECTION_NAMESPACES = {
+    "metsHdr": ("mets",), "dmdSec": ("mets", "xlink", "xsi", "oai_dc", "dc"),
+    "amdSec": ("mets", "xsi", "premis", "mix"), "file": ("mets", "xlink"), "div": ("mets",),
+}
+SECTION_NSMAPS = {kind: {k: NS[k] for k in names} for kind, names in SECTION_NAMESPACES.items()}
+
+
+def _el(name: str, attrib: Mapping[str, str]) -> etree._Element:
+    """A new section, built in place: in a parent element holding its kind's namespaces, where
+    it is serialized (moving a finished section there would walk all of its descendants)."""
+    return etree.SubElement(etree.Element(_m("mets"), nsmap=SECTION_NSMAPS[name]), _m(name), attrib)
 
 
 def _sub(parent: etree._Element, name: str, attrib: Optional[Mapping[str, str]] = None,
          text: Optional[str] = None) -> etree._Element:
-    el = etree.SubElement(parent, _m(name), dict(attrib or {}))
+    el = etree.SubElement(parent, _m(name), attrib) if attrib else etree.SubElement(parent, _m(name))
     if text is not None:
         el.text = text
     return el
@@ -67,9 +87,32 @@ def checksum_attrs(info: FileInfo) -> dict[str, str]:
     return {}
 
 
+# A path made only of these parts (none empty, "." or "..") needs neither normalizing nor
+# percent-encoding: `href` then only counts the parts it shares with the METS's folder.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9_.~-]*(?:/[A-Za-z0-9_~-][A-Za-z0-9_.~-]*)*")
+
+
+@lru_cache(maxsize=8)
+def _folder(mets_path: str) -> tuple[str, Optional[tuple[str, ...]]]:
+    """The METS file's folder, and its parts when it is a plain path (else None)."""
+    folder = PurePosixPath(mets_path).parent.as_posix()
+    if folder == ".":
+        return folder, ()
+    return folder, tuple(folder.split("/")) if _PLAIN_PATH.fullmatch(folder) else None
+
+
 def href(bagpath: str, mets_path: str = METS_PATH) -> str:
     """A bag path as a URL relative to the METS file (percent-encoded UTF-8)."""
-    rel = os.path.relpath(bagpath, PurePosixPath(mets_path).parent.as_posix())
+    folder, parts = _folder(mets_path)
+    if parts is not None and _PLAIN_PATH.fullmatch(bagpath):
+        names = bagpath.split("/")
+        shared = 0
+        for mine, theirs in zip(names, parts):
+            if mine != theirs:
+                break
+            shared += 1
+        return "/".join([".."] * (len(parts) - shared) + names[shared:]) or "."
+    rel = os.path.relpath(bagpath, folder)
     return quote(PurePosixPath(rel).as_posix(), safe="/")
 
 
@@ -89,26 +132,31 @@ def header(created: str, organization: str, admids: Sequence[str] = ()) -> etree
     return hdr
 
 
-def _md_wrap(mdtype: str, content: etree._Element, label: str = "") -> etree._Element:
+def _md_wrap(parent: etree._Element, mdtype: str, content: etree._Element, label: str = "") -> None:
+    """mdWrap/xmlData holding `content`, added to `parent` (built in place: each move of an
+    element into another tree walks all of its descendants)."""
     attrib = {"MDTYPE": mdtype}
     if mdtype.startswith("OTHER:"):
         attrib = {"MDTYPE": "OTHER", "OTHERMDTYPE": mdtype[6:]}
     if label:
         attrib["LABEL"] = label
-    return _el("mdWrap", attrib, _el("xmlData", None, content))
+    _sub(_sub(parent, "mdWrap", attrib), "xmlData").append(content)
 
 
 def dmd_sec(dmd_id: str, record: etree._Element) -> etree._Element:
     """dmdSec with an oai_dc record wrapped inline (MDTYPE DC)."""
-    return _el("dmdSec", {"ID": dmd_id}, _md_wrap("DC", record, "oai_dc"))
+    dmd = _el("dmdSec", {"ID": dmd_id})
+    _md_wrap(dmd, "DC", record, "oai_dc")
+    return dmd
 
 
 def dmd_ref(dmd_id: str, info: FileInfo) -> etree._Element:
     """dmdSec pointing at the qualified dcterms record file, with its size and checksum."""
-    ref = _el("mdRef", {"LOCTYPE": "URL", f"{{{NS['xlink']}}}href": href(info.bagpath),
+    dmd = _el("dmdSec", {"ID": dmd_id})
+    _sub(dmd, "mdRef", {"LOCTYPE": "URL", XLINK_HREF: href(info.bagpath),
                         "MDTYPE": "DC", "LABEL": "dcterms", "MIMETYPE": info.mimetype or "application/xml",
                         "SIZE": str(info.size), **checksum_attrs(info)})
-    return _el("dmdSec", {"ID": dmd_id}, ref)
+    return dmd
 
 
 def has_mix(technical: Mapping) -> bool:
@@ -189,7 +237,7 @@ def amd_sec(amd_id: str, sections: Iterable[tuple[str, str, str, etree._Element]
     """amdSec from (kind, ID, MDTYPE, content): kind techMD or digiprovMD."""
     amd = _el("amdSec", {"ID": amd_id})
     for kind, md_id, mdtype, content in sections:
-        amd.append(_el(kind, {"ID": md_id}, _md_wrap(mdtype, content)))
+        _md_wrap(_sub(amd, kind, {"ID": md_id}), mdtype, content)
     return amd
 
 
@@ -201,8 +249,9 @@ def file_element(info: FileInfo, admids: Sequence[str], group: str = "") -> etre
         attrib["ADMID"] = " ".join(admids)
     if group:
         attrib["GROUPID"] = group
-    return _el("file", attrib, _el("FLocat", {"LOCTYPE": "URL", f"{{{NS['xlink']}}}href": href(info.bagpath),
-                                               f"{{{NS['xlink']}}}type": "simple"}))
+    el = _el("file", attrib)
+    _sub(el, "FLocat", {"LOCTYPE": "URL", XLINK_HREF: href(info.bagpath), XLINK_TYPE: "simple"})
+    return el
 
 
 def item_div(item: Item, order: int) -> etree._Element:
@@ -260,93 +309,139 @@ def file_amd(item: Optional[Item], info: FileInfo, events: Sequence[Event]) -> e
     return amd_sec(f"amd-{info.id}", sections)
 
 
-def agents_of(package: Package) -> list[Agent]:
-    """Every distinct agent of the package (by identifier), in order of first appearance."""
+def agents_of(package: Package, item_agents: Optional[Iterable[Agent]] = None) -> list[Agent]:
+    """Every distinct agent of the package (by identifier), in order of first appearance.
+
+    `item_agents`: the agents of the items' events in item order, when the caller has them
+    already (the describe stage collects them as it stores the items): saves a pass over them."""
     seen: dict[str, Agent] = {}
     for agent in package.agents:
         seen.setdefault(agent_key(agent), agent)
     for event in package.events:
         for agent, _ in event.agents:
             seen.setdefault(agent_key(agent), agent)
-    for item in package.items:
+    for agent in event_agents(package.items) if item_agents is None else item_agents:
+        seen.setdefault(agent_key(agent), agent)
+    return list(seen.values())
+
+
+def event_agents(items: Iterable[Item]) -> Iterator[Agent]:
+    """The agents of the items' events, in order (repeated as often as they act)."""
+    for item in items:
         for event in item.events:
             for agent, _ in event.agents:
-                seen.setdefault(agent_key(agent), agent)
-    return list(seen.values())
+                yield agent
 
 
 # --- streaming -------------------------------------------------------------------------------------
 
-# Namespaces each kind of section uses.  xmlfile serializes a section in one C call but declares
-# on its start tag every namespace of the section's parent: so the parent holds only these.  The
-# document repeats a few declarations per section (about 1% more bytes); in exchange sections
-# serialize about five times faster than element by element through xf.element().
-SECTION_NAMESPACES = {
-    "metsHdr": ("mets",), "dmdSec": ("mets", "xlink", "xsi", "oai_dc", "dc"),
-    "amdSec": ("mets", "xsi", "premis", "mix"), "file": ("mets", "xlink"), "div": ("mets",),
-}
+class _Sections:
+    """Writes sections (see `_el`), each indented to its level, into the document through `xf`,
+    or as bytes to a spool (an anonymous temporary file) copied into the document later: the
+    fileSec's entries and the structMap's divs are spooled during the pass that writes the
+    amdSecs, so the items (kept on disk, unpickled at each pass) are read twice, not seven times."""
 
+    def __init__(self, xf, out, folder: Path) -> None:
+        self.xf, self.out, self.folder = xf, out, folder
+        self._spools = ExitStack()
 
-def _emit(xf, el: etree._Element, level: int = 1) -> None:
-    """Write one section through xmlfile, indented to sit at `level` in the document."""
-    names = SECTION_NAMESPACES[etree.QName(el).localname]
-    holder = etree.Element(_m("mets"), nsmap={k: NS[k] for k in names})
-    holder.append(el)
-    etree.indent(el, space="  ", level=level)
-    xf.write("\n" + "  " * level)
-    xf.write(el, with_tail=False)
+    def __enter__(self) -> "_Sections":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._spools.close()
+
+    @staticmethod
+    def _held(el: etree._Element, level: int) -> None:
+        if el.getparent() is None:      # a section not made by _el
+            etree.Element(_m("mets"), nsmap=SECTION_NSMAPS[etree.QName(el).localname]).append(el)
+        etree.indent(el, space="  ", level=level)
+
+    def emit(self, el: etree._Element, level: int = 1) -> None:
+        """Write one section into the document."""
+        self._held(el, level)
+        self.xf.write("\n" + "  " * level)
+        self.xf.write(el, with_tail=False)
+
+    def spool(self):
+        """A new, empty spool (closed with this writer)."""
+        return self._spools.enter_context(tempfile.TemporaryFile(dir=self.folder, prefix=".mets-"))
+
+    def emit_to(self, spool, el: etree._Element, level: int) -> None:
+        """Write one section into a spool."""
+        self._held(el, level)
+        spool.write(b"\n" + b"  " * level + etree.tostring(el, encoding="UTF-8", with_tail=False))
+
+    def copy(self, spool) -> None:
+        """Copy a spool into the document, at the point reached."""
+        self.xf.flush()
+        spool.flush()
+        spool.seek(0)
+        shutil.copyfileobj(spool, self.out)
 
 
 def write_mets(dest: Path, package: Package, *, created: str, organization: str,
                dc_record: Callable[[Optional[Item]], etree._Element], agent_md_id: Callable[[Agent], str],
                dcterms_file: Callable[[Optional[Item]], Optional[FileInfo]],
-               algorithms: Sequence[str]) -> tuple[int, dict[str, str]]:
+               algorithms: Sequence[str], item_agents: Optional[Iterable[Agent]] = None) -> tuple[int, dict[str, str]]:
     """Stream the METS of `package` to `dest` (temp name, fsync, rename); return size and digests.
 
     `dc_record(item)` gives an item's oai_dc element and `dcterms_file(item)` its qualified DC
-    file, when there is one (item None: the collection's).
+    file, when there is one (item None: the collection's).  `item_agents`: see `agents_of`.
     """
-    agents = agents_of(package)
+    agents = agents_of(package, item_agents)
     agent_ids = [agent_md_id(a) for a in agents]
     with hashed_output(dest, algorithms) as out:
-        with etree.xmlfile(out, encoding="UTF-8") as xf:
+        with etree.xmlfile(out, encoding="UTF-8") as xf, _Sections(xf, out, dest.parent) as sections:
             xf.write_declaration()
             coll = package.collection.data if package.collection else {}
             root = {f"{{{NS['xsi']}}}schemaLocation": SCHEMA_LOCATION,
                     "OBJID": str(coll.get("identifier") or package.name),
                     "LABEL": str(coll.get("title") or package.name), "TYPE": "photograph collection"}
             with xf.element(_m("mets"), root, nsmap=NSMAP):
-                _emit(xf, header(created, organization, agent_ids))
-                _write_dmd(xf, package, dc_record, dcterms_file)
-                _write_amd(xf, package, agents, agent_ids)
-                _write_file_sec(xf, package)
-                _write_struct_map(xf, package, coll)
+                sections.emit(header(created, organization, agent_ids))
+                _write_dmd(sections, package, dc_record, dcterms_file)
+                files, divs = _write_amd(sections, package, agents, agent_ids)
+                _write_file_sec(sections, files)
+                _write_struct_map(sections, package, coll, divs)
                 xf.write("\n")
     return out.size, out.digests()
 
 
-def _write_dmd(xf, package: Package, dc_record, dcterms_file) -> None:
-    _emit(xf, dmd_sec("dmd-collection", dc_record(None)))
+def _write_dmd(sections: _Sections, package: Package, dc_record, dcterms_file) -> None:
+    sections.emit(dmd_sec("dmd-collection", dc_record(None)))
     collection = dcterms_file(None)
     if collection is not None:
-        _emit(xf, dmd_ref("dmdref-collection", collection))
+        sections.emit(dmd_ref("dmdref-collection", collection))
     for item in package.items:
-        _emit(xf, dmd_sec(f"dmd-{item.id}", dc_record(item)))
-        _emit(xf, dmd_ref(f"dmdref-{item.id}", dcterms_file(item)))
+        sections.emit(dmd_sec(f"dmd-{item.id}", dc_record(item)))
+        sections.emit(dmd_ref(f"dmdref-{item.id}", dcterms_file(item)))
 
 
-def _write_amd(xf, package: Package, agents: Sequence[Agent], agent_ids: Sequence[str]) -> None:
-    for item in package.items:
+def _write_amd(sections: _Sections, package: Package, agents: Sequence[Agent],
+               agent_ids: Sequence[str]) -> tuple[dict, object]:
+    """The amdSecs, written; and, in the same pass over the items, their fileSec entries (a
+    spool per fileGrp) and structMap divs (a spool), to be copied in later."""
+    files = {use: sections.spool() for use in GROUPS}
+    divs = sections.spool()
+    for order, item in enumerate(package.items, start=1):
         placed = place_events(item)
         for info in item.objects():
-            _emit(xf, file_amd(item, info, placed[info.id]))
+            sections.emit(file_amd(item, info, placed[info.id]))
+            if info.role in (ORIGINAL, PRESERVATION):
+                sections.emit_to(files[info.role], file_element(info, _admids(info, placed[info.id]),
+                                                                f"group-{item.id}"), 3)
         for info in item.metadata:
-            _emit(xf, file_amd(None, info, ()))
+            sections.emit(file_amd(None, info, ()))
+            sections.emit_to(files[METADATA], file_element(info, _admids(info, ())), 3)
+        sections.emit_to(divs, item_div(item, order), 3)
     for info in package.metadata_files:
-        _emit(xf, file_amd(None, info, ()))
-    sections = [("digiprovMD", f"event-{e.id}", "PREMIS:EVENT", event_element(e)) for e in package.events]
-    sections += [("digiprovMD", md_id, "PREMIS:AGENT", agent_element(a)) for a, md_id in zip(agents, agent_ids)]
-    _emit(xf, amd_sec("amd-package", sections))
+        sections.emit(file_amd(None, info, ()))
+        sections.emit_to(files[METADATA], file_element(info, _admids(info, ())), 3)
+    events = [("digiprovMD", f"event-{e.id}", "PREMIS:EVENT", event_element(e)) for e in package.events]
+    events += [("digiprovMD", md_id, "PREMIS:AGENT", agent_element(a)) for a, md_id in zip(agents, agent_ids)]
+    sections.emit(amd_sec("amd-package", events))
+    return files, divs
 
 
 def _admids(info: FileInfo, events: Sequence[Event]) -> list[str]:
@@ -357,32 +452,20 @@ def _admids(info: FileInfo, events: Sequence[Event]) -> list[str]:
     return ids + [f"event-{e.id}" for e in events]
 
 
-def _files_by_group(package: Package) -> Iterator[tuple[str, Iterator[etree._Element]]]:
-    def items_of(role: str) -> Iterator[etree._Element]:
-        for item in package.items:
-            placed = place_events(item)
-            for info in item.objects():
-                if info.role == role:
-                    yield file_element(info, _admids(info, placed[info.id]), f"group-{item.id}")
-
-    yield ORIGINAL, items_of(ORIGINAL)
-    yield PRESERVATION, items_of(PRESERVATION)
-    yield METADATA, (file_element(info, _admids(info, ())) for info in package.metadata())
-
-
-def _write_file_sec(xf, package: Package) -> None:
+def _write_file_sec(sections: _Sections, files: Mapping[str, object]) -> None:
+    xf = sections.xf
     xf.write("\n  ")
     with xf.element(_m("fileSec")):
-        for use, files in _files_by_group(package):
+        for use in GROUPS:
             xf.write("\n    ")
             with xf.element(_m("fileGrp"), {"ID": f"grp-{use}", "USE": use}):
-                for el in files:
-                    _emit(xf, el, level=3)
+                sections.copy(files[use])
                 xf.write("\n    ")
         xf.write("\n  ")
 
 
-def _write_struct_map(xf, package: Package, coll: Mapping) -> None:
+def _write_struct_map(sections: _Sections, package: Package, coll: Mapping, divs) -> None:
+    xf = sections.xf
     xf.write("\n  ")
     with xf.element(_m("structMap"), {"ID": "structmap-physical", "TYPE": "physical"}):
         xf.write("\n    ")
@@ -391,7 +474,6 @@ def _write_struct_map(xf, package: Package, coll: Mapping) -> None:
         if package.events:
             attrib["ADMID"] = " ".join(f"event-{e.id}" for e in package.events)
         with xf.element(_m("div"), attrib):
-            for order, item in enumerate(package.items, start=1):
-                _emit(xf, item_div(item, order), level=3)
+            sections.copy(divs)
             xf.write("\n    ")
         xf.write("\n  ")

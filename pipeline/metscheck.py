@@ -14,6 +14,7 @@ needs the whole tree in memory, which libxml2 requires to report line numbers.
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
 from array import array
 from pathlib import Path, PurePosixPath
@@ -68,13 +69,15 @@ def schema_problems(path: Path, schemas_dir: Path, shown_as: str = METS_PATH) ->
             for msg in validation_errors(doc, schema)]
 
 
-def _mets_elements(mets: Path) -> Iterator[etree._Element]:
-    """The METS elements of the document, streamed: the PREMIS, DC and MIX inside xmlData are
-    parsed (and well-formed) but never reach Python; sections are cleared once read."""
+def _mets_elements(mets: Path) -> Iterator[tuple[str, etree._Element]]:
+    """The METS elements of the document with their tags, streamed: the PREMIS, DC and MIX
+    inside xmlData are parsed (and well-formed) but never reach Python; sections are cleared
+    once read."""
     for _, el in etree.iterparse(str(mets), events=("end",), tag=f"{{{NS['mets']}}}*",
                                  resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True):
-        yield el
-        if el.tag in CLEARED:
+        tag = el.tag
+        yield tag, el
+        if tag in CLEARED:
             el.clear(keep_tail=True)
             while el.getprevious() is not None:
                 del el.getparent()[0]
@@ -86,6 +89,16 @@ def _references(el: etree._Element) -> Iterator[tuple[str, str]]:
             yield attr, ref
 
 
+def _reference_keys(el: etree._Element) -> list[int]:
+    """The keys of the IDs an element refers to (the first pass's `_references`)."""
+    keys = []
+    for attr in IDREFS:
+        value = el.get(attr)
+        if value:
+            keys += map(hash, value.split())
+    return keys
+
+
 def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping) -> list[Problem]:
     """Files, IDs and ID references.  Memory stays flat in the size of the document: the first
     pass keeps a 64-bit key per ID and per reference (not the strings; a 100,000-photograph
@@ -93,18 +106,19 @@ def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping) -> li
     does a second pass collect the strings concerned and report them exactly, with lines."""
     problems: list[Problem] = []
     ids, refs = array("q"), array("q")
-    base = PurePosixPath(METS_PATH).parent
+    base = PurePosixPath(METS_PATH).parent.as_posix()
+    root = str(bag_root)
     folders: dict[str, bool] = {}       # folder -> really inside the bag (no link on the way)
     try:
-        for el in _mets_elements(mets):
+        for tag, el in _mets_elements(mets):
             ident = el.get("ID")
             if ident is not None:
                 ids.append(hash(ident))
-            refs.extend(hash(ref) for _, ref in _references(el))
-            if el.tag in LOCATED:
-                holder = el.getparent() if el.tag.endswith("FLocat") else el
-                problems += _located(bag_root, base, el.get(HREF, ""), holder, el.sourceline or 0, rehash, known,
-                                     folders)
+            refs.extend(_reference_keys(el))
+            if tag in LOCATED:
+                holder = el.getparent() if tag.endswith("FLocat") else el
+                problems += _located(bag_root, root, base, el.get(HREF, ""), holder, el.sourceline or 0, rehash,
+                                     known, folders)
     except etree.XMLSyntaxError as exc:
         return problems + [Problem("describe.mets_unreadable", METS_PATH, f"not well-formed XML: {exc.msg}",
                                    f"line {exc.lineno}")]
@@ -129,7 +143,7 @@ def _id_problems(mets: Path, repeated: set[int], unresolved: set[int]) -> list[P
     """The second pass: the IDs used more than once (keys can collide: the strings decide) and
     the references that name no ID, each at its line."""
     out, seen, dangling = [], set(), []
-    for el in _mets_elements(mets):
+    for _, el in _mets_elements(mets):
         ident = el.get("ID")
         if ident is not None and hash(ident) in repeated:
             if ident in seen:
@@ -141,30 +155,31 @@ def _id_problems(mets: Path, repeated: set[int], unresolved: set[int]) -> list[P
                           f"line {line}") for attr, ref, line in dangling]
 
 
-def _really_inside(bag_root: Path, folder: Path, folders: dict[str, bool]) -> bool:
+def _really_inside(bag_root: Path, folder: str, folders: dict[str, bool]) -> bool:
     """Whether `folder` resolves to a place inside the bag (no linked folder on the way);
     answered once per folder."""
-    key = str(folder)
-    if key not in folders:
-        folders[key] = Path(os.path.realpath(folder)).is_relative_to(os.path.realpath(bag_root))
-    return folders[key]
+    if folder not in folders:
+        folders[folder] = Path(os.path.realpath(folder)).is_relative_to(os.path.realpath(bag_root))
+    return folders[folder]
 
 
-def _located(bag_root: Path, base: PurePosixPath, href: str, holder: etree._Element,
+def _located(bag_root: Path, root: str, base: str, href: str, holder: etree._Element,
              line: int, rehash: bool, known: Mapping, folders: dict[str, bool]) -> list[Problem]:
-    """The file an FLocat/mdRef points at: inside the bag, present, right size and checksum."""
+    """The file an FLocat/mdRef points at: inside the bag, present, right size and checksum.
+    `root` is `bag_root` as a string, `base` the METS's folder in the bag (paths are handled as
+    strings here: this runs once per file of the bag)."""
     where = f"line {line}"
-    target = os.path.normpath((base / unquote(href)).as_posix()) if href else ""
+    target = os.path.normpath(posixpath.join(base, unquote(href))) if href else ""
     if not href or "://" in href or not is_inside(bag_root, target) or target.startswith(".."):
         return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r} does not name a file inside the bag", where)]
-    path = bag_root / target
+    path = os.path.join(root, target)
     try:
         st = os.lstat(path)
     except OSError:
         st = None
     if st is None or not stat.S_ISREG(st.st_mode):      # missing, a link, a folder...
         return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r}: {target} does not exist", where)]
-    if not _really_inside(bag_root, path.parent, folders):    # through a linked folder
+    if not _really_inside(bag_root, os.path.dirname(path), folders):    # through a linked folder
         return [Problem("describe.mets_flocat", METS_PATH,
                         f"href {href!r}: {target} leads outside the bag (a symbolic link on the way)", where)]
     out: list[Problem] = []

@@ -20,7 +20,7 @@ from .. import dc
 from ..bag import is_inside
 from ..errors import Problem, errors_in
 from ..hashing import copy_hashed, write_hashed
-from ..mets import METS_PATH, write_mets
+from ..mets import METS_PATH, event_agents, write_mets
 from ..itemstore import ItemStore, store_folder
 from ..metscheck import check_mets
 from ..premis import agent_key
@@ -67,6 +67,9 @@ def _with_agents(package: Package, ctx: Context) -> Package:
 
 def _with_file_ids(item: Item, ctx: Context) -> Item:
     """Every file needs an identifier for PREMIS and METS; mint one where an upstream stage did not."""
+    if all(f.id for f in item.objects()):
+        return item
+
     def named(info: Optional[FileInfo]) -> Optional[FileInfo]:
         return replace(info, id=ctx.make_id("file", info.bagpath)) if info is not None and not info.id else info
     return replace(item, original=named(item.original), masters=tuple(named(m) for m in item.masters))
@@ -152,14 +155,15 @@ def _name_problems(item: Item) -> list[Problem]:
             for what, text in texts if (reason := xml_char_problem(text))]
 
 
-def _write_descriptions(package: Package, ctx: Context) -> Package:
+def _write_descriptions(package: Package, ctx: Context) -> tuple[Package, list[Agent]]:
     """Copy the submitted records and write the DC of the collection and of every item.
 
     Each item's own files (its sidecar record's copy, its DC records) go into `Item.metadata`
     (kept with the item: on disk for a large run, not in memory); the collection's DC and the
     records that are no one item's (collection.json, metadata.csv) into the package's
-    `metadata_files`.  Items get their supplemented events.  Raises OSError when the staging
-    area cannot be written.
+    `metadata_files`.  Items get their supplemented events.  Also returns the distinct agents of
+    the items' events, in order (the METS's, collected here to save it a pass over the items).
+    Raises OSError when the staging area cannot be written.
     """
     collection = dict(package.collection.data) if package.collection else {}
     collection_path = package.collection.path if package.collection else "collection.json"
@@ -177,6 +181,7 @@ def _write_descriptions(package: Package, ctx: Context) -> Package:
     items = ItemStore(store_folder(ctx.output), n) if isinstance(package.items, ItemStore) else [None] * n
     org = next((a for a in package.agents if a.type == "organization"), None)
     owned: set[str] = set()
+    agents: dict[str, Agent] = {}
     for index, item in enumerate(package.items):
         item = _with_file_ids(item, ctx)
         item_problems = [] if item.original else [
@@ -194,7 +199,10 @@ def _write_descriptions(package: Package, ctx: Context) -> Package:
         if not item_problems:
             own += _write_dc(ctx, item, terms)
             item = _supplement_events(item, ctx, agent, org)
-        items[index] = replace(item, metadata=tuple(own), problems=item.problems + tuple(item_problems))
+        item = replace(item, metadata=tuple(own), problems=item.problems + tuple(item_problems))
+        items[index] = item
+        for each in event_agents((item,)):
+            agents.setdefault(agent_key(each), each)
     for path in sorted({r.path for r in package.records} - owned):
         info, problem = _copy_record(ctx, path)
         metadata += [info] if info else []
@@ -202,7 +210,7 @@ def _write_descriptions(package: Package, ctx: Context) -> Package:
     kept = tuple(f for f in package.metadata_files if not f.bagpath.startswith(METADATA_DIR + "/"))
     return replace(package, items=items if isinstance(items, ItemStore) else tuple(items),
                    problems=package.problems + tuple(problems),
-                   metadata_files=kept + tuple(sorted(metadata, key=lambda f: f.bagpath)))
+                   metadata_files=kept + tuple(sorted(metadata, key=lambda f: f.bagpath))), list(agents.values())
 
 
 def dcterms_file(package: Package, item: Optional[Item]) -> Optional[FileInfo]:
@@ -212,7 +220,7 @@ def dcterms_file(package: Package, item: Optional[Item]) -> Optional[FileInfo]:
     return next((f for f in files if f.bagpath == wanted), None)
 
 
-def _write_package_mets(package: Package, ctx: Context) -> FileInfo:
+def _write_package_mets(package: Package, ctx: Context, item_agents: list[Agent]) -> FileInfo:
     collection = dict(package.collection.data) if package.collection else {}
 
     def dc_record(item: Optional[Item]) -> etree._Element:
@@ -224,7 +232,7 @@ def _write_package_mets(package: Package, ctx: Context) -> FileInfo:
                                organization=_organization(package, ctx), dc_record=dc_record,
                                agent_md_id=lambda a: "agent-" + ctx.make_id("agent", agent_key(a)),
                                dcterms_file=lambda item: dcterms_file(package, item),
-                               algorithms=ctx.settings.algorithms)
+                               algorithms=ctx.settings.algorithms, item_agents=item_agents)
     return _info(ctx, METS_PATH, size, digests, XML_FORMAT)
 
 
@@ -237,13 +245,13 @@ def describe(package: Package, ctx: Context) -> Package:
     """Records, DC, then the METS (last, so it can list every other file), then its check."""
     package = _with_agents(package, ctx)
     try:
-        package = _write_descriptions(package, ctx)
+        package, item_agents = _write_descriptions(package, ctx)
     except OSError as exc:
         return _failed(package, DC_DIR, exc)
     if errors_in(package.all_problems):
         return package
     try:
-        mets_info = _write_package_mets(package, ctx)
+        mets_info = _write_package_mets(package, ctx, item_agents)
     except OSError as exc:
         return _failed(package, METS_PATH, exc)
     package = replace(package, metadata_files=package.metadata_files + (mets_info,))
