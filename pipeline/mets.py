@@ -28,7 +28,7 @@ import shutil
 import tempfile
 from contextlib import ExitStack
 from fractions import Fraction
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 from urllib.parse import quote
@@ -37,7 +37,7 @@ from lxml import etree
 
 from . import __version__
 from .model import Agent, Event, FileInfo, Item, Package, ORIGINAL, PRESERVATION, METADATA
-from .premis import agent_element, agent_key, event_element, object_element
+from .premis import agent_key, agent_markup, esc, event_markup, leaf, object_markup, parse_markup
 from .xmlio import NS, SCHEMA_LOCATIONS, hashed_output
 
 METS_PATH = "data/metadata/mets.xml"
@@ -176,69 +176,93 @@ def mix(technical: Mapping) -> Optional[etree._Element]:
     """NISO MIX 2.0 from a file's technical data, as the convert stage records it (width, height,
     photometric or mode, icc_profile, compression, x/y_resolution and unit, bits_per_sample,
     samples_per_pixel, extra_samples); None without dimensions."""
+    out: list[str] = []
+    return parse_markup(out) if mix_markup(out, technical) else None
+
+
+def mix_markup(out: list[str], technical: Mapping, declare: bool = True) -> bool:
+    """`mix` as markup added to `out` (without `declare`, for a place where the mix prefix is
+    declared already); False, adding nothing, without dimensions."""
     if not has_mix(technical):
-        return None
-    M = NS["mix"]
-    root = etree.Element(f"{{{M}}}mix", nsmap={"mix": M})
+        return False
 
-    def sub(parent, name, text=None):
-        el = etree.SubElement(parent, f"{{{M}}}{name}")
-        if text is not None:
-            el.text = str(text)
-        return el
+    def sub(name, text):
+        leaf(out, f"mix:{name}", str(text))
 
+    out.append(f'<mix:mix xmlns:mix="{NS["mix"]}">' if declare else "<mix:mix>")
     compression = COMPRESSION.get(str(technical.get("compression", "")))
     if compression:
-        basic = sub(root, "BasicDigitalObjectInformation")
-        sub(basic, "byteOrder", "little endian")   # the masters are little-endian TIFF
-        sub(sub(basic, "Compression"), "compressionScheme", compression)
-    chars = sub(sub(root, "BasicImageInformation"), "BasicImageCharacteristics")
-    sub(chars, "imageWidth", int(technical["width"]))
-    sub(chars, "imageHeight", int(technical["height"]))
+        out.append("<mix:BasicDigitalObjectInformation>")
+        sub("byteOrder", "little endian")   # the masters are little-endian TIFF
+        out.append("<mix:Compression>")
+        sub("compressionScheme", compression)
+        out.append("</mix:Compression></mix:BasicDigitalObjectInformation>")
+    out.append("<mix:BasicImageInformation><mix:BasicImageCharacteristics>")
+    sub("imageWidth", int(technical["width"]))
+    sub("imageHeight", int(technical["height"]))
     space = COLOR_SPACES.get(str(technical.get("photometric") or technical.get("mode") or ""))
     icc = str(technical.get("icc_profile") or "")
     if space or icc:
-        photometric = sub(chars, "PhotometricInterpretation")
+        out.append("<mix:PhotometricInterpretation>")
         if space:
-            sub(photometric, "colorSpace", space)
+            sub("colorSpace", space)
         if icc:
-            sub(sub(sub(photometric, "ColorProfile"), "IccProfile"), "iccProfileName", icc)
+            out.append("<mix:ColorProfile><mix:IccProfile>")
+            sub("iccProfileName", icc)
+            out.append("</mix:IccProfile></mix:ColorProfile>")
+        out.append("</mix:PhotometricInterpretation>")
+    out.append("</mix:BasicImageCharacteristics></mix:BasicImageInformation>")
     bits, samples = technical.get("bits_per_sample"), technical.get("samples_per_pixel")
     xres, yres = technical.get("x_resolution"), technical.get("y_resolution")
     extra = EXTRA_SAMPLES.get(str(technical.get("extra_samples") or ""))
     if not (bits or samples or xres):
-        return root
-    assess = sub(root, "ImageAssessmentMetadata")
+        out.append("</mix:mix>")
+        return True
+    out.append("<mix:ImageAssessmentMetadata>")
     if xres and yres:
-        spatial = sub(assess, "SpatialMetrics")
+        out.append("<mix:SpatialMetrics>")
         unit = SAMPLING_UNITS.get(str(technical.get("resolution_unit", "")))
         if unit:
-            sub(spatial, "samplingFrequencyUnit", unit)
+            sub("samplingFrequencyUnit", unit)
         for axis, value in (("x", xres), ("y", yres)):
             num, den = Fraction(str(value)).limit_denominator(10000).as_integer_ratio()
-            rational = sub(spatial, f"{axis}SamplingFrequency")
-            sub(rational, "numerator", num)
-            sub(rational, "denominator", den)
+            out.append(f"<mix:{axis}SamplingFrequency>")
+            sub("numerator", num)
+            sub("denominator", den)
+            out.append(f"</mix:{axis}SamplingFrequency>")
+        out.append("</mix:SpatialMetrics>")
     if bits or samples:
-        encoding = sub(assess, "ImageColorEncoding")
+        out.append("<mix:ImageColorEncoding>")
         if bits:
-            per_sample = sub(encoding, "BitsPerSample")
+            out.append("<mix:BitsPerSample>")
             for _ in range(int(samples or 1)):
-                sub(per_sample, "bitsPerSampleValue", int(bits))
-            sub(per_sample, "bitsPerSampleUnit", "integer")
+                sub("bitsPerSampleValue", int(bits))
+            sub("bitsPerSampleUnit", "integer")
+            out.append("</mix:BitsPerSample>")
         if samples:
-            sub(encoding, "samplesPerPixel", int(samples))
+            sub("samplesPerPixel", int(samples))
         if extra:
-            sub(encoding, "extraSamples", extra)
-    return root
+            sub("extraSamples", extra)
+        out.append("</mix:ImageColorEncoding>")
+    out.append("</mix:ImageAssessmentMetadata></mix:mix>")
+    return True
 
 
-def amd_sec(amd_id: str, sections: Iterable[tuple[str, str, str, etree._Element]]) -> etree._Element:
-    """amdSec from (kind, ID, MDTYPE, content): kind techMD or digiprovMD."""
-    amd = _el("amdSec", {"ID": amd_id})
-    for kind, md_id, mdtype, content in sections:
-        _md_wrap(_sub(amd, kind, {"ID": md_id}), mdtype, content)
-    return amd
+# The amdSecs, the bulk of the document, are written as markup and parsed once each (see
+# premis.py): their start tag declares the namespaces of the kind (as `_el`'s parent would).
+AMD_START = "<mets:amdSec" + "".join(f' xmlns:{k}="{NS[k]}"' for k in SECTION_NAMESPACES["amdSec"])
+
+
+def amd_sec(amd_id: str, sections: Iterable[tuple[str, str, str, Callable[[list[str]], object]]]) -> etree._Element:
+    """amdSec from (kind, ID, MDTYPE, write): kind techMD or digiprovMD, `write(out)` adding
+    the content's markup (premis and mix prefixes declared) to `out`."""
+    out = [f'{AMD_START} ID="{esc(amd_id)}">']
+    for kind, md_id, mdtype, write in sections:
+        out.append(f'<mets:{kind} ID="{esc(md_id)}"><mets:mdWrap MDTYPE="{esc(mdtype)}"><mets:xmlData>')
+        write(out)
+        out.append(f"</mets:xmlData></mets:mdWrap></mets:{kind}>")
+    out.append("</mets:amdSec>")
+    return parse_markup(out)
 
 
 def file_element(info: FileInfo, admids: Sequence[str], group: str = "") -> etree._Element:
@@ -298,14 +322,15 @@ def file_amd(item: Optional[Item], info: FileInfo, events: Sequence[Event]) -> e
             derivatives = [m.id for m in item.masters]
     # Events name their objects (linkingObjectIdentifier); objects do not repeat the link back,
     # which would add a kilobyte per file for nothing a reader cannot find the other way.
-    obj = object_element(info, sources=sources, derivatives=derivatives,
-                         derivation_event=_derivation_event(item) if (sources or derivatives) else "")
+    obj = partial(object_markup, info=info, sources=sources, derivatives=derivatives, declare=False,
+                  derivation_event=_derivation_event(item) if (sources or derivatives) else "")
     sections = [("techMD", f"techmd-{info.id}", "PREMIS:OBJECT", obj)]
-    image = mix(info.technical) if info.role != METADATA else None
-    if image is not None:
-        sections.append(("techMD", f"mix-{info.id}", "NISOIMG", image))
+    if info.role != METADATA and has_mix(info.technical):
+        sections.append(("techMD", f"mix-{info.id}", "NISOIMG", partial(mix_markup, technical=info.technical,
+                                                                          declare=False)))
     default = ((info.id, "source"),)
-    sections += [("digiprovMD", f"event-{e.id}", "PREMIS:EVENT", event_element(e, default)) for e in events]
+    sections += [("digiprovMD", f"event-{e.id}", "PREMIS:EVENT",
+                  partial(event_markup, event=e, default_objects=default, declare=False)) for e in events]
     return amd_sec(f"amd-{info.id}", sections)
 
 
@@ -353,8 +378,8 @@ class _Sections:
 
     @staticmethod
     def _held(el: etree._Element, level: int) -> None:
-        if el.getparent() is None:      # a section not made by _el
-            etree.Element(_m("mets"), nsmap=SECTION_NSMAPS[etree.QName(el).localname]).append(el)
+        """Indent a section: made by `_el` (in its parent declaring its namespaces) or parsed
+        with them declared on itself (`amd_sec`)."""
         etree.indent(el, space="  ", level=level)
 
     def emit(self, el: etree._Element, level: int = 1) -> None:
@@ -438,8 +463,10 @@ def _write_amd(sections: _Sections, package: Package, agents: Sequence[Agent],
     for info in package.metadata_files:
         sections.emit(file_amd(None, info, ()))
         sections.emit_to(files[METADATA], file_element(info, _admids(info, ())), 3)
-    events = [("digiprovMD", f"event-{e.id}", "PREMIS:EVENT", event_element(e)) for e in package.events]
-    events += [("digiprovMD", md_id, "PREMIS:AGENT", agent_element(a)) for a, md_id in zip(agents, agent_ids)]
+    events = [("digiprovMD", f"event-{e.id}", "PREMIS:EVENT", partial(event_markup, event=e, declare=False))
+              for e in package.events]
+    events += [("digiprovMD", md_id, "PREMIS:AGENT", partial(agent_markup, agent=a, declare=False))
+               for a, md_id in zip(agents, agent_ids)]
     sections.emit(amd_sec("amd-package", events))
     return files, divs
 

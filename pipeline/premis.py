@@ -10,14 +10,16 @@ text without a URI, never guessed.
 
 Each element is written as markup and parsed once (one libxml2 call), about twice as fast as
 building it element by element from Python: a METS holds one object per file and several events
-per photograph.  Values are escaped so that parsing gives them back exactly; lxml serializes
-the result as it would any element.
+per photograph.  Values are escaped so that parsing gives them back exactly (and an empty text
+is set after parsing), so lxml writes the result byte for byte as it wrote the elements built
+one by one.  The `*_markup` functions give the same markup to the METS writer, which parses a
+whole amdSec at once (see mets.amd_sec).
 """
 from __future__ import annotations
 
 import json
 import re
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Mapping
 
 from lxml import etree
 
@@ -46,11 +48,10 @@ OBJECT_ID_TYPE = "UUID"
 AGENT_ID_TYPE = "preservation-pipeline agent"
 
 
-_P = NS["premis"]
 _SPECIAL = re.compile('[&<>"\t\n\r]')
 
 
-def _esc(value: str) -> str:
+def esc(value: str) -> str:
     """Text or attribute value as markup that parses back to exactly `value` (char references
     for the whitespace a parser would otherwise normalize)."""
     if _SPECIAL.search(value) is None:
@@ -59,11 +60,32 @@ def _esc(value: str) -> str:
             .replace("\t", "&#9;").replace("\n", "&#10;").replace("\r", "&#13;"))
 
 
-def _parse(markup: list[str]) -> etree._Element:
+# Marks an element whose text is "" (set after parsing: an element built with text "" is
+# written <a></a>, a parsed <a></a> would be written <a/>).
+EMPTY_TEXT = "pipeline-empty-text"
+
+
+def leaf(out: list[str], tag: str, text: str, attributes: str = "") -> None:
+    """An element `tag` (prefixed) holding `text`, added to `out`."""
+    if text:
+        out.append(f"<{tag}{attributes}>{esc(text)}</{tag}>")
+    else:
+        out.append(f'<{tag}{attributes} {EMPTY_TEXT}=""/>')
+
+
+def parse_markup(markup: list[str]) -> etree._Element:
+    """The element that markup made of `leaf`s and escaped values describes."""
+    text = "".join(markup)
     try:
-        return etree.fromstring("".join(markup))     # lxml's default parser, one per thread
+        root = etree.fromstring(text)     # lxml's default parser, one per thread
     except etree.XMLSyntaxError as exc:     # a value XML cannot hold, as lxml says when it is set
         raise ValueError(f"All strings must be XML compatible: {exc}") from exc
+    if EMPTY_TEXT in text:
+        for el in root.iter():
+            if el.get(EMPTY_TEXT) is not None:
+                del el.attrib[EMPTY_TEXT]
+                el.text = ""
+    return root
 
 
 def _authority(vocabulary: str, code: str) -> str:
@@ -72,7 +94,7 @@ def _authority(vocabulary: str, code: str) -> str:
 
 
 def _leaf(out: list[str], name: str, text: str, attributes: str = "") -> None:
-    out.append(f"<premis:{name}{attributes}>{_esc(text)}</premis:{name}>")
+    leaf(out, f"premis:{name}", text, attributes)
 
 
 def _controlled(out: list[str], name: str, vocabulary: str, label: str, codes: Mapping[str, str]) -> None:
@@ -84,8 +106,9 @@ def _controlled(out: list[str], name: str, vocabulary: str, label: str, codes: M
 def _identifier(out: list[str], name: str, id_type: str, value: str, role: tuple = ()) -> None:
     """`name` holding `nameType` and `nameValue`, then, given `role` (element, vocabulary,
     label, codes), that controlled role when the label is not empty."""
-    out.append(f"<premis:{name}><premis:{name}Type>{_esc(id_type)}</premis:{name}Type>"
-               f"<premis:{name}Value>{_esc(value)}</premis:{name}Value>")
+    out.append(f"<premis:{name}>")
+    _leaf(out, f"{name}Type", id_type)
+    _leaf(out, f"{name}Value", value)
     if role and role[2]:
         _controlled(out, *role)
     out.append(f"</premis:{name}>")
@@ -93,6 +116,10 @@ def _identifier(out: list[str], name: str, id_type: str, value: str, role: tuple
 
 def agent_key(agent: Agent) -> str:
     return agent.id or f"{agent.type}:{agent.name}/{agent.version}"
+
+
+def _declared(names: str, declare: bool) -> str:
+    return "".join(f' xmlns:{name}="{NS[name]}"' for name in names.split()) if declare else ""
 
 
 def object_element(info: FileInfo, *, sources: Iterable[str] = (), derivatives: Iterable[str] = (),
@@ -103,8 +130,17 @@ def object_element(info: FileInfo, *, sources: Iterable[str] = (), derivatives: 
     (relationship derivation, has source / is source of), optionally through `derivation_event`.
     `events`: ids of the events that concern this file (linkingEventIdentifier).
     """
-    out = [f'<premis:object xmlns:premis="{_P}" xmlns:xsi="{NS["xsi"]}" xsi:type="premis:file" '
-           f'version="{PREMIS_VERSION}">']
+    out: list[str] = []
+    object_markup(out, info, sources=sources, derivatives=derivatives, derivation_event=derivation_event,
+                  events=events)
+    return parse_markup(out)
+
+
+def object_markup(out: list[str], info: FileInfo, *, sources: Iterable[str] = (), derivatives: Iterable[str] = (),
+                  derivation_event: str = "", events: Iterable[str] = (), declare: bool = True) -> None:
+    """`object_element` as markup added to `out`; without `declare`, for a place where the
+    premis and xsi prefixes are declared already."""
+    out.append(f'<premis:object{_declared("premis xsi", declare)} xsi:type="premis:file" version="{PREMIS_VERSION}">')
     _identifier(out, "objectIdentifier", OBJECT_ID_TYPE, info.id)
     out.append("<premis:objectCharacteristics><premis:compositionLevel>0</premis:compositionLevel>")
     for alg in sorted(info.checksums):
@@ -142,7 +178,6 @@ def object_element(info: FileInfo, *, sources: Iterable[str] = (), derivatives: 
     for eid in events:
         _identifier(out, "linkingEventIdentifier", OBJECT_ID_TYPE, eid)
     out.append("</premis:object>")
-    return _parse(out)
 
 
 def _note(value) -> str:
@@ -155,20 +190,30 @@ def event_element(event: Event, default_objects: Iterable[tuple[str, str]] = ())
     `extra` entries (e.g. the pixel digests of a normalization proof) become outcome detail notes
     `key: value`, sorted by key.  `default_objects` are linked when the event names none.
     """
-    out = [f'<premis:event xmlns:premis="{_P}" version="{PREMIS_VERSION}">']
+    out: list[str] = []
+    event_markup(out, event, default_objects)
+    return parse_markup(out)
+
+
+def event_markup(out: list[str], event: Event, default_objects: Iterable[tuple[str, str]] = (),
+                 declare: bool = True) -> None:
+    """`event_element` as markup added to `out` (`declare`: see `object_markup`)."""
+    out.append(f'<premis:event{_declared("premis", declare)} version="{PREMIS_VERSION}">')
     _identifier(out, "eventIdentifier", OBJECT_ID_TYPE, event.id)
     _controlled(out, "eventType", "eventType", event.type, EVENT_TYPES)
     _leaf(out, "eventDateTime", event.datetime)
     if event.detail:
-        out.append(f"<premis:eventDetailInformation><premis:eventDetail>{_esc(event.detail)}"
-                   "</premis:eventDetail></premis:eventDetailInformation>")
+        out.append("<premis:eventDetailInformation>")
+        _leaf(out, "eventDetail", event.detail)
+        out.append("</premis:eventDetailInformation>")
     out.append("<premis:eventOutcomeInformation>")
     _controlled(out, "eventOutcome", "eventOutcome", event.outcome, EVENT_OUTCOMES)
     notes = [event.outcome_detail] if event.outcome_detail else []
     notes += [f"{key}: {_note(event.extra[key])}" for key in sorted(event.extra)]
     for note in notes:
-        out.append(f"<premis:eventOutcomeDetail><premis:eventOutcomeDetailNote>{_esc(note)}"
-                   "</premis:eventOutcomeDetailNote></premis:eventOutcomeDetail>")
+        out.append("<premis:eventOutcomeDetail>")
+        _leaf(out, "eventOutcomeDetailNote", note)
+        out.append("</premis:eventOutcomeDetail>")
     out.append("</premis:eventOutcomeInformation>")
     for agent, role in event.agents:
         _identifier(out, "linkingAgentIdentifier", AGENT_ID_TYPE, agent_key(agent),
@@ -177,12 +222,18 @@ def event_element(event: Event, default_objects: Iterable[tuple[str, str]] = ())
         _identifier(out, "linkingObjectIdentifier", OBJECT_ID_TYPE, oid,
                     ("linkingObjectRole", "eventRelatedObjectRole", role, OBJECT_ROLES))
     out.append("</premis:event>")
-    return _parse(out)
 
 
 def agent_element(agent: Agent) -> etree._Element:
     """premis:agent for a model.Agent."""
-    out = [f'<premis:agent xmlns:premis="{_P}" version="{PREMIS_VERSION}">']
+    out: list[str] = []
+    agent_markup(out, agent)
+    return parse_markup(out)
+
+
+def agent_markup(out: list[str], agent: Agent, declare: bool = True) -> None:
+    """`agent_element` as markup added to `out` (`declare`: see `object_markup`)."""
+    out.append(f'<premis:agent{_declared("premis", declare)} version="{PREMIS_VERSION}">')
     _identifier(out, "agentIdentifier", AGENT_ID_TYPE, agent_key(agent))
     _leaf(out, "agentName", agent.name)
     _controlled(out, "agentType", "agentType", agent.type, AGENT_TYPES)
@@ -191,4 +242,3 @@ def agent_element(agent: Agent) -> etree._Element:
     if agent.note:
         _leaf(out, "agentNote", agent.note)
     out.append("</premis:agent>")
-    return _parse(out)
