@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import Iterable, Mapping
 
 from lxml import etree
@@ -73,11 +74,23 @@ def leaf(out: list[str], tag: str, text: str, attributes: str = "") -> None:
         out.append(f'<{tag}{attributes} {EMPTY_TEXT}=""/>')
 
 
+_PARSERS = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    """This thread's parser (lxml parsers are not shared between threads), with libxml2's 10 MB
+    limit on one text lifted: the markup is ours, only the values in it come from the records."""
+    parser = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = _PARSERS.parser = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
+    return parser
+
+
 def parse_markup(markup: list[str]) -> etree._Element:
     """The element that markup made of `leaf`s and escaped values describes."""
     text = "".join(markup)
     try:
-        root = etree.fromstring(text)     # lxml's default parser, one per thread
+        root = etree.fromstring(text, _parser())
     except etree.XMLSyntaxError as exc:     # a value XML cannot hold, as lxml says when it is set
         raise ValueError(f"All strings must be XML compatible: {exc}") from exc
     if EMPTY_TEXT in text:

@@ -152,3 +152,11 @@ def test_empty_premis_values_are_written_as_built_elements_write_them():
     built = etree.Element("a")
     etree.SubElement(built, "b").text = ""
     assert etree.tostring(built) == b"<a><b></b></a>"
+
+
+def test_a_premis_value_over_ten_megabytes_is_kept_whole():
+    """libxml2 refuses one text over 10 MB unless told otherwise; the old element-built PREMIS
+    had no such limit, and neither has the markup's parser."""
+    text = "Khojaly " * 1_500_000          # 12 MB
+    event = premis.event_element(Event(id="e", type="validation", datetime="2026-01-01", detail=text))
+    assert event.findtext(f".//{{{premis.NS['premis']}}}eventDetail") == text
