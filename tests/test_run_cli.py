@@ -208,3 +208,18 @@ def test_ctrl_c_mid_convert_exits_130_and_rerun_finishes(busy):
     rerun = run_cli("run", "--ingest", ingest, "--output", output, env=EPOCH)
     assert rerun.returncode == 0, rerun.stderr
     assert reused_count(output / "busy") >= proven
+
+
+def test_many_warnings_of_one_kind_are_counted_not_all_printed(tmp_path):
+    """Twelve JPEGs without a resolution: the human report shows ten such warnings and one line
+    counting the rest; --json lists all twelve; errors are never cut (see the rejected tests)."""
+    hs.make_collection(tmp_path / "ingest", n=12)
+    proc = run_cli("run", "--ingest", tmp_path / "ingest", "--output", tmp_path / "human", "--quiet")
+    assert proc.returncode == 0 and no_traceback(proc), proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.endswith("[convert.resolution_assumed]")]
+    assert len(lines) == 11
+    assert lines[-1] == ("warning: 2 more: not shown, like the 10 above (--json lists every one) "
+                         "[convert.resolution_assumed]")
+    _, report = run_json(tmp_path / "ingest", tmp_path / "json")
+    [coll] = report["collections"]
+    assert sum(p["code"] == "convert.resolution_assumed" for p in coll["problems"]) == 12

@@ -12,6 +12,7 @@ import importlib
 import json
 import sys
 import time
+from collections import Counter
 from typing import Any, Iterable, Optional
 
 import click
@@ -92,10 +93,25 @@ class ProgressBar:
             self.stage = None
 
 
-def echo_problems(problems: Iterable[Problem], err: bool = False) -> None:
+WARNINGS_SHOWN = 10     # of each code, in the human report of a collection; --json lists all
+
+
+def echo_problems(problems: Iterable[Problem], err: bool = False, shown: Optional[int] = None) -> None:
+    """One line per problem.  With `shown`, warnings of one code after the first `shown` are
+    counted, not printed (a warning on every one of 100,000 photographs would bury the rest):
+    one line says how many more there are.  Errors are always listed, every one."""
+    seen: Counter[str] = Counter()
     for p in problems:
+        if not p.is_error and shown is not None:
+            seen[p.code] += 1
+            if seen[p.code] > shown:
+                continue
         prefix = "warning: " if not p.is_error else ""
         click.echo(f"{prefix}{p.render()}", err=err)
+    for code, count in seen.items():
+        if count > shown:
+            click.echo(f"warning: {count - shown} more: not shown, like the {shown} above "
+                       f"(--json lists every one) [{code}]", err=err)
 
 
 def echo_json(data: Any) -> None:

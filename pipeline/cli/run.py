@@ -12,7 +12,7 @@ from ..errors import ClusterError, PipelineError, UsageError
 from ..executor import STAGE_NAMES, RunResult, run as run_collection
 from ..report import StageReport
 from ..stage import Settings
-from . import EXIT_OK, ProgressBar, cli, echo_json, echo_problems, json_option, quiet_option
+from . import EXIT_OK, WARNINGS_SHOWN, ProgressBar, cli, echo_json, echo_problems, json_option, quiet_option
 from .options import collections_in, ingest_option, parse_size, pixel_limit_option, workers_option
 
 
@@ -69,7 +69,7 @@ def run(collections, ingest, output, until, compression, algorithms, schemas, ma
             worst = max(worst, exc.exit_code)
             reports.append(collection_report(folder.name, stages, started, error=exc))
             if not as_json:
-                echo_problems(exc.problems, err=True)
+                echo_problems(exc.problems, err=True, shown=WARNINGS_SHOWN)
             click.echo(f"pipeline: error: {exc}", err=True)
             if isinstance(exc, (ClusterError, UsageError)):
                 break  # the same for every collection: stop here
@@ -100,7 +100,7 @@ def collection_report(name: str, stages: list[StageReport], started: float,
 
 
 def echo_human(name: str, result: RunResult, stages: list[StageReport]) -> None:
-    echo_problems(result.package.all_problems)
+    echo_problems(result.package.all_problems, shown=WARNINGS_SHOWN)
     for s in stages:
         rate = f", {s.items / s.seconds:.1f} items/s" if s.seconds > 0 and s.items else ""
         click.echo(f"{name}: {s.stage}: {s.items} items in {s.seconds:.1f} s{rate}, "

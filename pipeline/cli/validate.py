@@ -7,7 +7,7 @@ import click
 from ..errors import errors_in
 from ..executor import validate_collection
 from ..stage import Settings
-from . import EXIT_INVALID, EXIT_OK, ProgressBar, cli, echo_json, echo_problems, json_option, quiet_option
+from . import EXIT_INVALID, EXIT_OK, WARNINGS_SHOWN, ProgressBar, cli, echo_json, echo_problems, json_option, quiet_option
 from .options import collections_in, ingest_option, pixel_limit_option, workers_option
 
 
@@ -22,7 +22,8 @@ def validate(collections, ingest, pixel_limit, workers, as_json, quiet):
     """Check records against the schemas and images by their content; write nothing.
 
     COLLECTIONS are folders (or names inside --ingest); default: every collection in ingest/.
-    Every problem is reported, one line each: path:field: reason [code].
+    Every error is reported, one line each: path:field: reason [code]; of each kind of warning
+    the first 10, then how many more (--json lists every one).
     """
     settings = Settings(pixel_limit=pixel_limit, workers=workers)
     bar = ProgressBar(quiet or as_json)
@@ -39,7 +40,7 @@ def validate(collections, ingest, pixel_limit, workers, as_json, quiet):
                         "warnings": len(problems) - len(errors),
                         "problems": [p.as_dict() for p in problems]})
         if not as_json:
-            echo_problems(problems)
+            echo_problems(problems, shown=WARNINGS_SHOWN)
             verdict = "valid" if not errors else "INVALID"
             click.echo(f"{folder.name}: {verdict}: {len(package.items)} items, "
                        f"{len(errors)} errors, {len(problems) - len(errors)} warnings")
