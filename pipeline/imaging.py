@@ -25,6 +25,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import durable, tiff
+from .xmlio import xml_safe
 from .exif import Metadata
 from .formats import Format
 
@@ -193,7 +194,8 @@ def icc_description(icc: bytes | None) -> str:
         return ""
     try:
         from PIL import ImageCms
-        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+        text = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+        return xml_safe(text)   # a label for the MIX; the profile itself is carried byte for byte
     except Exception:  # a damaged profile is still carried byte for byte; it just has no name
         return "(unreadable profile description)"
 

@@ -25,7 +25,7 @@ from typing import Iterable, Mapping
 from lxml import etree
 
 from .model import Agent, Event, FileInfo, PRESERVATION
-from .xmlio import NS
+from .xmlio import NS, safe_parser
 
 VOCAB = "http://id.loc.gov/vocabulary/preservation/"
 PREMIS_VERSION = "3.0"
@@ -82,7 +82,7 @@ def _parser() -> etree.XMLParser:
     limit on one text lifted: the markup is ours, only the values in it come from the records."""
     parser = getattr(_PARSERS, "parser", None)
     if parser is None:
-        parser = _PARSERS.parser = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
+        parser = _PARSERS.parser = safe_parser(huge_tree=True)
     return parser
 
 

@@ -89,10 +89,11 @@ class LocalResolver(etree.Resolver):
         return None
 
 
-def safe_parser(**extra) -> etree.XMLParser:
-    """The parser for any XML the pipeline reads: no entities, no DTD, no network."""
+def safe_parser(huge_tree: bool = False, **extra) -> etree.XMLParser:
+    """The parser for any XML the pipeline reads: no entities, no DTD, no network.  `huge_tree`
+    only for markup the pipeline made itself (it lifts libxml2's limits, 10 MB per text)."""
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                           dtd_validation=False, huge_tree=False, remove_blank_text=False, **extra)
+                           dtd_validation=False, huge_tree=huge_tree, remove_blank_text=False, **extra)
 
 
 def parse(source) -> etree._ElementTree:
@@ -157,6 +158,12 @@ def xml_char_problem(text: str) -> str:
     if found is None:
         return ""
     return f"character U+{ord(found.group()):04X} at position {found.start()} cannot be written in XML 1.0"
+
+
+def xml_safe(text: str) -> str:
+    """`text` with each character XML 1.0 cannot hold replaced by U+FFFD (for labels read out
+    of files, such as an ICC profile's description: shown, never the record of anything)."""
+    return _NOT_XML_CHAR.sub("\ufffd", text)
 
 
 def to_bytes(element) -> bytes:

@@ -223,3 +223,22 @@ def test_many_warnings_of_one_kind_are_counted_not_all_printed(tmp_path):
     _, report = run_json(tmp_path / "ingest", tmp_path / "json")
     [coll] = report["collections"]
     assert sum(p["code"] == "convert.resolution_assumed" for p in coll["problems"]) == 12
+
+
+def test_an_icc_profile_whose_description_xml_cannot_hold_is_carried_and_labelled(tmp_path):
+    """The profile is carried byte for byte; its description, a label in the METS's MIX, has the
+    character XML cannot hold replaced (U+FFFD). It once crashed the METS writer with a traceback."""
+    import io
+
+    from PIL import Image, ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    at = profile.find("sRGB".encode("utf-16-le"))
+    bad = profile[:at] + "\x01".encode("utf-16-le") + profile[at + 2:]
+    assert ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(bad))).startswith("\x01")
+    folder = hs.make_collection(tmp_path / "ingest", n=2)
+    Image.new("RGB", (48, 32), (90, 80, 70)).save(folder / "img0000.jpg", quality=90, icc_profile=bad)
+    proc, report = run_json(tmp_path / "ingest", tmp_path / "output")
+    assert proc.returncode == 0, report
+    mets = (tmp_path / "output" / "coll" / "data" / "metadata" / "mets.xml").read_text(encoding="utf-8")
+    assert "\ufffdRGB built-in" in mets

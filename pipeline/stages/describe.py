@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import Optional
+from typing import Iterator, Mapping, Optional
 
 from lxml import etree
 
@@ -142,15 +142,28 @@ def _text_problems(path: str, terms: list[dc.Term]) -> list[Problem]:
     return [Problem("describe.xml_char", path, reason, field) for field, reason in dc.text_problems(terms)]
 
 
+def _texts(value) -> Iterator[str]:
+    """Every string in a technical or extra value (strings, lists and mappings of them)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _texts(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _texts(v)
+
+
 def _name_problems(item: Item) -> list[Problem]:
     """Names and event texts that go into the METS must be XML too (validation should have
     refused such names already: this keeps a slip upstream a problem, not a crash here)."""
     texts = [("relpath", item.relpath)]
     for info in item.objects():
         texts += [("bagpath", info.bagpath), ("original_name", info.original_name)]
+        texts += [(f"{info.bagpath}: technical", text) for text in _texts(info.technical)]
     for event in item.events:
         texts += [(f"event {event.type}", text) for text in (event.detail, event.outcome_detail,
-                                                             *(v for v in event.extra.values() if isinstance(v, str)))]
+                                                             *_texts(event.extra))]
     return [Problem("describe.xml_char", item.relpath.encode("unicode_escape").decode("ascii"), f"{what}: {reason}")
             for what, text in texts if (reason := xml_char_problem(text))]
 
@@ -254,6 +267,9 @@ def describe(package: Package, ctx: Context) -> Package:
         mets_info = _write_package_mets(package, ctx, item_agents)
     except OSError as exc:
         return _failed(package, METS_PATH, exc)
+    except ValueError as exc:   # a text XML cannot hold that the checks above did not foresee
+        return replace(package, problems=package.problems + (
+            Problem("describe.xml_char", METS_PATH, f"cannot be written: {exc}"),))
     package = replace(package, metadata_files=package.metadata_files + (mets_info,))
     problems = check_mets(ctx.staging, ctx.settings.schemas_dir, rehash=False)
     return replace(package, problems=package.problems + tuple(problems))

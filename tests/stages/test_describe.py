@@ -261,3 +261,22 @@ def test_files_without_an_identifier_get_one(tmp_path):
     package, _ = run(tmp_path, edit=anonymous)
     assert package.all_problems == []
     assert package.items[1].original.id
+
+
+def test_describe_xml_char_in_technical_metadata_or_a_list_of_event_notes(tmp_path):
+    """Values read out of the image (technical metadata, lists in an event's notes) are checked
+    too: one problem each, no traceback, no METS (a control character in them once crashed the
+    METS writer)."""
+    def control_values(package):
+        item = package.items[0]
+        original = replace(item.original, technical=dict(item.original.technical, icc_profile="\x01RGB"))
+        event = replace(item.events[0], extra=dict(item.events[0].extra, dropped=["fine", "bad \x02"]))
+        return replace(package, items=(replace(item, original=original, events=(event,) + item.events[1:]),)
+                       + package.items[1:])
+
+    package, ctx = run(tmp_path, edit=control_values)
+    reasons = sorted(p.reason for p in package.all_problems if p.code == "describe.xml_char")
+    assert len(reasons) == 2
+    assert "technical: character U+0001" in reasons[0]
+    assert reasons[1].startswith("event format identification: character U+0002")
+    assert not (ctx.staging / METS_PATH).exists()
