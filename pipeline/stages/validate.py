@@ -558,18 +558,6 @@ class Places:
         return out
 
 
-def _problems_of(records: Iterable[Record], found: Identifiers | Places) -> list[Problem]:
-    records = list(records)
-    for i, record in enumerate(records):
-        found.add(i, record)
-    return found.problems(records)
-
-
-def duplicate_identifiers(records: Iterable[Record]) -> list[Problem]:
-    """Records sharing an identifier (casefolded)."""
-    return _problems_of(records, Identifiers())
-
-
 def twins(paths: Iterable[str]) -> list[Problem]:
     """Names in one folder that differ only by Unicode normalization (NFC/NFD) or by case."""
     found = Names()
@@ -585,7 +573,11 @@ def _skeleton(word: str) -> str:
 
 def place_spellings(records: Iterable[Record]) -> list[Problem]:
     """A place name written two ways ("Agdam", "Aghdam"): warn where the rarer spelling is used."""
-    return _problems_of(records, Places())
+    records = list(records)
+    found = Places()
+    for i, record in enumerate(records):
+        found.add(i, record)
+    return found.problems(records)
 
 
 def _light(record: Record) -> Record:
@@ -601,8 +593,8 @@ def _where(record: Record) -> str:
 def validate_collection_level(package: Package, ctx: Context) -> Package:
     """collection.json against its schema; then, over all the items, duplicate identifiers, name
     twins and place spellings.  One pass keeps a few keys and indexes per item (the items stream
-    from disk in `pipeline run`); a second pass, only when something was found, fetches the
-    records the problems point at."""
+    from disk in `pipeline run`); then only the records the problems point at are read again,
+    by their index."""
     problems: list[Problem] = []
     if package.collection is not None:
         problems += record_problems(package.collection, "collection")
@@ -615,7 +607,7 @@ def validate_collection_level(package: Package, ctx: Context) -> Package:
     for record in package.records:
         names.add(record.path)
     wanted = identifiers.wanted() | places.wanted()
-    records = {i: _light(item.record) for i, item in enumerate(package.items) if i in wanted} if wanted else {}
+    records = {i: _light(package.items[i].record) for i in sorted(wanted)}     # read by index
     problems += identifiers.problems(records)
     problems += names.problems()
     problems += places.problems(records)
