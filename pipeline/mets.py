@@ -132,21 +132,11 @@ def header(created: str, organization: str, admids: Sequence[str] = ()) -> etree
     return hdr
 
 
-def _md_wrap(parent: etree._Element, mdtype: str, content: etree._Element, label: str = "") -> None:
-    """mdWrap/xmlData holding `content`, added to `parent` (built in place: each move of an
-    element into another tree walks all of its descendants)."""
-    attrib = {"MDTYPE": mdtype}
-    if mdtype.startswith("OTHER:"):
-        attrib = {"MDTYPE": "OTHER", "OTHERMDTYPE": mdtype[6:]}
-    if label:
-        attrib["LABEL"] = label
-    _sub(_sub(parent, "mdWrap", attrib), "xmlData").append(content)
-
-
 def dmd_sec(dmd_id: str, record: etree._Element) -> etree._Element:
-    """dmdSec with an oai_dc record wrapped inline (MDTYPE DC)."""
+    """dmdSec with an oai_dc record wrapped inline (MDTYPE DC), built in place (each move of an
+    element into another tree walks all of its descendants)."""
     dmd = _el("dmdSec", {"ID": dmd_id})
-    _md_wrap(dmd, "DC", record, "oai_dc")
+    _sub(_sub(dmd, "mdWrap", {"MDTYPE": "DC", "LABEL": "oai_dc"}), "xmlData").append(record)
     return dmd
 
 
