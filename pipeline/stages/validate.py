@@ -23,7 +23,7 @@ import unicodedata
 from collections import defaultdict
 from dataclasses import replace
 from datetime import date, datetime, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -533,22 +533,26 @@ class Places:
                 if len(word) >= 4 and word[0].isupper():
                     self.uses.setdefault(word, array("q")).extend((index, i))
 
-    def _rare(self) -> Iterator[tuple[str, str]]:
-        """(rarer spelling, most used spelling) for each place name written two ways or more."""
+    @cached_property
+    def rare(self) -> list[tuple[str, str]]:
+        """(rarer spelling, most used spelling) for each place name written two ways or more
+        (asked once the last record is added)."""
         variants: dict[str, list[str]] = defaultdict(list)
         for word in self.uses:
             variants[_skeleton(word)].append(word)
+        out = []
         for words in variants.values():
             if len(words) > 1:
                 common = max(sorted(words), key=lambda w: len(self.uses[w]))
-                yield from ((word, common) for word in sorted(words) if word != common)
+                out += [(word, common) for word in sorted(words) if word != common]
+        return out
 
     def wanted(self) -> set[int]:
-        return {i for word, _ in self._rare() for i in self.uses[word][::2]}
+        return {i for word, _ in self.rare for i in self.uses[word][::2]}
 
     def problems(self, records: Mapping[int, Record] | Sequence[Record]) -> list[Problem]:
         out = []
-        for word, common in self._rare():
+        for word, common in self.rare:
             uses = self.uses[word]
             for index, i in zip(uses[::2], uses[1::2]):
                 record = records[index]
