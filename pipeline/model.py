@@ -110,7 +110,9 @@ class Package:
     source: Path                 # the collection folder in ingest/ (never written)
     collection: Record | None
     items: tuple[Item, ...] = ()
-    records: tuple[Record, ...] = ()          # every record file received, by path (data left empty)
+    records: tuple[Record, ...] = ()          # the record files no item carries, by path (data left
+                                              # empty): collection.json, metadata.csv, sidecars paired
+                                              # with no image; an item's own sidecar is on its Item only
     metadata_files: tuple[FileInfo, ...] = ()  # the collection's DC, the METS, records that are not
                                                # one item's (collection.json, metadata.csv), once written
     events: tuple[Event, ...] = ()             # collection-level events

@@ -54,7 +54,6 @@ def build(tmp_path: Path, records=RECORDS, names=NAMES, monkeypatch=None, settin
         sidecar = str(Path(name).with_suffix(".json"))
         (ingest / sidecar).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
         record = Record(sidecar, data)
-        recs.append(record)
         orig_path = f"data/objects/originals/{name}"
         size, digests = copy_hashed(src, ctx.staging / orig_path, ctx.settings.algorithms)
         original = FileInfo(ORIGINAL, orig_path, size, digests, ctx.make_id("file", orig_path), "image/jpeg",

@@ -87,3 +87,35 @@ def test_the_collection_level_checks_hold_little_per_item(tmp_path):
     small, large = _checks_peak(tmp_path / "small", 400), _checks_peak(tmp_path / "large", 2000)
     per_item = (large - small) / 1600
     assert per_item < CHECKS_PER_ITEM_LIMIT, f"{per_item:.0f} bytes more per item at the peak"
+
+
+# Discovery pairs each image with its sidecar by name and reads none of them; the package lists
+# only the record files no item carries.  It listed every sidecar a second time before (a Record
+# and a dict each): 1,118 bytes per item at the peak then (the test failed), 758 now.
+DISCOVERY_PER_ITEM_LIMIT = 900     # bytes
+
+
+def _discovery_peak(root: Path, n: int) -> int:
+    from pipeline.stages import discover
+    folder = root / "ingest" / "mem"
+    folder.mkdir(parents=True)
+    (folder / "collection.json").write_text('{"identifier": "mem-1"}', encoding="utf-8")
+    for i in range(n):
+        box = folder / f"box{i // 250:02d}"
+        box.mkdir(exist_ok=True)
+        (box / f"p{i:05d}.jpg").write_bytes(b"\xff\xd8")
+        (box / f"p{i:05d}.json").write_bytes(b"{}")
+    ctx = Context.create(Settings(), folder, root / "output", "mem")
+    empty = Package(name="mem", source=folder, collection=None)
+    return _traced_peak(lambda: _discovered(discover.discover(empty, ctx), n))
+
+
+def _discovered(found: Package, n: int) -> None:
+    assert len(found.items) == n and not found.problems
+    assert [r.path for r in found.records] == ["collection.json"]
+
+
+def test_discovery_holds_little_per_item(tmp_path):
+    small, large = _discovery_peak(tmp_path / "small", 400), _discovery_peak(tmp_path / "large", 2000)
+    per_item = (large - small) / 1600
+    assert per_item < DISCOVERY_PER_ITEM_LIMIT, f"{per_item:.0f} bytes more per item at the peak"

@@ -193,7 +193,6 @@ def _write_descriptions(package: Package, ctx: Context) -> tuple[Package, list[A
     n = len(package.items)      # on disk when they came from disk (pipeline run), as run_stage's
     items = ItemStore(store_folder(ctx.output), n) if isinstance(package.items, ItemStore) else [None] * n
     org = next((a for a in package.agents if a.type == "organization"), None)
-    owned: set[str] = set()
     agents: dict[str, Agent] = {}
     for index, item in enumerate(package.items):
         item = _with_file_ids(item, ctx)
@@ -204,8 +203,7 @@ def _write_descriptions(package: Package, ctx: Context) -> tuple[Package, list[A
         item_problems += _name_problems(item)
         own: list[FileInfo] = []
         record_path = _own_record(item, collection_path)
-        if record_path is not None and record_path not in owned:
-            owned.add(record_path)
+        if record_path is not None:
             info, problem = _copy_record(ctx, record_path)
             own += [info] if info else []
             item_problems += [problem] if problem else []
@@ -216,7 +214,7 @@ def _write_descriptions(package: Package, ctx: Context) -> tuple[Package, list[A
         items[index] = item
         for each in event_agents((item,)):
             agents.setdefault(agent_key(each), each)
-    for path in sorted({r.path for r in package.records} - owned):
+    for path in sorted({r.path for r in package.records}):     # the records no item carries
         info, problem = _copy_record(ctx, path)
         metadata += [info] if info else []
         problems += [problem] if problem else []

@@ -213,7 +213,7 @@ def _stem_key(rel: str) -> tuple[str, str]:
 def _pair_sidecars(images: list[str], sidecars: list[str]):
     """image relpath -> Record of its sidecar, paired by name and not read yet (the validate
     stage reads each in its workers: discovery never holds the collection's records); plus the
-    sidecars' Records (paths only) and the pairing problems."""
+    Records (paths only) of the sidecars paired with no image, and the pairing problems."""
     by_key: dict[tuple[str, str], list[str]] = {}
     for image in images:
         by_key.setdefault(_stem_key(image), []).append(image)
@@ -222,9 +222,10 @@ def _pair_sidecars(images: list[str], sidecars: list[str]):
     problems: list[Problem] = []
     claimed: set[str] = set()
     for rel in sidecars:
-        records.append(Record(rel, {}))
         owners = by_key.get(_stem_key(rel), [])
         claimed.update(owners)
+        if len(owners) != 1:
+            records.append(Record(rel, {}))
         if not owners:
             problems.append(Problem("record.no_image", rel, "no image with this name beside this record"))
         elif len(owners) > 1:
@@ -309,8 +310,8 @@ def discover(package: Package, ctx: Context) -> Package:
         items.append(Item(id=ctx.make_id("item", rel), relpath=rel, record=record))
     if not images:
         problems.append(Problem("collection.empty", ".", "the collection holds no images"))
-    # The package lists each record file by its path only: the contents travel with their items
-    # (kept on disk between stages) and the collection, not a second time here.
+    # The package lists the record files no item carries, by path only: the contents travel with
+    # the collection, and each sidecar with its item (kept on disk between stages), not here.
     records = [Record(r.path, {}) for r in records]
     return replace(package, collection=collection, items=tuple(items), records=tuple(records),
                    problems=package.problems + tuple(problems))

@@ -606,6 +606,8 @@ def validate_collection_level(package: Package, ctx: Context) -> Package:
     for index, item in enumerate(package.items):
         names.add(item.relpath)
         if item.record is not None:
+            if item.record.row is None:         # its own sidecar (a CSV is the package's)
+                names.add(item.record.path)
             identifiers.add(index, item.record)
             places.add(index, item.record)
     for record in package.records:

@@ -54,7 +54,8 @@ def test_pairs_sidecars_and_csv_rows_in_subfolders(tmp_path):
     ctx = Context.create(ONE, folder, tmp_path, "c", COLLECTION["identifier"])
     assert a.id == ctx.make_id("item", "a.jpg")  # ids in the collection identifier's namespace
     assert package.collection.path == "collection.json"
-    assert sorted(r.path for r in package.records) == ["b/z.json", "collection.json", "metadata.csv", "scan.tif.json"]
+    # the record files no item carries: each sidecar travels with its item only
+    assert sorted(r.path for r in package.records) == ["collection.json", "metadata.csv"]
 
 
 def test_a_csv_row_is_validated_by_the_item_schema(tmp_path):
@@ -168,3 +169,15 @@ def test_nfc_nfd_twins_are_refused(stem):
                                         f"{nfd}.jpg": jpeg(), f"{nfd}.json": RECORD | {"identifier": "b"}})
         codes = [p.code for p in validate_collection(folder, ONE).all_problems]
         assert codes.count("name.twin") == 2  # the image and its record
+
+
+def test_sidecars_no_image_claims_stay_the_packages_and_their_names_are_still_checked(tmp_path):
+    folder = make(tmp_path / "c", {
+        "a.jpg": jpeg(), "a.json": RECORD | {"identifier": "a"}, "A.json": RECORD | {"identifier": "b"},
+        "x/orphan.json": RECORD | {"identifier": "c"}})
+    package = run_discover(folder)
+    assert [(i.relpath, i.record.path) for i in package.items] == [("a.jpg", "a.json")]
+    assert sorted(r.path for r in package.records) == ["A.json", "collection.json", "x/orphan.json"]
+    problems = validate_collection(folder, ONE).all_problems
+    assert sorted((p.code, p.path) for p in problems) == [
+        ("name.twin", "a.json"), ("record.no_image", "A.json"), ("record.no_image", "x/orphan.json")]
