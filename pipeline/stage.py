@@ -25,6 +25,7 @@ from .model import Item, Package
 ID_NAMESPACE = uuid.UUID("6f1c3e0a-5b7d-5d2e-9a43-2f0c8b1e7d55")
 
 DEFAULT_PIXEL_LIMIT = 200_000_000
+LAST_EPOCH = 253_402_300_799        # 9999-12-31T23:59:59Z: the last moment ISO 8601 dates here can hold
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,12 @@ def source_date_epoch() -> Optional[int]:
     if value is None or value == "":
         return None
     try:
-        return int(value)
+        epoch = int(value)
     except ValueError as exc:
         raise UsageError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, not {value!r}") from exc
+    if not 0 <= epoch <= LAST_EPOCH:
+        raise UsageError(f"SOURCE_DATE_EPOCH must be between 0 and {LAST_EPOCH} (1970 to 9999), not {value!r}")
+    return epoch
 
 
 @dataclass(frozen=True)
