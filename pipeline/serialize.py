@@ -22,6 +22,8 @@ from .xmlio import HashingWriter
 
 EXTENSIONS = {"tar": ".tar", "tar.gz": ".tar.gz", "zip": ".zip"}
 ZIP_EPOCH = datetime(1980, 1, 1, tzinfo=timezone.utc)
+ZIP_END = datetime(2107, 12, 31, 23, 59, 58, tzinfo=timezone.utc)   # the last time a zip entry holds
+GZIP_END = 2**32 - 1                                                # the gzip header's MTIME: 32 bits
 
 
 class ArchiveWriter(HashingWriter):
@@ -69,7 +71,7 @@ def _write_tar(entries, root: str, out: BinaryIO, mtime: int) -> None:
 
 
 def _write_zip(entries, root: str, out: BinaryIO, when: datetime) -> None:
-    stamp = max(when, ZIP_EPOCH).timetuple()[:6]
+    stamp = min(max(when, ZIP_EPOCH), ZIP_END).timetuple()[:6]
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
         for rel, path in [("", None), *entries]:
             is_dir = path is None or path.is_dir()
@@ -108,7 +110,8 @@ def write_archive(bag: Path, dest: Path, fmt: str, when: datetime, root: str = "
             elif fmt == "tar":
                 _write_tar(entries, root, out, mtime)
             else:
-                with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=mtime, compresslevel=6) as gz:
+                with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=min(mtime, GZIP_END),
+                                   compresslevel=6) as gz:
                     _write_tar(entries, root, gz, mtime)
             durable.started(raw, out.size)
     except OSError as exc:

@@ -98,6 +98,24 @@ def test_zip_before_1980_is_clamped(bag, tmp_path):
         assert zf.infolist()[0].date_time == (1980, 1, 1, 0, 0, 0)
 
 
+@pytest.mark.parametrize("fmt", ["zip", "tar.gz"])
+def test_run_after_2106_clamps_the_archive_times(tmp_path, monkeypatch, fmt):
+    """SOURCE_DATE_EPOCH in 2112: zip entries hold 2107-12-31 23:59:58 at most, the gzip header
+    2**32 - 1 seconds (2106); the tar members keep the true time (no traceback, as before)."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "4500000000")
+    package, ctx = build(tmp_path / "output", settings=Settings(serialize=fmt))
+    archive = ctx.output / f"coll{EXTENSIONS[fmt]}"
+    assert archive.name in package_collection(package, ctx).published
+    assert pipeline_valid(archive)
+    if fmt == "zip":
+        with zipfile.ZipFile(archive) as zf:
+            assert {i.date_time for i in zf.infolist()} == {(2107, 12, 31, 23, 59, 58)}
+    else:
+        assert struct.unpack("<I", archive.read_bytes()[4:8])[0] == 2**32 - 1
+        with tarfile.open(archive) as tf:
+            assert {m.mtime for m in tf.getmembers()} == {4500000000}
+
+
 def test_unknown_format_is_refused(bag, tmp_path):
     with pytest.raises(PackagingError):
         write_archive(bag, tmp_path / "coll.rar", "rar", WHEN)
