@@ -17,6 +17,7 @@ import codecs
 import hashlib
 import io
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Optional
@@ -27,6 +28,7 @@ from .store import BATCH, PlanStore, digests_of
 
 # Strongest first: the value a report shows when one is enough (e.g. for a missing file).
 STRENGTH = ("sha512", "sha384", "sha256", "sha224", "sha1", "md5")
+TAG_FILE_CAP = 4 << 20    # bytes of bagit.txt or bag-info.txt read at most (manifests are streamed)
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
 
 
@@ -317,25 +319,51 @@ def _finish(plan: BagPlan, exp: _Expectations, info: Optional[bytes], encoding: 
     return plan
 
 
-def _read(path: Path) -> Optional[bytes]:
-    try:
-        return path.read_bytes()
-    except OSError:     # missing, a folder, unreadable: as absent (the manifests still decide)
+def _open_regular(path: Path) -> Optional[BinaryIO]:
+    """`path` opened for reading when it is a regular file; None when it is a link or a special
+    file (never followed, never opened: a fifo would block, a device never end; the walk reports
+    them as `fixity.special`).  Raises OSError (absent, unreadable)."""
+    if not stat.S_ISREG(os.lstat(path).st_mode):
         return None
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):     # swapped since the lstat
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
+
+
+def _read(plan: BagPlan, path: Path) -> Optional[bytes]:
+    """A tag file's bytes, or None when it is absent or no regular file (the manifests still
+    decide); one larger than TAG_FILE_CAP is not read (`fixity.tag_file`)."""
+    try:
+        stream = _open_regular(path)
+        if stream is None:
+            return None
+        with stream:
+            data = stream.read(TAG_FILE_CAP + 1)
+    except OSError:     # missing, a folder, unreadable: as absent
+        return None
+    if len(data) > TAG_FILE_CAP:
+        plan.findings.append(Finding("fixity.tag_file", path.name, f"larger than {TAG_FILE_CAP >> 20} MiB; not read"))
+        return None
+    return data
 
 
 def plan_folder(bag: Path) -> BagPlan:
     plan = BagPlan(location=str(bag.resolve()), name=bag.name, folder=bag, store=PlanStore())
-    encoding = _encoding(_read(bag / "bagit.txt"))
+    encoding = _encoding(_read(plan, bag / "bagit.txt"))
     exp = _Expectations(plan)
     for path in find_manifests(bag):
         try:
-            with open(path, "rb") as stream:
-                exp.read(path.name, stream, encoding)
+            stream = _open_regular(path)    # a link to a manifest is reported by the walk, never read
         except OSError as exc:
-            plan.findings.append(Finding("fixity.manifest", path.name, f"cannot be read as {encoding}: {exc}"))
+            plan.findings.append(Finding("fixity.manifest", path.name, f"cannot be read: {exc.strerror or exc}"))
+            continue
+        if stream is not None:
+            with stream:
+                exp.read(path.name, stream, encoding)
     _match(plan, exp, _walk(bag))
-    return _finish(plan, exp, _read(bag / "bag-info.txt"), encoding)
+    return _finish(plan, exp, _read(plan, bag / "bag-info.txt"), encoding)
 
 
 def plan_archive(path: Path, fast: bool = False) -> BagPlan:

@@ -1,0 +1,57 @@
+"""`pipeline fixity` on hostile bags: special files where tag files belong, names that are not
+UTF-8, odd manifests and options.  Each must give one line per problem and the right exit code,
+never a hang, a traceback or a lost report."""
+import os
+
+from conftest import no_traceback, run_cli
+from test_fixity import audit_json, problems_of, write_bag
+
+import pytest
+
+
+@pytest.fixture
+def bag(tmp_path):
+    return write_bag(tmp_path / "store" / "bag1")
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "registry" / "fixity.sqlite"
+
+
+def test_fixity_special_fifo_tag_files_are_never_opened(bag, db):
+    """A fifo in place of bagit.txt and bag-info.txt: opening one to read would wait forever for a
+    writer (the timeout only stops a hung test)."""
+    for name in ("bagit.txt", "bag-info.txt"):
+        (bag / name).unlink()
+        os.mkfifo(bag / name)
+    for fast in ((), ("--fast",)):
+        proc = run_cli("fixity", bag, "--db", db, *fast, timeout=120)
+        assert proc.returncode == 3 and no_traceback(proc), proc.stderr
+        assert "bagit.txt: symbolic link or special file; not followed [fixity.special]" in proc.stdout
+
+
+def test_fixity_special_linked_tag_file_and_manifest_are_not_followed(bag, db, tmp_path):
+    """bag-info.txt and a manifest as links to files outside the bag: neither is read (a followed
+    bag-info.txt would give a Payload-Oxum finding, a followed manifest a missing file)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "info").write_text("Payload-Oxum: 1.1\n")
+    (outside / "manifest").write_text("00" * 32 + "  data/elsewhere.txt\n")
+    (bag / "bag-info.txt").unlink()
+    (bag / "bag-info.txt").symlink_to(outside / "info")
+    (bag / "manifest-sha256.txt").rename(outside / "real-manifest")
+    (bag / "manifest-sha256.txt").symlink_to(outside / "manifest")
+    code, report = audit_json(bag, db=db)
+    found = problems_of(report)
+    assert code == 3
+    assert ("fixity.special", "bag-info.txt") in found and ("fixity.special", "manifest-sha256.txt") in found
+    assert not [p for p in found if p[0] in ("fixity.oxum", "fixity.missing")], found
+
+
+def test_fixity_tag_file_over_the_cap_is_not_read(bag, db):
+    (bag / "bag-info.txt").write_bytes(b"Payload-Oxum: 1.1\n" + b"X-Padding: " + b"x" * (5 << 20) + b"\n")
+    code, report = audit_json(bag, db=db)
+    assert code == 3
+    assert ("fixity.tag_file", "bag-info.txt") in problems_of(report)
+    assert "fixity.oxum" not in [c for c, _ in problems_of(report)]
