@@ -66,6 +66,9 @@ def _name_problem(rel: str, name: str) -> Problem | None:
     if bad:
         codes = ", ".join(f"U+{ord(c):04X}" for c in bad)
         return Problem("name.control", shown(rel), f"the name holds control characters ({codes}); rename the file")
+    if "\\" in name:
+        return Problem("name.backslash", rel, "the name holds a backslash, which other systems and BagIt "
+                                              "manifests read as a folder separator; rename the file")
     return None
 
 

@@ -177,12 +177,15 @@ def build_case(code: str, d: Path) -> None:
 
 
 # Codes whose defect is added at test time (see module docstring).
-RUNTIME = ("file.not_regular", "name.control", "name.encoding", "name.twin")
+RUNTIME = ("file.not_regular", "name.backslash", "name.control", "name.encoding", "name.twin")
 
 
 def add_runtime_defect(code: str, d: Path) -> None:
     if code == "file.not_regular":
         os.mkfifo(d / "b.jpg")
+    elif code == "name.backslash":
+        write(d, "back\\slash.jpg", jpeg())
+        write(d, "back\\slash.json", dumps(RECORD | {"identifier": "b"}))
     elif code == "name.control":
         write(d, "line\nbreak.jpg", jpeg())
         write(d, "line\nbreak.json", dumps(RECORD | {"identifier": "b"}))

@@ -133,7 +133,7 @@ def test_discovery_reads_no_record_the_validate_stage_reads_each(tmp_path):
 
 NAME_CHARS = st.one_of(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"),
-    st.sampled_from(["%", "..", ".", "\r", "\n", "e\u0301", "\u00e9", " ", "\u05d0", "\u0627", "%2F", "~"]),
+    st.sampled_from(["%", "..", ".", "\r", "\n", "e\u0301", "\u00e9", " ", "\u05d0", "\u0627", "%2F", "~", "\\"]),
 )
 NAMES = (st.lists(NAME_CHARS, min_size=1, max_size=12).map("".join)
          .filter(lambda s: s not in (".", "..") and len((s + ".json").encode()) < 200))
@@ -152,6 +152,8 @@ def test_any_file_name_is_paired_or_refused_with_a_reason(stem):
             assert codes == {"file.system", "collection.empty"}
         elif any(unicodedata.category(c) == "Cc" for c in stem):
             assert "name.control" in codes and not package.items
+        elif "\\" in stem:
+            assert "name.backslash" in codes and not package.items
         elif stem.startswith("."):
             assert "file.hidden" in codes
         else:
@@ -161,7 +163,8 @@ def test_any_file_name_is_paired_or_refused_with_a_reason(stem):
 
 @hsettings(max_examples=25, deadline=None)
 @given(stem=NAMES.filter(lambda s: unicodedata.normalize("NFC", s) != unicodedata.normalize("NFD", s)
-                         and not s.startswith(".") and not any(unicodedata.category(c) == "Cc" for c in s)))
+                         and not s.startswith(".") and "\\" not in s
+                         and not any(unicodedata.category(c) == "Cc" for c in s)))
 def test_nfc_nfd_twins_are_refused(stem):
     with tempfile.TemporaryDirectory() as tmp:
         nfc, nfd = unicodedata.normalize("NFC", stem), unicodedata.normalize("NFD", stem)
