@@ -3,7 +3,9 @@
 The bag is the single top-level folder of the archive.  Entries that would land outside it (an
 absolute name, a `..` component, a drive letter: "zip-slip"), links and devices are refused with a
 problem and never read.  Top-level tag files are kept in memory; every other file is hashed while
-it streams past.  A tar is read once with `tarfile` in streaming mode ('r|*'): its files are
+it streams past.  A compressed tar is decompressed here (gzip, bzip2 or xz, by its magic bytes) and
+read to the end of the compressed stream after the tar's end blocks, so a cut or a bad CRC is
+found.  A tar is read once with `tarfile` in streaming mode ('r|'): its files are
 hashed with the algorithms of the manifests seen so far (or SHA-256 and SHA-512 before any), and a
 second streaming pass computes only what the first one could not guess.  A zip is read through its
 central directory: tag files first, then each payload member streamed once with the right
@@ -11,6 +13,9 @@ algorithms.
 """
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import re
 import stat
 import tarfile
@@ -21,7 +26,7 @@ from typing import Iterable, Iterator, Mapping, Optional
 
 from .bag import MANIFEST_RE, Listing
 from .errors import Problem
-from .hashing import hash_bytes, hash_file, hash_stream, new_hashers
+from .hashing import CHUNK, hash_bytes, hash_file, hash_stream, new_hashers
 
 GUESS = ("sha256", "sha512")       # what a tar's files are hashed with before any manifest is seen
 SPECIAL = "device, fifo or other special entry"
@@ -41,6 +46,10 @@ MIME = {
 }
 
 Result = tuple[str, Optional[int], Optional[dict], str]   # (relpath, size, digests, error)
+
+# The decompressor of each compressed tar: each checks its stream's CRC and end when read to EOF.
+_DECOMPRESS = {"tar.gz": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),
+               "tar.bz2": bz2.BZ2File, "tar.xz": lzma.LZMAFile}
 
 
 def kind_of(path: Path) -> str:
@@ -178,11 +187,16 @@ class ArchiveBag:
     # -- tar ------------------------------------------------------------------------------------
 
     def _tar_members(self, reader, seek: bool = False) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
-        """The members in order; streamed ('r|*'), or with `seek` read by seeking past the data
-        of members nobody reads."""
-        with tarfile.open(fileobj=reader, mode="r:*" if seek else "r|*") as tf:
+        """The members in order; streamed ('r|'), or with `seek` read by seeking past the data
+        of members nobody reads.  A compressed stream is then read to its end, so that a cut or a
+        bad CRC after the tar's end blocks raises."""
+        decompress = _DECOMPRESS.get(self.kind)
+        stream = decompress(reader) if decompress else reader
+        with tarfile.open(fileobj=stream, mode="r:" if seek else "r|") as tf:
             for member in tf:
                 yield tf, member
+        while decompress and stream.read(CHUNK):
+            pass
 
     def _scan_tar(self) -> None:
         total = self.path.stat().st_size

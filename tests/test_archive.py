@@ -155,6 +155,38 @@ def test_archive_unreadable_cli(tmp_path, bag):
     assert "[archive.unreadable]" in proc.stdout
 
 
+def _cut(data, n):
+    return data[:-n]
+
+
+def _flip_gzip_crc(data):
+    return data[:-8] + bytes([data[-8] ^ 0xFF]) + data[-7:]
+
+
+@pytest.mark.parametrize("suffix, mode, damage", [
+    (".tar.gz", "w:gz", lambda b: _cut(b, 20)),      # trailer cut: the tar's end blocks still arrive
+    (".tar.gz", "w:gz", _flip_gzip_crc),             # CRC-32 of the gzip trailer wrong
+    (".tar.xz", "w:xz", lambda b: _cut(b, 12)),      # xz stream footer cut
+    (".tar.bz2", "w:bz2", lambda b: _cut(b, 4)),     # bz2 end-of-stream marker cut
+], ids=["gz-truncated", "gz-crc", "xz-truncated", "bz2-truncated"])
+def test_damaged_compression_trailer_is_archive_unreadable(tmp_path, bag, suffix, mode, damage):
+    """The tar inside ends before the damage, so only reading the compressed stream to its end
+    (CRC, length, end marker) finds it: full and --fast checks both refuse it."""
+    archive = make_tar(bag, tmp_path / f"mybag{suffix}", mode)
+    archive.write_bytes(damage(archive.read_bytes()))
+    for fast in (False, True):
+        report = verify_bag(archive, fast=fast)
+        assert codes(report) == ["archive.unreadable"] and not report.valid
+
+
+def test_damaged_gzip_crc_cli_exit_1(tmp_path, bag):
+    archive = make_tar(bag, tmp_path / "mybag.tar.gz", "w:gz")
+    archive.write_bytes(_flip_gzip_crc(archive.read_bytes()))
+    proc = run_cli("verify", archive)
+    assert proc.returncode == 1 and no_traceback(proc)
+    assert "mybag.tar.gz" in proc.stdout and "[archive.unreadable]" in proc.stdout
+
+
 def test_cli_json_for_zip(tmp_path, bag):
     proc = run_cli("verify", "--json", make_zip(bag, tmp_path / "mybag.zip"))
     assert proc.returncode == 0 and '"serialization": "zip"' in proc.stdout
