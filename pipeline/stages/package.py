@@ -119,7 +119,7 @@ def split(package: Package, meta: int, limit: int) -> tuple[list[range], list[Pr
     """Items grouped in order so that each bag (its items plus all `meta` bytes of metadata)
     stays under `limit`: ranges of item indexes (the items are not loaded, but to name one)."""
     items = package.items
-    if limit <= 0 or len(items) <= 1 or meta + items_bytes(items) <= limit:
+    if limit <= 0 or meta + items_bytes(items) <= limit:
         return [range(len(items))], []
     kept = getattr(items, "object_bytes", None)     # an ItemStore answers without loading
     starts, used, warnings = [0], meta, []

@@ -316,6 +316,13 @@ def test_package_oversize(tmp_path):
     assert all(bagit_valid(ctx.output / n) for n in result.published)
 
 
+def test_package_oversize_of_a_one_item_collection(tmp_path):
+    result, ctx = package(tmp_path, originals={"big.jpg": b"b" * 5000}, settings=Settings(max_bag_size=2000))
+    assert result.published == ("coll",)
+    assert [(p.code, p.path) for p in result.problems] == [("package.oversize", "big.jpg")]
+    assert bagit_valid(ctx.output / "coll")
+
+
 def test_no_split_when_everything_fits(tmp_path):
     result, _ = package(tmp_path, settings=Settings(max_bag_size=10**9))
     assert result.published == ("coll",)
