@@ -10,8 +10,8 @@ with the number of files.  The stage
      package already exists in output/ (before any work);
   2. checks, by stat alone, that the staging payload is exactly the package's files;
   3. splits the items over several bags when --max-bag-size asks for it (each bag: its items'
-     originals and masters, plus all the metadata with a METS of its own), hard-linking from
-     the staging folder (groups are ranges of item indexes; each item is loaded when linked);
+     originals and masters, hard-linked from the staging folder, plus a copy of all the metadata
+     with a METS of its own; groups are ranges of item indexes; each item is loaded when linked);
   4. writes bagit.txt, bag-info.txt, the manifests (from the recorded checksums) and the tag
      manifests; reads the sealed bag back (all but the payload's bytes: see check_sealed);
   5. moves the sealed bag(s) to output/.staging/<name>.sealed/, writes the serialized copies
@@ -136,22 +136,28 @@ def split(package: Package, meta: int, limit: int) -> tuple[list[range], list[Pr
 
 
 def link_bag(staging: Path, bag: Path, files: FileTable) -> None:
-    """A new bag folder holding `files` of `staging`, hard-linked (copied where links fail)."""
+    """A new bag folder holding `files` of `staging`.  An item's files go into this bag only:
+    hard-linked (copied where links fail), they share their inode with staging alone, which
+    publish removes.  The metadata every bag carries is copied, never linked nor reflinked:
+    parts sharing an inode or its blocks would all be damaged by one write or one bad block."""
     publish.remove_tree(bag)
     for f in files:
-        dest = bag / f.bagpath
+        src, dest = staging / f.bagpath, bag / f.bagpath
         dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(staging / f.bagpath, dest)
-        except OSError:
-            shutil.copyfile(staging / f.bagpath, dest)
+        if f.role != METADATA:
+            try:
+                os.link(src, dest)
+                continue
+            except OSError:
+                pass
+        shutil.copyfile(src, dest)
 
 
 @contextmanager
 def part_payload(ctx: Context, package: Package, files: FileTable, group: range,
                  bag: Path) -> Iterator[FileTable]:
     """One bag of a split package: the originals and masters of the items of `group` and every
-    METADATA file, hard-linked from staging, with its own METS (partmets: the files of the
+    METADATA file (link_bag), with its own METS (partmets: the files of the
     other bags left out).  Yields the bag's own FileTable."""
     def payload() -> Iterator[FileInfo]:
         for index in group:

@@ -308,6 +308,17 @@ def test_split_by_max_bag_size(tmp_path):
     assert sorted(p.name for p in (ctx.output / ".staging").iterdir()) == [], "no file table left"
 
 
+def test_split_bags_share_no_file(tmp_path):
+    """Each bag of a split package stands alone: no published file shares its inode with another
+    (the metadata every bag carries is copied, an item's files are in one bag only)."""
+    originals = {f"p{i}.jpg": bytes([i]) * 1000 for i in range(3)}
+    result, ctx = package(tmp_path, originals=originals, settings=Settings(max_bag_size=3000))
+    assert len(result.published) == 3
+    files = [p for name in result.published for p in (ctx.output / name).rglob("*") if p.is_file()]
+    assert [str(p) for p in files if p.stat().st_nlink != 1] == []
+    assert len({(p.stat().st_dev, p.stat().st_ino) for p in files}) == len(files)
+
+
 def test_package_oversize(tmp_path):
     originals = {"big.jpg": b"b" * 5000, "small.jpg": b"s" * 10}
     result, ctx = package(tmp_path, originals=originals, settings=Settings(max_bag_size=2000))
