@@ -1,6 +1,7 @@
 """`pipeline fixity` on hostile bags: special files where tag files belong, names that are not
 UTF-8, odd manifests and options.  Each must give one line per problem and the right exit code,
 never a hang, a traceback or a lost report."""
+import json
 import os
 
 from conftest import no_traceback, run_cli
@@ -55,3 +56,21 @@ def test_fixity_tag_file_over_the_cap_is_not_read(bag, db):
     assert code == 3
     assert ("fixity.tag_file", "bag-info.txt") in problems_of(report)
     assert "fixity.oxum" not in [c for c, _ in problems_of(report)]
+
+
+def test_names_that_are_not_utf8_are_reported_escaped_and_recorded(tmp_path, db):
+    """A bag folder and a payload file named with a byte that is not UTF-8: the audit finishes,
+    reports the file as unexpected under an escaped name, and records the audit as finished."""
+    bag = write_bag(tmp_path / "store" / "bag1")
+    odd = os.fsencode(tmp_path / "store") + b"/bag\xff"
+    os.rename(bag, odd)
+    with open(odd + b"/data/x\xff.jpg", "wb") as f:
+        f.write(b"extra")
+    proc = run_cli("fixity", os.fsdecode(odd), "--db", db, "--json")
+    assert proc.returncode == 3 and no_traceback(proc), proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["bags"][0]["bag"] == "bag\\xff"
+    assert sorted(problems_of(report)) == [("fixity.oxum", "bag-info.txt"), ("fixity.unexpected", "data/x\\xff.jpg")]
+    history = run_cli("fixity", "--history", "bag\\xff", "--db", db)
+    assert history.returncode == 0 and no_traceback(history), history.stderr
+    assert "problems" in history.stdout and "interrupted" not in history.stdout

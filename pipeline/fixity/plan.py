@@ -74,9 +74,9 @@ class FileTask:
 
 @dataclass
 class BagPlan:
-    location: str                     # absolute path: the bag's identity in the registry
+    location: str                     # absolute path (as text_name): the bag's identity in the registry
     name: str
-    folder: Optional[Path] = None
+    folder: Optional[Path] = None     # absolute, as on disk (the files are opened below it)
     archive: Optional["ArchiveBag"] = None  # noqa: F821 (pipeline.archive, imported when needed)
     manifests: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -99,6 +99,17 @@ class BagPlan:
         if self.store is not None:
             self.store.close()
             self.store = None
+
+
+def text_name(name: str) -> str:
+    """A file system name as text SQLite, JSON and a terminal can hold: bytes that are not UTF-8
+    (os.fsdecode's surrogates) written as \\xNN escapes; every other name is itself.  A manifest
+    never lists such a name (its lines are decoded text), so nothing is lost for matching."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def is_bag_folder(path: Path) -> bool:
@@ -272,6 +283,7 @@ def _match(plan: BagPlan, exp: _Expectations, files: Iterable[tuple[str, Optiona
     store = plan.store
     rows = store.pending["disk"]
     for rel, size in files:
+        rel = text_name(rel)
         if size is None:
             plan.findings.append(Finding("fixity.special", rel, "symbolic link or special file; not followed"))
             store.pending["links"].append((nfc(rel),))
@@ -350,7 +362,8 @@ def _read(plan: BagPlan, path: Path) -> Optional[bytes]:
 
 
 def plan_folder(bag: Path) -> BagPlan:
-    plan = BagPlan(location=str(bag.resolve()), name=bag.name, folder=bag, store=PlanStore())
+    folder = bag.resolve()
+    plan = BagPlan(location=text_name(str(folder)), name=text_name(bag.name), folder=folder, store=PlanStore())
     encoding = _encoding(_read(plan, bag / "bagit.txt"))
     exp = _Expectations(plan)
     for path in find_manifests(bag):
@@ -371,7 +384,7 @@ def plan_archive(path: Path, fast: bool = False) -> BagPlan:
     from ..archive import ArchiveBag  # tarfile, zipfile and zlib only when an archive is audited
 
     archive = ArchiveBag(path, checksums=not fast)
-    plan = BagPlan(location=str(path.resolve()), name=path.name, archive=archive)
+    plan = BagPlan(location=text_name(str(path.resolve())), name=text_name(path.name), archive=archive)
     plan.findings.extend(Finding(p.code, p.path, p.reason, field=p.field, severity=p.severity)
                          for p in archive.problems)
     if not archive.readable:
@@ -399,11 +412,11 @@ def plan_bag(path: Path, fast: bool = False) -> BagPlan:
         return plan_folder(path)
     if is_archive_name(path):
         return plan_archive(path, fast)
-    plan = BagPlan(location=str(path.resolve()), name=path.name)
-    plan.findings.append(Finding("fixity.not_a_bag", "", f"{path}: not a bag folder (no bagit.txt, no manifest) "
+    plan = BagPlan(location=text_name(str(path.resolve())), name=text_name(path.name))
+    plan.findings.append(Finding("fixity.not_a_bag", "", f"{text_name(str(path))}: not a bag folder (no bagit.txt, no manifest) "
                                  f"nor a serialized bag ({', '.join(ARCHIVE_SUFFIXES)})"))
     return plan
 
 
 def disk_path(plan: BagPlan, task: FileTask) -> str:
-    return os.path.join(plan.location, task.rel)
+    return os.path.join(plan.folder, task.rel)
