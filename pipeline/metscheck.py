@@ -202,5 +202,6 @@ def _located(bag_root: Path, root: str, base: str, href: str, holder: etree._Ele
         out.append(Problem("describe.mets_checksum", target, f"SIZE is {size} in the METS, the file has {actual_size} bytes", where))
     if algorithm and digests[algorithm] != expected:
         out.append(Problem("describe.mets_checksum", target,
-                           f"{kind} is {expected} in the METS, the file's is {digests[algorithm]}", where))
+                           f"{kind} is {expected} in the METS, the {'file' if rehash else 'manifest'}'s is "
+                           f"{digests[algorithm]}", where))
     return out

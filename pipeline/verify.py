@@ -190,6 +190,7 @@ class Checker:
         self.encoding = "utf-8"
         self.manifests: list[Manifest] = []
         self.fetch: dict[str, tuple[str, str, int]] = {}      # relpath -> (url, length, line)
+        self.mismatched: set[str] = set()     # files whose digests disagree with a manifest
 
     def add(self, code: str, path: str, reason: str, field: str = "", severity: str = "") -> None:
         self.report.problems.append(Problem(code, path, reason, field, severity))
@@ -483,6 +484,7 @@ class Checker:
             self.report.hashed += 1
             for alg, (digest, manifest, line) in sorted(expected.items()):
                 if digests.get(alg) != digest:
+                    self.mismatched.add(rel)
                     self.add("file.mismatch", rel, f"{alg} is {digests.get(alg)}, the manifest says {digest}",
                              f"{manifest} line {line}")
         self.report.problems.extend(self.src.problems[known:])   # e.g. an archive damaged further on
@@ -532,11 +534,13 @@ def _check_mets(checker: Checker, source, schemas: Optional[Path]) -> None:
                     "METS consistency not checked")
         return
     # No file read again: sizes from disk, checksums against the manifests, which the fixity
-    # pass (unless --fast) has just checked against every file.
+    # pass (unless --fast) has just checked against every file.  A file whose digests disagree
+    # with a manifest is reported as such already: its manifest lines say nothing of the METS.
     known: dict[str, dict[str, str]] = {}
     for m in checker.manifests:
         for e in m.entries:
-            known.setdefault(e.path, {})[m.algorithm] = e.digest
+            if e.path not in checker.mismatched:
+                known.setdefault(e.path, {})[m.algorithm] = e.digest
     checker.report.problems.extend(check_mets(source.path, schemas, rehash=False, known=known))
 
 

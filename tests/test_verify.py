@@ -541,3 +541,24 @@ def test_verify_checks_mets_checksums_against_the_manifests(tmp_path):
     mets.write_text(text.replace(first, "0" * 64, 1), encoding="utf-8")
     found = [p for p in verify_bag(bag, fast=True).problems if p.code == "describe.mets_checksum"]
     assert len(found) == 1 and "0" * 64 in found[0].reason
+    assert "the manifest's is" in found[0].reason
+
+
+def test_a_damaged_manifest_line_is_a_file_mismatch_and_not_blamed_on_the_mets(tmp_path):
+    """A manifest's digest edited: the file disagrees with the manifest (file.mismatch); the
+    METS, which holds the file's true digest, is not reported as disagreeing with the file."""
+    from pipeline.verify import verify_bag
+    from conftest import SAMPLE
+    out = tmp_path / "output"
+    r = run_cli("run", "--ingest", SAMPLE, "--output", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    bag = out / "khojaly-1992"
+    manifest = bag / "manifest-sha256.txt"
+    lines = manifest.read_text(encoding="utf-8").splitlines(keepends=True)
+    n, line = next((n, line) for n, line in enumerate(lines) if "collection.dcterms.xml" in line)
+    lines[n] = ("0" if line[0] != "0" else "1") + line[1:]
+    manifest.write_text("".join(lines), encoding="utf-8")
+    problems = [(p.code, p.path) for p in verify_bag(bag, workers=1).problems]
+    assert ("file.mismatch", "data/metadata/dc/collection.dcterms.xml") in problems
+    assert ("file.mismatch", "manifest-sha256.txt") in problems        # by the tag manifests
+    assert not [p for p in problems if p[0].startswith("describe.")], problems
