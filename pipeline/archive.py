@@ -2,8 +2,8 @@
 
 The bag is the single top-level folder of the archive.  Entries that would land outside it (an
 absolute name, a `..` component, a drive letter: "zip-slip"), links and devices are refused with a
-problem and never read.  Top-level tag files are kept in memory; every other file is hashed while
-it streams past.  A compressed tar is decompressed here (gzip, bzip2 or xz, by its magic bytes) and
+problem and never read.  The tag files verify parses (bagit.txt, bag-info.txt, manifests, tag
+manifests, fetch.txt) are kept in memory; every other file is hashed while it streams past.  A compressed tar is decompressed here (gzip, bzip2 or xz, by its magic bytes) and
 read to the end of the compressed stream after the tar's end blocks, so a cut or a bad CRC is
 found.  A tar is read once with `tarfile` in streaming mode ('r|'): its files are
 hashed with the algorithms of the manifests seen so far (or SHA-256 and SHA-512 before any), and a
@@ -30,7 +30,8 @@ from .hashing import CHUNK, hash_bytes, hash_file, hash_stream, new_hashers
 
 GUESS = ("sha256", "sha512")       # what a tar's files are hashed with before any manifest is seen
 SPECIAL = "device, fifo or other special entry"
-KEEP_LIMIT = 256 << 20             # top-level files up to this size are kept in memory
+KEEP_LIMIT = 256 << 20             # tag files verify parses are kept in memory up to this size
+PARSED = ("bagit.txt", "bag-info.txt", "package-info.txt", "fetch.txt")   # and the manifests
 _DRIVE = re.compile(r"^[A-Za-z]:")
 # zipfile raises RuntimeError for an encrypted member, NotImplementedError for an unknown method.
 _ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
@@ -64,6 +65,11 @@ def kind_of(path: Path) -> str:
     if head[:6] == b"\xfd7zXZ\x00":
         return "tar.xz"
     return "tar"
+
+
+def kept(rel: str, size: int) -> bool:
+    """True for a tag file that verify parses, read whole into memory; any other file streams."""
+    return (rel in PARSED or bool(MANIFEST_RE.match(rel))) and size <= KEEP_LIMIT
 
 
 def unsafe_reason(name: str) -> str:
@@ -176,7 +182,7 @@ class ArchiveBag:
 
     def _keep_or_hash(self, rel: str, size: int, stream, algorithms) -> None:
         self.listing.files[rel] = size
-        if "/" not in rel and size <= KEEP_LIMIT:
+        if kept(rel, size):
             self._kept[rel] = stream.read()
             m = MANIFEST_RE.match(rel)
             if m:
@@ -236,7 +242,7 @@ class ArchiveBag:
                 if rel is None:
                     continue
                 self.listing.files[rel] = info.file_size
-                if "/" not in rel and info.file_size <= KEEP_LIMIT:
+                if kept(rel, info.file_size):
                     self._kept[rel] = zf.read(info)
         if self._checksums and self._sidecar.is_file():
             self.sha256 = hash_file(self.path, ["sha256"])[1]["sha256"]

@@ -5,6 +5,7 @@ import hashlib
 import io
 import os
 import tarfile
+import tracemalloc
 import zipfile
 
 import pytest
@@ -155,6 +156,30 @@ def test_archive_unreadable_cli(tmp_path, bag):
     assert "[archive.unreadable]" in proc.stdout
 
 
+@pytest.mark.parametrize("suffix", [".tar.gz", ".zip"])
+def test_large_top_level_non_tag_file_streamed_not_kept(tmp_path, suffix):
+    """Only the tag files verify parses are kept in memory: an 8 MiB top-level file (listed in the
+    tag manifest) is hashed as it streams, so verifying never holds it whole; a changed byte in it
+    is still a file.mismatch."""
+    big = 12 << 20
+    src = write_bag(tmp_path / "src" / "mybag", {"a.txt": b"alpha\n"}, extra_tags={"big.bin": bytes(big)})
+    make = (lambda d: make_zip(src, d)) if suffix == ".zip" else (lambda d: make_tar(src, d, "w:gz"))
+    archive = make(tmp_path / f"mybag{suffix}")
+    tracemalloc.start()
+    try:
+        report = verify_bag(archive)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.valid, [p.render() for p in report.problems]
+    assert peak < big // 2, peak
+    assert sorted(ArchiveBag(archive)._kept) == ["bag-info.txt", "bagit.txt", "manifest-sha256.txt",
+                                                 "manifest-sha512.txt", "tagmanifest-sha256.txt"]
+    (src / "big.bin").write_bytes(bytes(big - 1) + b"x")
+    report = verify_bag(make(tmp_path / f"mybag{suffix}"))
+    assert [(p.code, p.path) for p in report.problems] == [("file.mismatch", "big.bin")]
+
+
 def _cut(data, n):
     return data[:-n]
 
@@ -169,10 +194,11 @@ def _flip_gzip_crc(data):
     (".tar.xz", "w:xz", lambda b: _cut(b, 12)),      # xz stream footer cut
     (".tar.bz2", "w:bz2", lambda b: _cut(b, 4)),     # bz2 end-of-stream marker cut
 ], ids=["gz-truncated", "gz-crc", "xz-truncated", "bz2-truncated"])
-def test_damaged_compression_trailer_is_archive_unreadable(tmp_path, bag, suffix, mode, damage):
+def test_damaged_compression_trailer_is_archive_unreadable(tmp_path, suffix, mode, damage):
     """The tar inside ends before the damage, so only reading the compressed stream to its end
     (CRC, length, end marker) finds it: full and --fast checks both refuse it."""
-    archive = make_tar(bag, tmp_path / f"mybag{suffix}", mode)
+    small = write_bag(tmp_path / "src" / "mybag", {"a.txt": b"alpha\n"})
+    archive = make_tar(small, tmp_path / f"mybag{suffix}", mode)
     archive.write_bytes(damage(archive.read_bytes()))
     for fast in (False, True):
         report = verify_bag(archive, fast=fast)
