@@ -74,3 +74,13 @@ def test_names_that_are_not_utf8_are_reported_escaped_and_recorded(tmp_path, db)
     history = run_cli("fixity", "--history", "bag\\xff", "--db", db)
     assert history.returncode == 0 and no_traceback(history), history.stderr
     assert "problems" in history.stdout and "interrupted" not in history.stdout
+
+
+def test_fixity_algorithm_extendable_output_shake_is_refused_not_fatal(bag, db):
+    """SHAKE has no fixed digest size: hashlib gives it no hexdigest() without a length."""
+    (bag / "manifest-shake128.txt").write_text("00" * 32 + "  data/a.txt\n")
+    code, report = audit_json(bag, db=db)
+    assert code == 3
+    assert problems_of(report) == [("fixity.algorithm", "manifest-shake128.txt")]
+    assert "no fixed digest size" in report["bags"][0]["problems"][0]["reason"]
+    assert report["bags"][0]["files_checked"] == report["bags"][0]["files_total"] > 0

@@ -169,12 +169,14 @@ def _oxum(info: Optional[bytes], encoding: str) -> Optional[tuple[int, int]]:
     return None
 
 
-def _usable(alg: str) -> bool:
+def _unusable(alg: str) -> str:
+    """Why the checksums of `alg` cannot be checked here; "" when they can."""
     try:
-        hashlib.new(alg)
+        if not hashlib.new(alg).digest_size:
+            return f"algorithm {alg!r} has no fixed digest size (an extendable-output function); not supported"
     except ValueError:
-        return False
-    return True
+        return f"algorithm {alg!r} is not available here"
+    return ""
 
 
 def _lines(stream: BinaryIO, encoding: str) -> Iterator[tuple[int, str]]:
@@ -200,7 +202,7 @@ class _Expectations:
         plan, store = self.plan, self.store
         m = MANIFEST_RE.match(name)
         alg, tag = m.group(2).lower(), bool(m.group(1))
-        usable = _usable(alg)
+        unusable = _unusable(alg)
         found: list[Finding] = []   # this manifest's problems: kept only when all of it decodes
         rows, index = store.pending["lines"], len(self.names)
         self.names.append(name)
@@ -220,7 +222,7 @@ class _Expectations:
                     found.append(Finding("fixity.manifest_line", name, f"checksum {digest!r} is not hexadecimal",
                                          field=f"line {number}"))
                     continue
-                if usable and (row := _entry(name, index, alg, tag, decode_path(rest), digest.lower(), number, found)):
+                if not unusable and (row := _entry(name, index, alg, tag, decode_path(rest), digest.lower(), number, found)):
                     rows.append(row)
                     if len(rows) >= BATCH:
                         store.flush()
@@ -230,8 +232,8 @@ class _Expectations:
             return
         plan.manifests.append(name)
         plan.findings.extend(found)
-        if not usable:
-            plan.findings.append(Finding("fixity.algorithm", name, f"algorithm {alg!r} is not available here"))
+        if unusable:
+            plan.findings.append(Finding("fixity.algorithm", name, unusable))
         elif not tag:
             self.payload_algs.append(alg)
 
