@@ -120,6 +120,7 @@ class ArchiveBag:
         self._kept: dict[str, bytes] = {}
         self._digests: dict[str, dict[str, str]] = {}
         self._members: dict[str, str] = {}   # relpath -> member name
+        self._zip_entries: dict[str, zipfile.ZipInfo] = {}   # relpath -> its first (admitted) entry
         self._seen_algs: set[str] = set()
         self._outside: set[str] = set()
         self._sidecar = self.path.with_name(self.path.name + ".sha256")
@@ -226,7 +227,7 @@ class ArchiveBag:
         with open(self.path, "rb") as raw:
             for tf, member in self._tar_members(_HashingReader(raw, False)):
                 rel = by_member.get(member.name)
-                if rel is not None and member.isreg():
+                if rel is not None and member.isreg() and rel not in out:   # a duplicate's first entry
                     _, out[rel] = hash_stream(tf.extractfile(member), sorted(wanted[rel]))
         return out
 
@@ -241,6 +242,7 @@ class ArchiveBag:
                 rel = self._admit(info.filename, info.is_dir(), refused)
                 if rel is None:
                     continue
+                self._zip_entries[rel] = info
                 self.listing.files[rel] = info.file_size
                 if kept(rel, info.file_size):
                     self._kept[rel] = zf.read(info)
@@ -251,7 +253,7 @@ class ArchiveBag:
         with zipfile.ZipFile(self.path) as zf:
             for rel, algorithms in wanted.items():
                 try:
-                    with zf.open(self._members[rel]) as f:
+                    with zf.open(self._zip_entries[rel]) as f:
                         size, digests = hash_stream(f, sorted(algorithms))
                 except _ERRORS as exc:
                     yield rel, None, None, str(exc)

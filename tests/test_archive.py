@@ -121,6 +121,32 @@ def test_tar_duplicate_entry(tmp_path, bag):
     assert "archive.duplicate" in codes(verify_bag(archive))
 
 
+def _tar_duplicate_before_manifests(tmp_path):
+    # md5 manifests stored last: the payload is hashed again in a second pass, by member name.
+    src = write_bag(tmp_path / "src" / "mybag", {"a.txt": b"alpha\n"}, algorithms=("md5",), tag_algorithms=("md5",))
+    archive = tmp_path / "mybag.tar"
+    with tarfile.open(archive, "w") as tf:
+        tf.add(src / "data" / "a.txt", arcname="mybag/data/a.txt")
+        add_member(tf, "mybag/data/a.txt", b"other content")
+        for rel in ("bagit.txt", "bag-info.txt", "manifest-md5.txt", "tagmanifest-md5.txt"):
+            tf.add(src / rel, arcname=f"mybag/{rel}")
+    return archive
+
+
+def _zip_duplicate(tmp_path):
+    archive = make_zip(write_bag(tmp_path / "src" / "mybag", {"a.txt": b"alpha\n"}), tmp_path / "mybag.zip")
+    with zipfile.ZipFile(archive, "a") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr("mybag/data/a.txt", b"other content")
+    return archive
+
+
+@pytest.mark.parametrize("maker", [_tar_duplicate_before_manifests, _zip_duplicate], ids=["tar", "zip"])
+def test_archive_duplicate_second_entry_never_read(tmp_path, maker):
+    """The first entry of a name is the file; the refused duplicate is never hashed in its place."""
+    report = verify_bag(maker(tmp_path))
+    assert [(p.code, p.path) for p in report.problems] == [("archive.duplicate", "data/a.txt")]
+
+
 def test_zip_slip_and_symlink_refused(tmp_path, bag):
     archive = make_zip(bag, tmp_path / "mybag.zip")
     with zipfile.ZipFile(archive, "a") as zf:
