@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .bag import read_tag_file
 from .errors import PackagingError, Problem
 from .hashing import write_hashed
 
@@ -51,21 +52,34 @@ def part_name(name: str, number: int, count: int) -> str:
     return f"{name}-{number}-of-{count}"
 
 
-def is_own_name(name: str, candidate: str) -> bool:
-    """True when `candidate` is a name this collection publishes (bag, split bag, archive)."""
+def is_own_name(output: Path, name: str, candidate: str) -> bool:
+    """True when `candidate`, in `output`, is something this collection publishes: `name` itself
+    (bag, archive, sidecar) or one of its split parts `name-K-of-N`.  A name of that shape may
+    as well be another collection's own name (a collection `box-1-of-2` beside `box`): it is a
+    part of `name` only when the bag folder of that name records itself as part K of N
+    (Bag-Count; an unsplit bag has none).  With no such bag to read (an archive alone, a stray
+    file), the name decides: better a refusal than an overwrite."""
     stem = candidate
     for suffix in sorted(SUFFIXES, key=len, reverse=True):
         if candidate.endswith(suffix):
             stem = candidate[: -len(suffix)]
             break
-    return stem == name or bool(re.fullmatch(re.escape(name) + r"-\d+-of-\d+", stem))
+    part = re.fullmatch(re.escape(name) + r"-(\d+)-of-(\d+)", stem)
+    if stem == name or part is None:
+        return part is None and stem == name
+    info = Path(output) / stem / "bag-info.txt"
+    try:
+        tags = read_tag_file(info) if info.is_file() else None
+    except (OSError, UnicodeDecodeError):
+        tags = None
+    return tags is None or ("Bag-Count", f"{part[1]} of {part[2]}") in tags
 
 
 def existing_targets(output: Path, name: str) -> list[str]:
     output = Path(output)
     if not output.is_dir():
         return []
-    return sorted(e.name for e in os.scandir(output) if is_own_name(name, e.name))
+    return sorted(e.name for e in os.scandir(output) if is_own_name(output, name, e.name))
 
 
 def refuse_existing(output: Path, name: str, found: Sequence[str]) -> PackagingError:

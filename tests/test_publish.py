@@ -22,6 +22,7 @@ import pytest
 from package_helpers import bagit_valid, build, pipeline_valid, tree_bytes
 from pipeline import publish
 from pipeline.errors import PackagingError
+from pipeline.stage import Settings
 from pipeline.stages.package import package_collection
 
 HELPER = Path(__file__).resolve().parent / "package_helpers.py"
@@ -213,6 +214,23 @@ def test_real_runs_two_at_once_then_kill_9_then_rerun(sample_collection, tmp_pat
         assert rerun.returncode == 0, rerun.stderr
     assert bagit.Bag(str(out / name)).validate()
     assert [p.name for p in out.iterdir() if p.name != ".staging"] == [name]
+
+
+def test_output_exists_only_for_this_collections_own_parts(tmp_path):
+    """Collections `box-1-of-2` and `box` share output/: box-1-of-2's bag (unsplit: no Bag-Count)
+    is not a part of `box`, which publishes beside it; a real part of `box` still refuses it."""
+    output = tmp_path / "output"
+    other, ctx = build(output, name="box-1-of-2", settings=Settings(serialize="zip"))
+    assert package_collection(other, ctx).published == ("box-1-of-2", "box-1-of-2.zip", "box-1-of-2.zip.sha256")
+    box, ctx = build(output, name="box")
+    assert package_collection(box, ctx).published == ("box",)
+    mine = tmp_path / "mine" / "output"
+    split, ctx = build(mine, name="box", settings=Settings(max_bag_size=3000))
+    assert package_collection(split, ctx).published == ("box-1-of-2", "box-2-of-2")
+    with pytest.raises(PackagingError) as err:
+        publish.preflight(mine, "box")
+    assert [(p.code, p.path) for p in err.value.problems] == [("output.exists", "box-1-of-2"),
+                                                               ("output.exists", "box-2-of-2")]
 
 
 def test_a_sealed_but_unpublished_bag_goes_back_to_the_work_area(tmp_path):
