@@ -84,3 +84,12 @@ def test_fixity_algorithm_extendable_output_shake_is_refused_not_fatal(bag, db):
     assert problems_of(report) == [("fixity.algorithm", "manifest-shake128.txt")]
     assert "no fixed digest size" in report["bags"][0]["problems"][0]["reason"]
     assert report["bags"][0]["files_checked"] == report["bags"][0]["files_total"] > 0
+
+
+@pytest.mark.parametrize("encoding", ["base64", "rot13", "zlib", "bogus-8"])
+def test_fixity_encoding_that_is_no_text_encoding_is_read_as_utf8(bag, db, encoding):
+    (bag / "bagit.txt").write_text(f"BagIt-Version: 1.0\nTag-File-Character-Encoding: {encoding}\n")
+    code, report = audit_json(bag, db=db)
+    assert code == 3    # bagit.txt changed: its tag manifest lines no longer match
+    assert sorted(problems_of(report)) == [("fixity.encoding", "bagit.txt")] + [("fixity.mismatch", "bagit.txt")] * 2
+    assert report["bags"][0]["files_checked"] == report["bags"][0]["files_total"] == 8

@@ -146,15 +146,22 @@ def find_targets(paths: Iterable[Path], output: Path) -> list[Path]:
     return list({p.resolve(): p for p in reversed(found)}.values())[::-1]  # each bag once, first spelling
 
 
-def _encoding(tags_text: Optional[bytes]) -> str:
+def _encoding(plan: BagPlan, tags_text: Optional[bytes]) -> str:
+    """The Tag-File-Character-Encoding of bagit.txt; UTF-8 (and a `fixity.encoding` warning) when
+    it names no text encoding Python knows (unknown, or a bytes codec such as base64 or zlib)."""
     if tags_text is None:
         return "utf-8"
     for tag in parse_tags(tags_text.decode("utf-8", errors="replace")):
         if tag.label.lower() == "tag-file-character-encoding" and tag.value:
             try:
-                return codecs.lookup(tag.value).name
-            except LookupError:     # an encoding Python does not know: read as UTF-8
-                return "utf-8"
+                info = codecs.lookup(tag.value)
+            except LookupError:
+                info = None
+            if info is not None and info._is_text_encoding:
+                return info.name
+            plan.findings.append(Finding("fixity.encoding", "bagit.txt", f"{tag.value!r} is not a text encoding "
+                                         "Python knows; tag files read as UTF-8", field="Tag-File-Character-Encoding"))
+            return "utf-8"
     return "utf-8"
 
 
@@ -366,7 +373,7 @@ def _read(plan: BagPlan, path: Path) -> Optional[bytes]:
 def plan_folder(bag: Path) -> BagPlan:
     folder = bag.resolve()
     plan = BagPlan(location=text_name(str(folder)), name=text_name(bag.name), folder=folder, store=PlanStore())
-    encoding = _encoding(_read(plan, bag / "bagit.txt"))
+    encoding = _encoding(plan, _read(plan, bag / "bagit.txt"))
     exp = _Expectations(plan)
     for path in find_manifests(bag):
         try:
@@ -399,7 +406,7 @@ def plan_archive(path: Path, fast: bool = False) -> BagPlan:
             return None
 
     plan.store = PlanStore()
-    encoding = _encoding(kept("bagit.txt"))
+    encoding = _encoding(plan, kept("bagit.txt"))
     exp = _Expectations(plan)
     for name in sorted(archive.listing.files):
         if "/" not in name and MANIFEST_RE.match(name) and kept(name) is not None:
