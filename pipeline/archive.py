@@ -18,6 +18,7 @@ import gzip
 import lzma
 import re
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -79,6 +80,26 @@ def unsafe_reason(name: str) -> str:
     if ".." in re.split(r"[/\\]", name):
         return "'..' climbs out of the bag"
     return ""
+
+
+def zip_name(info: zipfile.ZipInfo) -> str:
+    """The entry's name as its writer meant it.  zipfile decodes a name without the UTF-8 flag
+    (0x800) as cp437, but Info-ZIP writes such names in UTF-8, or adds the UTF-8 name in a
+    Unicode Path extra field (0x7075: version 1, CRC-32 of the header name, the name)."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    raw = info.orig_filename.encode("cp437")          # cp437 maps every byte: the header's bytes
+    extra = info.extra
+    while len(extra) >= 4:
+        tag, size = struct.unpack_from("<HH", extra)
+        body, extra = extra[4:4 + size], extra[4 + size:]
+        if tag == 0x7075 and len(body) > 5 and body[0] == 1 and body[1:5] == struct.pack("<I", zlib.crc32(raw)):
+            raw = body[5:]
+            break
+    try:
+        return zipfile.ZipInfo(raw.decode("utf-8")).filename
+    except UnicodeDecodeError:
+        return info.filename
 
 
 class _HashingReader:
@@ -239,7 +260,7 @@ class ArchiveBag:
                 mode = info.external_attr >> 16
                 refused = ("symbolic link" if stat.S_ISLNK(mode) else
                            SPECIAL if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR) else "")
-                rel = self._admit(info.filename, info.is_dir(), refused)
+                rel = self._admit(zip_name(info), info.is_dir(), refused)
                 if rel is None:
                     continue
                 self._zip_entries[rel] = info

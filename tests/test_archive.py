@@ -4,9 +4,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import struct
 import tarfile
 import tracemalloc
 import zipfile
+import zlib
 
 import pytest
 
@@ -145,6 +147,46 @@ def test_archive_duplicate_second_entry_never_read(tmp_path, maker):
     """The first entry of a name is the file; the refused duplicate is never hashed in its place."""
     report = verify_bag(maker(tmp_path))
     assert [(p.code, p.path) for p in report.problems] == [("archive.duplicate", "data/a.txt")]
+
+
+def zip_with_raw_name(bag, dest, rel, raw, extra=b""):
+    """A zip of `bag` whose entry `rel` is named by the bytes `raw` (after the bag folder) without
+    the UTF-8 flag 0x800, as Info-ZIP writes names: written under an ASCII stand-in of the same
+    length, whose bytes are then replaced in the local and central headers."""
+    stand_in = f"{bag.name}/".encode() + b"#" * len(raw)
+    with zipfile.ZipFile(dest, "w") as zf:
+        for path in sorted(bag.rglob("*")):
+            arc = path.relative_to(bag).as_posix()
+            if arc != rel:
+                zf.write(path, f"{bag.name}/{arc}")
+                continue
+            info = zipfile.ZipInfo(stand_in.decode())
+            info.extra = extra
+            zf.writestr(info, path.read_bytes())
+    data = dest.read_bytes()
+    assert data.count(stand_in) == 2
+    dest.write_bytes(data.replace(stand_in, f"{bag.name}/".encode() + raw))
+    return dest
+
+
+def unicode_path_extra(raw_name, name):
+    """Info-ZIP's Unicode Path extra field (0x7075): version 1, CRC-32 of the header name, UTF-8 name."""
+    body = struct.pack("<BI", 1, zlib.crc32(raw_name)) + name.encode()
+    return struct.pack("<HH", 0x7075, len(body)) + body
+
+
+@pytest.mark.parametrize("raw, extra", [
+    ("data/\u00fc.txt".encode(), b""),                  # UTF-8 bytes, flag clear (zip -r on Linux)
+    (b"data/\xfc.txt", unicode_path_extra(b"mybag/data/\xfc.txt", "mybag/data/\u00fc.txt")),  # Latin-1 + 0x7075
+], ids=["utf8-without-flag", "unicode-path-extra"])
+def test_zip_info_zip_non_ascii_name_valid(tmp_path, raw, extra):
+    """zipfile decodes a name without flag 0x800 as cp437 ('data/\u251c\u255d.txt'): no file.missing or
+    file.unlisted for data/\u00fc.txt made by Info-ZIP."""
+    src = write_bag(tmp_path / "src" / "mybag", {"\u00fc.txt": b"u\n"})
+    archive = zip_with_raw_name(src, tmp_path / "mybag.zip", "data/\u00fc.txt", raw, extra)
+    report = verify_bag(archive)
+    assert report.valid and report.problems == [], [p.render() for p in report.problems]
+    assert report.files == 1
 
 
 def test_zip_slip_and_symlink_refused(tmp_path, bag):
