@@ -12,17 +12,21 @@ from ..stage import DEFAULT_PIXEL_LIMIT
 SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
-def parse_size(text: str) -> int:
-    """`50G`, `700M`, `1024` -> bytes."""
+def parse_size(text: str, option: str = "") -> int:
+    """`50G`, `700M`, `1024` -> bytes, at least 1 (no limit is the option left out, never 0);
+    `option` (e.g. `--max-bag-size`) names the option in the usage error."""
     t = text.strip().upper().removesuffix("IB").removesuffix("B") if text else ""
     unit = t[-1:] if t[-1:] in SIZE_UNITS else ""
     number = t[:-1] if unit else t
+    where = f"{option}: " if option else ""
     try:
         value = float(number)
     except ValueError as exc:
-        raise UsageError(f"not a size: {text!r} (use e.g. 700M, 50G)") from exc
-    if not math.isfinite(value) or value < 0:     # inf, nan, 1e400: no size
-        raise UsageError(f"not a size: {text!r}")
+        raise UsageError(f"{where}not a size: {text!r} (use e.g. 700M, 50G)") from exc
+    if not math.isfinite(value):     # inf, nan, 1e400: no size
+        raise UsageError(f"{where}not a size: {text!r}")
+    if value * SIZE_UNITS[unit] < 1:
+        raise UsageError(f"{where}{text!r} is less than 1 byte (leave the option out for no limit)")
     return int(value * SIZE_UNITS[unit])
 
 
