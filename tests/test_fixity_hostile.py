@@ -5,6 +5,8 @@ import json
 import os
 
 from conftest import no_traceback, run_cli
+from pipeline.errors import UsageError
+from pipeline.fixity import audit
 from test_fixity import audit_json, problems_of, write_bag
 
 import pytest
@@ -93,3 +95,15 @@ def test_fixity_encoding_that_is_no_text_encoding_is_read_as_utf8(bag, db, encod
     assert code == 3    # bagit.txt changed: its tag manifest lines no longer match
     assert sorted(problems_of(report)) == [("fixity.encoding", "bagit.txt")] + [("fixity.mismatch", "bagit.txt")] * 2
     assert report["bags"][0]["files_checked"] == report["bags"][0]["files_total"] == 8
+
+
+def test_window_beyond_a_century_is_refused_up_front_and_a_tiny_budget_clamps_it(bag, db):
+    """--window-days 800000 once overflowed the date arithmetic after all the hashing."""
+    proc = run_cli("fixity", bag, "--db", db, "--window-days", "800000")
+    assert proc.returncode == 2 and no_traceback(proc) and "800000" in proc.stderr
+    with pytest.raises(UsageError, match="window-days"):
+        audit([bag], db=db, window_days=800000)
+    assert not db.exists(), "refused before the registry was opened"
+    proc = run_cli("fixity", bag, "--db", db, "--budget", "0.0001%", "--json")
+    assert proc.returncode == 0 and no_traceback(proc), proc.stderr
+    assert json.loads(proc.stdout)["store"]["window_days"] == 36500

@@ -12,7 +12,7 @@ from ..errors import UsageError
 from ..fixity import audit, history
 from ..fixity.registry import Registry
 from ..fixity.report import CSV_HEADER, summary_lines
-from ..fixity.select import Budget, parse_percent
+from ..fixity.select import MAX_WINDOW_DAYS, Budget, parse_percent
 from . import ProgressBar, cli, echo_json, json_option, quiet_option
 from .options import parse_size
 
@@ -51,7 +51,7 @@ def _history(db: Path, bag: str, as_json: bool, premis: bool) -> int:
               "oldest verification first.")
 @click.option("--max-bytes", metavar="SIZE", help="Rolling audit: re-hash at most about this much (e.g. 50G).")
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), help="Rolling audit: stop after this long.")
-@click.option("--window-days", type=click.IntRange(min=1),
+@click.option("--window-days", type=click.IntRange(min=1, max=MAX_WINDOW_DAYS),
               help="Report the share of the store verified within this many days "
                    "[default: 100/PCT with --budget, else 30].")
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="Hashing threads (default: one per core).")

@@ -30,7 +30,7 @@ from ..hashing import hash_many
 from .plan import BagPlan, FileTask, Finding, disk_path, find_targets, plan_bag
 from .registry import AuditRow, Check, Registry
 from .report import AuditReport, BagReport
-from .select import Budget, choose
+from .select import MAX_WINDOW_DAYS, Budget, choose
 
 __all__ = ["audit", "history", "Budget", "AuditReport", "BagReport", "Finding", "utc_now"]
 
@@ -166,6 +166,8 @@ def audit(paths: Iterable[Path | str] = (), *, output: Path | str = "output", db
     _refuse_db_inside(db, targets)
     mode = "fast" if fast else ("rolling" if budget.rolling else "full")
     window = window_days or budget.window_days()
+    if not 1 <= window <= MAX_WINDOW_DAYS:
+        raise UsageError(f"--window-days {window}: must be from 1 to {MAX_WINDOW_DAYS}")
     began, t0 = clock(), time.monotonic()
     deadline = t0 + budget.max_seconds if budget.max_seconds is not None else None
     report = AuditReport(started=stamp(began), finished="", mode=mode, registry=str(db), window_days=window)

@@ -16,6 +16,7 @@ from ..errors import UsageError
 
 T = TypeVar("T")
 DEFAULT_WINDOW_DAYS = 30
+MAX_WINDOW_DAYS = 36500    # a century: a longer window is no audit policy (and overflows dates)
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Budget:
     def window_days(self) -> int:
         """The period a nightly run with this budget needs to cover the store (default 30 days)."""
         if self.percent:
-            return max(1, math.ceil(100 / self.percent))
+            return min(MAX_WINDOW_DAYS, max(1, math.ceil(100 / self.percent)))
         return DEFAULT_WINDOW_DAYS
 
 
