@@ -3,7 +3,8 @@
 Per item (`validate_item`, run in worker processes): the record against schemas/item.schema.json
 (every error, not the first), text XML 1.0 cannot hold, the EDTF date as a calendar date, then the
 image: format by signature (pipeline/formats.py), fully decoded by Pillow (16-bit colour by
-imagecodecs/tifffile, since Pillow reads it as 8 bits), the pixel limit enforced before decoding.
+imagecodecs/tifffile, since Pillow reads it as 8 bits), the pixel limit enforced before decoding;
+PNG and GIF files read to their end marker (Pillow stops once it has the pixels).
 Decoder warnings -- Python warnings and what libjpeg/libtiff print on file descriptor 2 -- are
 caught and reported as `image.warning`, never shown on the terminal.
 
@@ -20,10 +21,11 @@ import struct
 import sys
 import sysconfig
 import unicodedata
+import zlib
 from collections import defaultdict
 from dataclasses import replace
 from datetime import date, datetime, timedelta
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -308,6 +310,58 @@ def _bits(path: Path, fmt: formats.Format, head: bytes, mode: str) -> int:
     return BITS.get(mode, 8)
 
 
+def _read(f, size: int, end: str) -> bytes:
+    data = f.read(size)
+    if len(data) < size:
+        raise EOFError(f"truncated file: it ends before its {end}")
+    return data
+
+
+def _colour_table(flags: int) -> int:
+    """The size of a GIF colour table from the flags byte that announces it."""
+    return 3 << (flags & 7) + 1 if flags & 0x80 else 0
+
+
+def _png_complete(f) -> None:
+    """Every chunk of a PNG whole, its CRC right, up to IEND: Pillow stops reading once it has
+    the pixels, so a file cut in its last chunks (zlib checksum, CRC, IEND) would decode."""
+    read = partial(_read, f, end="IEND chunk")
+    f.seek(8)
+    while True:
+        length, kind = struct.unpack(">I4s", read(8))
+        crc = zlib.crc32(kind)
+        while length:
+            block = read(min(length, 1 << 20))
+            crc, length = zlib.crc32(block, crc), length - len(block)
+        if struct.unpack(">I", read(4))[0] != crc:
+            raise SyntaxError(f"broken PNG file: the {kind.decode('latin-1')!r} chunk's CRC is wrong")
+        if kind == b"IEND":
+            return
+
+
+def _gif_complete(f) -> None:
+    """A GIF's blocks up to its trailer (0x3B), read as Pillow reads them (unknown bytes skipped):
+    Pillow takes the end of the file for the trailer."""
+    read = partial(_read, f, end="trailer (0x3B)")
+
+    def sub_blocks() -> None:
+        while size := read(1)[0]:
+            read(size)
+    flags = read(13)[10]
+    read(_colour_table(flags))          # global colour table
+    while (tag := read(1)) != b";":
+        if tag == b"!":
+            read(1)
+            sub_blocks()
+        elif tag == b",":
+            flags = read(9)[8]
+            read(_colour_table(flags) + 1)     # local colour table, LZW code size
+            sub_blocks()
+
+
+ENDS = {"image/png": _png_complete, "image/gif": _gif_complete}
+
+
 def decode(path: Path, fmt: formats.Format, head: bytes, limit: int) -> tuple[dict, list]:
     """Everything validation learns by reading the whole image; raises on a broken one."""
     info: dict = {}
@@ -337,6 +391,9 @@ def decode(path: Path, fmt: formats.Format, head: bytes, limit: int) -> tuple[di
                     has_icc=bool(icc), icc_description=icc_description(icc),
                     dpi=[float(dpi[0]), float(dpi[1])] if dpi else None,
                     exif_orientation=orientation, exif_datetime_original=taken)
+    if fmt.mimetype in ENDS:
+        with open(path, "rb") as f:
+            ENDS[fmt.mimetype](f)
     info["bits_per_sample"] = _bits(path, fmt, head, info["mode"])
     deep = _deep_colour(path, fmt, head, limit)
     if deep:

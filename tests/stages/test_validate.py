@@ -366,3 +366,19 @@ def test_sizes_that_are_not_sizes_are_usage_errors():
         with pytest.raises(UsageError):
             parse_size(text)
     assert parse_size("1.5K") == 1536 or parse_size("1.5K") == 1500
+
+
+def test_png_or_gif_missing_its_end_is_image_truncated(tmp_path):
+    """Pillow decodes every pixel of a PNG whose IEND chunk, last CRC or zlib checksum is cut off,
+    and of a GIF without its trailer: validation walks the file to its end and refuses them."""
+    rng = np.random.default_rng(3)
+    png = saved(Image.fromarray(rng.integers(0, 255, (150, 200, 3), dtype=np.uint8)), "PNG")
+    gif = saved(picture("P"), "GIF")
+    assert check(tmp_path, "whole.png", png).problems == () and check(tmp_path, "whole.gif", gif).problems == ()
+    for name, data in [("iend.png", png[:-12]), ("crc.png", png[:-16]), ("adler.png", png[:-20]),
+                       ("trailer.gif", gif[:-1])]:
+        found = [(p.code, p.reason) for p in check(tmp_path, name, data).problems]
+        assert [code for code, _ in found] == ["image.truncated"], (name, found)
+    broken = bytearray(png)
+    broken[-20] ^= 1                                       # the zlib checksum, inside the last IDAT
+    assert [p.code for p in check(tmp_path, "flip.png", bytes(broken)).problems] == ["image.corrupt"]
