@@ -8,9 +8,12 @@
     output/.staging/<name>.lock          the executor's lock (one run per collection)
 
 Everything is built and checked in `.staging/` (same file system as `output/`), then moved with
-rename(2), which is atomic: `output/` gains whole bags or nothing.  The list of moves is written
-to a journal first (fsynced); a run killed between two renames leaves the journal, and the next
-run finishes those renames before anything else (`preflight`).  Sealed things wait in their own
+rename(2), which is atomic: each bag, archive and sidecar appears in `output/` whole or not at
+all.  A package's names are renamed one after another (no order makes a partial set whole: a
+sidecar without its archive is no better than the reverse), so the list of moves is written to a
+journal first (fsynced); a run killed between two renames leaves some of the names and the
+journal, which says the publish is in progress, and the next run finishes those renames before
+anything else (`preflight`).  Sealed things wait in their own
 folder, so that a rerun's stages, working in `<name>/` again, cannot change them.  A name that
 already exists in `output/` is never replaced: the rename itself refuses (renameat2
 RENAME_NOREPLACE where the kernel has it).
