@@ -14,6 +14,7 @@ import importlib
 import os
 import signal
 import time
+import unicodedata
 from concurrent.futures import ProcessPoolExecutor, FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from .itemstore import ItemStore, store_folder
 from .model import Item, Package
 from .report import StageReport, measure, stage_report
 from .stage import Context, Settings, Stage
+from .stages.discover import shown
 
 STAGE_NAMES = ("discover", "validate", "convert", "describe", "package")
 
@@ -175,10 +177,31 @@ def run_stage(stage: Stage, handed: list[Package], ctx: Context,
     return replace(package, stages_done=package.stages_done + (stage.name,))
 
 
+# The bag takes the collection folder's name, and its parts' and archives' names add up to
+# "-123-of-456.tar.gz.sha256": 200 bytes leave room for them within a file name's 255.
+COLLECTION_NAME_BYTES = 200
+
+
 def _check_collection(collection: Path) -> Path:
+    """The collection folder, resolved (`.` and `..` have no name of their own): its name
+    becomes the bag's, so it must be one a bag can carry (RejectedError otherwise)."""
     collection = Path(collection)
     if not collection.is_dir():
         raise UsageError(f"{collection}: not a collection folder")
+    collection = collection.resolve()
+    name = collection.name
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        size = -1
+    reason = ("it has none" if not name else
+              "it is not valid UTF-8" if size < 0 else
+              "it holds control characters" if any(unicodedata.category(c) == "Cc" for c in name) else
+              "it is hidden (it starts with '.')" if name.startswith(".") else
+              f"it is {size} bytes long, more than {COLLECTION_NAME_BYTES}" if size > COLLECTION_NAME_BYTES else "")
+    if reason:
+        raise RejectedError(f"{shown(str(collection))}: the collection folder's name becomes its bag's name, "
+                            f"and {reason}; rename the folder")
     return collection
 
 
@@ -205,6 +228,20 @@ def collection_lock(output: Path, name: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _withdraw(output: Path, name: str, made: list[Path]) -> None:
+    """A rejected run leaves output/ as it found it: its lock file goes (while still held, so no
+    other run can take it meanwhile), and so do the folders it made, when empty."""
+    try:
+        (output / ".staging" / f"{name}.lock").unlink(missing_ok=True)
+    except OSError:
+        pass
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass        # not empty: someone else's now
 
 
 def validate_collection(collection: Path, settings: Settings = Settings(),
@@ -253,6 +290,7 @@ def run(collection: Path, output: Path, settings: Settings = Settings(),
         from .xmlio import load_schema
         load_schema(settings.schemas_dir)   # a wrong --schemas is refused before any work
     output = Path(output)
+    made = [folder for folder in (output, output / ".staging") if not folder.exists()]
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -288,8 +326,11 @@ def run(collection: Path, output: Path, settings: Settings = Settings(),
                 ident = str(result.package.collection.data.get("identifier") or "")
                 ctx = replace(ctx, collection_id=ident or ctx.collection_id)
             errors = errors_in(result.package.all_problems)
-            if errors:
+            # Discovery's problems wait for validation's, so that every problem is reported at
+            # once; validation reads what discovery found and handles what it refused.
+            if errors and (name != "discover" or until == "discover"):
                 if name in ("discover", "validate"):
+                    _withdraw(output, collection.name, made)
                     raise RejectedError(
                         f"{collection.name}: rejected with {len(errors)} problem(s); nothing was written",
                         result.package.all_problems)

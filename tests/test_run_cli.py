@@ -58,8 +58,8 @@ def test_record_no_image_rejected_json_exit_1(ingest, tmp_path):
     assert coll["ok"] is False and report["ok"] is False
     assert "rejected" in coll["error"]
     assert "record.no_image" in {p["code"] for p in coll["problems"]}
-    assert [s["stage"] for s in coll["stages"]][0] == "discover"
-    assert not [p for p in (tmp_path / "output").iterdir() if p.name != ".staging"]
+    assert [s["stage"] for s in coll["stages"]] == ["discover", "validate"]
+    assert not (tmp_path / "output").exists()
 
 
 def test_record_no_image_rejected_human_one_line_per_problem(ingest, tmp_path):
@@ -242,3 +242,47 @@ def test_an_icc_profile_whose_description_xml_cannot_hold_is_carried_and_labelle
     assert proc.returncode == 0, report
     mets = (tmp_path / "output" / "coll" / "data" / "metadata" / "mets.xml").read_text(encoding="utf-8")
     assert "\ufffdRGB built-in" in mets
+
+
+def test_run_reports_discovery_and_validation_problems_at_once(ingest, tmp_path):
+    """An image without a record (found by discovery), a zero-byte image and an impossible
+    date (found by validation): `pipeline run` lists all three, as `pipeline validate` does."""
+    coll = ingest / "coll"
+    (coll / "img0000.json").unlink()                                  # item.no_record
+    (coll / "img0001.jpg").write_bytes(b"")                           # image.empty
+    record = json.loads((coll / "img0002.json").read_text(encoding="utf-8"))
+    (coll / "img0002.json").write_text(json.dumps(record | {"date": "1992-13"}), encoding="utf-8")
+    proc, report = run_json(ingest, tmp_path / "output")
+    assert proc.returncode == 1
+    [found] = report["collections"]
+    run_errors = sorted((p["code"], p["path"]) for p in found["problems"] if p["severity"] == "error")
+    validated = json.loads(run_cli("validate", "--ingest", ingest, "--json").stdout)["collections"][0]
+    assert run_errors == sorted((p["code"], p["path"]) for p in validated["problems"] if p["severity"] == "error")
+    assert {path for _, path in run_errors} == {"img0000.jpg", "img0001.jpg", "img0002.json"}
+
+
+def test_a_rejected_run_leaves_no_trace_in_output(ingest, tmp_path):
+    (ingest / "coll" / "img0001.jpg").write_bytes(b"")
+    proc = run_cli("run", "--ingest", ingest, "--output", tmp_path / "output")
+    assert proc.returncode == 1 and no_traceback(proc), proc.stderr
+    assert not (tmp_path / "output").exists()            # not even the lock of the run
+    (tmp_path / "kept").mkdir()
+    proc = run_cli("run", "--ingest", ingest, "--output", tmp_path / "kept")
+    assert proc.returncode == 1 and os.listdir(tmp_path / "kept") == []
+
+
+def test_run_on_dot_packages_the_folder_under_its_own_name(ingest, tmp_path):
+    proc = run_cli("run", ".", "--output", tmp_path / "output", "--json", cwd=ingest / "coll")
+    assert proc.returncode == 0 and no_traceback(proc), proc.stderr
+    assert json.loads(proc.stdout)["collections"][0]["collection"] == "coll"
+    assert sorted(os.listdir(tmp_path / "output")) == [".staging", "coll"]
+
+
+@pytest.mark.parametrize("name", [".hidden", "line\nbreak", "x" * 201])
+def test_a_collection_folder_whose_name_cannot_name_a_bag_is_refused(tmp_path, name):
+    hs.make_collection(tmp_path / "ingest", n=1, name=name)
+    proc = run_cli("run", tmp_path / "ingest" / name, "--output", tmp_path / "output")
+    assert proc.returncode == 1 and no_traceback(proc), proc.stderr
+    assert "the collection folder's name becomes its bag's name" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "output").exists()

@@ -12,6 +12,7 @@ from ..errors import ClusterError, PipelineError, UsageError
 from ..executor import STAGE_NAMES, RunResult, run as run_collection
 from ..report import StageReport
 from ..stage import Settings
+from ..stages.discover import shown
 from . import EXIT_OK, WARNINGS_SHOWN, ProgressBar, cli, echo_json, echo_problems, json_option, quiet_option
 from .options import collections_in, ingest_option, parse_size, pixel_limit_option, workers_option
 
@@ -57,6 +58,7 @@ def run(collections, ingest, output, until, compression, algorithms, schemas, ma
     bar = ProgressBar(quiet or as_json)
     reports, worst = [], EXIT_OK
     for folder in collections_in(ingest, tuple(collections)):
+        folder, name = folder.resolve(), shown(folder.resolve().name)     # `.` names no collection
         stages: list[StageReport] = []
         started = time.monotonic()
         try:
@@ -67,16 +69,16 @@ def run(collections, ingest, output, until, compression, algorithms, schemas, ma
                 bar.close()  # end the bar's line before any message
         except PipelineError as exc:
             worst = max(worst, exc.exit_code)
-            reports.append(collection_report(folder.name, stages, started, error=exc))
+            reports.append(collection_report(name, stages, started, error=exc))
             if not as_json:
                 echo_problems(exc.problems, err=True, shown=WARNINGS_SHOWN)
             click.echo(f"pipeline: error: {exc}", err=True)
             if isinstance(exc, (ClusterError, UsageError)):
                 break  # the same for every collection: stop here
             continue
-        reports.append(collection_report(folder.name, stages, started, result=result))
+        reports.append(collection_report(name, stages, started, result=result))
         if not as_json:
-            echo_human(folder.name, result, stages)
+            echo_human(name, result, stages)
     if as_json:
         echo_json({"command": "run", "ok": worst == EXIT_OK, "collections": reports})
     return worst

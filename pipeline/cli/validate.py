@@ -7,6 +7,7 @@ import click
 from ..errors import errors_in
 from ..executor import validate_collection
 from ..stage import Settings
+from ..stages.discover import shown
 from . import EXIT_INVALID, EXIT_OK, WARNINGS_SHOWN, ProgressBar, cli, echo_json, echo_problems, json_option, quiet_option
 from .options import collections_in, ingest_option, pixel_limit_option, workers_option
 
@@ -29,20 +30,21 @@ def validate(collections, ingest, pixel_limit, workers, as_json, quiet):
     bar = ProgressBar(quiet or as_json)
     reports, worst = [], EXIT_OK
     for folder in collections_in(ingest, tuple(collections)):
+        name = shown(folder.resolve().name)     # `.` names no collection
         package = validate_collection(folder, settings, progress=bar)
         bar.close()
         problems = package.all_problems
         errors = errors_in(problems)
         if errors:
             worst = EXIT_INVALID
-        reports.append({"collection": folder.name, "items": len(package.items),
+        reports.append({"collection": name, "items": len(package.items),
                         "valid": not errors, "errors": len(errors),
                         "warnings": len(problems) - len(errors),
                         "problems": [p.as_dict() for p in problems]})
         if not as_json:
             echo_problems(problems, shown=WARNINGS_SHOWN)
             verdict = "valid" if not errors else "INVALID"
-            click.echo(f"{folder.name}: {verdict}: {len(package.items)} items, "
+            click.echo(f"{name}: {verdict}: {len(package.items)} items, "
                        f"{len(errors)} errors, {len(problems) - len(errors)} warnings")
     if as_json:
         echo_json({"command": "validate", "valid": worst == EXIT_OK, "collections": reports})
