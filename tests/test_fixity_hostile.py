@@ -7,6 +7,7 @@ import os
 from conftest import no_traceback, run_cli
 from pipeline.errors import UsageError
 from pipeline.fixity import audit
+from pipeline.xmlio import parse
 from test_fixity import audit_json, problems_of, write_bag
 
 import pytest
@@ -107,3 +108,17 @@ def test_window_beyond_a_century_is_refused_up_front_and_a_tiny_budget_clamps_it
     proc = run_cli("fixity", bag, "--db", db, "--budget", "0.0001%", "--json")
     assert proc.returncode == 0 and no_traceback(proc), proc.stderr
     assert json.loads(proc.stdout)["store"]["window_days"] == 36500
+
+
+def test_premis_export_of_names_with_control_characters_is_valid_xml(tmp_path, db):
+    """A bag folder and a payload file whose names hold control characters (legal on disk):
+    the PREMIS export replaces what XML 1.0 cannot hold instead of failing."""
+    bag = write_bag(tmp_path / "store" / "bag\x01one")
+    (bag / "data" / "odd\x02name.txt").write_bytes(b"extra")
+    assert audit([bag], db=db).exit_code == 3
+    proc = run_cli("fixity", "--history", bag, "--db", db, "--premis")
+    assert proc.returncode == 0 and no_traceback(proc), proc.stderr
+    doc = parse(proc.stdout.encode())
+    premis = "{http://www.loc.gov/premis/v3}"
+    assert doc.findtext(f".//{premis}originalName") == "bag\ufffdone"
+    assert "data/odd\ufffdname.txt" in doc.findtext(f".//{premis}eventOutcomeDetailNote")

@@ -16,7 +16,7 @@ from lxml import etree
 from ..model import Event, pipeline_agent
 from ..premis import OBJECT_ID_TYPE, PREMIS_VERSION, agent_element, event_element
 from ..stage import ID_NAMESPACE
-from ..xmlio import NS
+from ..xmlio import NS, xml_safe
 from .registry import AuditRow, Check
 
 
@@ -36,8 +36,8 @@ def _event(row: AuditRow, problems: Iterable[Check], agent) -> Event:
               f"{row.bytes_checked} bytes")
     notes = [f"{c.path or '.'}: {c.reason} [{c.code}]" for c in problems]
     return Event(id=_id("audit", row.location, row.id, row.started), type="fixity check", datetime=row.started,
-                 detail=detail, outcome="success" if row.outcome == "intact" else "failure",
-                 outcome_detail="; ".join(notes) if notes else f"{row.files_checked} files intact",
+                 detail=xml_safe(detail), outcome="success" if row.outcome == "intact" else "failure",
+                 outcome_detail=xml_safe("; ".join(notes)) if notes else f"{row.files_checked} files intact",
                  agents=((agent, "executing program"),), objects=((bag_object_id(row.location), "source"),))
 
 
@@ -51,7 +51,7 @@ def premis_document(location: str, name: str, audits: Iterable[AuditRow],
     etree.SubElement(ident, q("objectIdentifierType")).text = OBJECT_ID_TYPE
     etree.SubElement(ident, q("objectIdentifierValue")).text = bag_object_id(location)
     alt = etree.SubElement(obj, q("originalName"))
-    alt.text = name
+    alt.text = xml_safe(name)     # a name may hold control characters XML cannot
     agent = pipeline_agent()
     for row in audits:
         if row.mode == "fast" or row.outcome is None:
