@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import os
+import re
 import unicodedata
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -47,10 +48,14 @@ CSV_COLUMNS = {
 LIST_FIELDS = {"place", "subjects"}
 
 
+UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")   # control characters, surrogates
+
+
 def shown(name: str) -> str:
-    """A name safe to print on one line: control characters and undecodable bytes escaped."""
-    raw = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return "".join(c if unicodedata.category(c) != "Cc" else repr(c)[1:-1] for c in raw)
+    """A name (or a record's key) safe to print on one line in UTF-8: control characters and lone
+    surrogates escaped, undecodable bytes (surrogate escapes, U+DC80-U+DCFF) as `\\xNN`."""
+    return UNSHOWN.sub(lambda m: (f"\\x{ord(m.group()) - 0xDC00:02x}" if "\udc80" <= m.group() <= "\udcff"
+                                  else repr(m.group())[1:-1]), name)
 
 
 def is_system(name: str) -> bool:

@@ -41,7 +41,7 @@ from ..imaging import captured, icc_description
 from ..errors import Problem, ProcessingError, errors_in
 from ..model import Event, Item, Package, Record, pipeline_agent, software_agent
 from ..stage import Context, Stage
-from .discover import CSV_COLUMNS, load_object
+from .discover import CSV_COLUMNS, load_object, shown
 
 SCHEMA_DIRS = (
     Path(__file__).resolve().parents[2] / "schemas",                       # a checkout / editable install
@@ -95,7 +95,7 @@ def validator(kind: str) -> jsonschema.Draft202012Validator:
 def field_of(record: Record, parts: list) -> str:
     """A JSON pointer for a sidecar, `row N, column C` for a metadata.csv row."""
     if record.row is None:
-        return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+        return "".join("/" + shown(str(p)).replace("~", "~0").replace("/", "~1") for p in parts)
     column = COLUMN_OF.get(str(parts[0])) if parts else None
     return f"row {record.row}, column {column}" if column else f"row {record.row}"
 

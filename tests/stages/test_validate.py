@@ -382,3 +382,18 @@ def test_png_or_gif_missing_its_end_is_image_truncated(tmp_path):
     broken = bytearray(png)
     broken[-20] ^= 1                                       # the zlib checksum, inside the last IDAT
     assert [p.code for p in check(tmp_path, "flip.png", bytes(broken)).problems] == ["image.corrupt"]
+
+
+def test_a_sidecar_key_with_a_lone_surrogate_is_reported_printably_text_control(tmp_path):
+    """The JSON pointer of a problem escapes what a terminal or UTF-8 cannot show (a lone
+    surrogate, a control character), as names are escaped: one line, never a UnicodeEncodeError."""
+    from conftest import no_traceback, run_cli
+    folder = tmp_path / "c"
+    shutil.copytree(CASES / "record.schema", folder)
+    (folder / "a.json").write_text('{"identifier": "a", "\\ud800": "a\\u0001", "x\\u0085y": "b\\u0002"}')
+    problems = [p for p in validate_collection(folder, ONE).all_problems if p.code == "text.control"]
+    assert sorted(p.field for p in problems) == ["/\\ud800", "/x\\x85y"]
+    for args in ((), ("--json",)):
+        proc = run_cli("validate", folder, *args)
+        assert proc.returncode == 1 and no_traceback(proc), proc.stderr
+        assert "[text.control]" in proc.stdout or '"text.control"' in proc.stdout
