@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from . import bag as bagmod
+from .bagwrite import PROFILE_ID
 from .archive import ArchiveBag, Result
 from .bag import Listing, Manifest, decode_path, list_bag, nfc, parse_manifest_bytes, parse_tags
 from .errors import Problem, UsageError
@@ -520,8 +521,16 @@ class Checker:
         return self.report
 
 
+def _is_ours(report: Report) -> bool:
+    """Whether the bag says it was made by this pipeline (our profile, or our software agent):
+    only then is data/metadata/mets.xml our METS, held to our layout."""
+    return any((label == "BagIt-Profile-Identifier" and value == PROFILE_ID) or
+               (label == "Bag-Software-Agent" and value.startswith("preservation-pipeline "))
+               for label, value in report.info)
+
+
 def _check_mets(checker: Checker, source, schemas: Optional[Path]) -> None:
-    if "data/metadata/mets.xml" not in source.listing.files:
+    if "data/metadata/mets.xml" not in source.listing.files or not _is_ours(checker.report):
         return
     if not isinstance(source, FolderBag):
         checker.add("bag.unverified", "data/metadata/mets.xml",

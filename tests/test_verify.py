@@ -562,3 +562,22 @@ def test_a_damaged_manifest_line_is_a_file_mismatch_and_not_blamed_on_the_mets(t
     assert ("file.mismatch", "data/metadata/dc/collection.dcterms.xml") in problems
     assert ("file.mismatch", "manifest-sha256.txt") in problems        # by the tag manifests
     assert not [p for p in problems if p[0].startswith("describe.")], problems
+
+
+def test_a_foreign_bag_with_a_mets_is_not_held_to_our_mets_layout(tmp_path):
+    """bagit-python's bag of someone else's package, with its own data/metadata/mets.xml whose
+    links are relative to data/: valid (it is not ours; bagit-python agrees)."""
+    import bagit
+    from pipeline.verify import verify_bag
+    folder = tmp_path / "foreign"
+    (folder / "objects").mkdir(parents=True)
+    (folder / "objects" / "a.txt").write_text("a\n", encoding="utf-8")
+    (folder / "metadata").mkdir()
+    (folder / "metadata" / "mets.xml").write_text(
+        '<mets xmlns="http://www.loc.gov/METS/" xmlns:xlink="http://www.w3.org/1999/xlink"><fileSec>'
+        '<fileGrp><file ID="f1"><FLocat LOCTYPE="URL" xlink:href="objects/a.txt"/></file></fileGrp>'
+        '</fileSec></mets>', encoding="utf-8")
+    bagit.make_bag(str(folder), checksums=["sha256"])
+    assert bagit.Bag(str(folder)).is_valid()
+    report = verify_bag(folder, workers=1)
+    assert report.valid, [p.render() for p in report.problems]
