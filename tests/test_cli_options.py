@@ -26,4 +26,5 @@ def test_run_with_max_bag_size_0_is_a_usage_error_before_any_work(sample_collect
     for size in ("0", "0.5"):
         proc = cli("run", sample_collection, "--output", out, "-q", "--max-bag-size", size)
         assert proc.returncode == 2 and repr(size) in proc.stderr and "Traceback" not in proc.stderr
+        assert "--max-bag-size: " in proc.stderr
         assert not out.exists()

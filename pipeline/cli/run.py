@@ -53,7 +53,7 @@ def run(collections, ingest, output, until, compression, algorithms, schemas, ma
     settings = Settings(pixel_limit=pixel_limit, compression=compression,
                         algorithms=tuple(algorithms) or ("sha256", "sha512"), workers=workers,
                         executor=executor, scheduler=scheduler, schemas_dir=schemas,
-                        max_bag_size=parse_size(max_bag_size) if max_bag_size else 0,
+                        max_bag_size=parse_size(max_bag_size, "--max-bag-size") if max_bag_size else 0,
                         serialize=serialize or "")
     bar = ProgressBar(quiet or as_json)
     reports, worst = [], EXIT_OK
