@@ -187,9 +187,10 @@ def read_csv(root: Path, rel: str = METADATA_CSV) -> tuple[list[tuple[str, Recor
         for col in header[1:]:
             if col not in CSV_COLUMNS:
                 problems.append(Problem("csv.column", rel, f"unknown column; known: {', '.join(CSV_COLUMNS)}",
-                                        f"column {col}"))
+                                        f"column {shown(col)}"))
             elif CSV_COLUMNS[col] not in LIST_FIELDS and sum(CSV_COLUMNS.get(h) == CSV_COLUMNS[col] for h in header) > 1:
-                problems.append(Problem("csv.column", rel, "this field may appear in one column only", f"column {col}"))
+                problems.append(Problem("csv.column", rel, "this field may appear in one column only",
+                                        f"column {shown(col)}"))
         rows: list[tuple[str, Record]] = []
         for n, row in enumerate(reader, start=1):
             if not any(cell.strip() for cell in row):

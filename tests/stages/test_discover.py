@@ -184,3 +184,12 @@ def test_sidecars_no_image_claims_stay_the_packages_and_their_names_are_still_ch
     problems = validate_collection(folder, ONE).all_problems
     assert sorted((p.code, p.path) for p in problems) == [
         ("name.twin", "a.json"), ("record.no_image", "A.json"), ("record.no_image", "x/orphan.json")]
+
+
+def test_csv_column_names_are_shown_escaped_csv_column(tmp_path):
+    """A header cell holding an escape sequence or a line break must not reach the terminal raw."""
+    folder = make(tmp_path / "c", {"a.jpg": jpeg(), "metadata.csv":
+                                   'filename,dc.identifier,"\x1b[2Jnew\nline",dc.date,dc.date\na.jpg,a,x,1992,1993\n'})
+    problems = [p for p in run_discover(folder).problems if p.code == "csv.column"]
+    assert [p.field for p in problems] == ["column \\x1b[2Jnew\\nline", "column dc.date", "column dc.date"]
+    assert all(p.render().isprintable() for p in problems)
