@@ -3,6 +3,7 @@ UTF-8, odd manifests and options.  Each must give one line per problem and the r
 never a hang, a traceback or a lost report."""
 import json
 import os
+import unicodedata
 
 from conftest import no_traceback, run_cli
 from pipeline.errors import UsageError
@@ -122,3 +123,19 @@ def test_premis_export_of_names_with_control_characters_is_valid_xml(tmp_path, d
     premis = "{http://www.loc.gov/premis/v3}"
     assert doc.findtext(f".//{premis}originalName") == "bag\ufffdone"
     assert "data/odd\ufffdname.txt" in doc.findtext(f".//{premis}eventOutcomeDetailNote")
+
+
+@pytest.mark.parametrize("listed", ["NFC", "NFD"])
+@pytest.mark.parametrize("twin_content", [b"bonjour", b"another file"], ids=["same content", "other content"])
+def test_fixity_twin_names_differing_only_by_normalization_keep_both(tmp_path, db, listed, twin_content):
+    """The manifest's own spelling is checked (whichever the directory lists first); the twin is
+    an error, never dropped.  Both spellings are tried, so each listing order is met once."""
+    other = "NFD" if listed == "NFC" else "NFC"
+    name = unicodedata.normalize(listed, "data/café.txt")
+    bag = write_bag(tmp_path / "bag", {name: b"bonjour"})
+    twin = unicodedata.normalize(other, "data/café.txt")
+    (bag / twin).write_bytes(twin_content)
+    code, report = audit_json(bag, db=db)
+    assert code == 3
+    assert sorted(problems_of(report)) == [("fixity.oxum", "bag-info.txt"), ("fixity.twin", twin)]
+    assert report["bags"][0]["files_checked"] == report["bags"][0]["files_total"] == 5

@@ -320,6 +320,9 @@ def _match(plan: BagPlan, exp: _Expectations, files: Iterable[tuple[str, Optiona
         plan.findings.append(Finding("fixity.normalization", rel,
                                      f"the manifest writes this name in another Unicode normalization "
                                      f"({name!r}); matched as the same file"))
+    for rel, kept in store.twins():
+        plan.findings.append(Finding("fixity.twin", rel, f"differs from {kept!r} only by Unicode normalization "
+                                     "(NFC/NFD); not checked, the other file is"))
     for rel, in store.unexpected():
         plan.findings.append(Finding("fixity.unexpected", rel, "in the bag, in no payload manifest"))
     plan.payload_files, plan.payload_bytes = store.payload()

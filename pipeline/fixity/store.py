@@ -5,6 +5,9 @@ database on disk (a private one, deleted when closed), compared with SQL joins.
     names  one row per NFC key: the first name and tag flag the manifests gave it
     exp    one row per (key, algorithm): the first digest the manifests gave it
     disk   one row per regular file found (NFC key, name on disk, size); links holds link keys
+    twins  files whose names differ from one in disk only by Unicode normalization (same key):
+           never matched to a manifest line, each reported; the one named exactly as the manifest
+           names it is the one in disk
     (a name is NULL where it is its key, as nearly always: rows half as wide)
     blocks the files to hash, BLOCK at a time (marshalled): reading them back takes one step
            into SQLite per block, not per file (SQLite lets go of the GIL at every step, which
@@ -30,6 +33,7 @@ CREATE TABLE lines (key TEXT, name TEXT, alg TEXT, digest TEXT, tag INTEGER, man
 CREATE TABLE names (key TEXT PRIMARY KEY, name TEXT, tag INTEGER) WITHOUT ROWID;
 CREATE TABLE exp (key TEXT, alg TEXT, digest TEXT, PRIMARY KEY (key, alg)) WITHOUT ROWID;
 CREATE TABLE disk (key TEXT PRIMARY KEY, rel TEXT, size INTEGER) WITHOUT ROWID;
+CREATE TABLE twins (key TEXT, rel TEXT, size INTEGER);
 CREATE TABLE links (key TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE blocks (data BLOB);
 """
@@ -70,18 +74,28 @@ class PlanStore:
 
     def flush(self) -> None:
         inserts = {"lines": "INSERT INTO lines VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   "disk": "INSERT OR REPLACE INTO disk VALUES (?, ?, ?)",   # same key twice: last wins
+                   "disk": "INSERT OR IGNORE INTO disk VALUES (?, ?, ?)",    # same key twice: see _twins
                    "links": "INSERT OR IGNORE INTO links VALUES (?)",
                    "blocks": "INSERT INTO blocks VALUES (?)"}
         try:
             self.db.execute("BEGIN")   # one transaction per batch, not one per row
             for table, rows in self.pending.items():
                 if rows:
+                    before = self.db.total_changes
                     self.db.executemany(inserts[table], rows)
+                    if table == "disk" and self.db.total_changes - before < len(rows):
+                        self._twins(rows)
                     rows.clear()
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise ProcessingError(f"temporary plan database of a fixity audit: {exc}") from exc
+
+    def _twins(self, rows: list[tuple]) -> None:
+        """Keep the files of a batch that another file's key kept out of disk (a batch with
+        fewer rows inserted than given: rare, so looked at row by row)."""
+        for key, rel, size in rows:
+            if self.db.execute("SELECT 1 FROM disk WHERE key = ? AND rel IS ?", (key, rel)).fetchone() is None:
+                self.db.execute("INSERT INTO twins VALUES (?, ?, ?)", (key, rel, size))
 
     def forget_manifest(self, manifest: int) -> None:
         """Drop the lines of a manifest that turned out unreadable halfway."""
@@ -93,6 +107,13 @@ class PlanStore:
         self.flush()
         list(self._rows("INSERT OR IGNORE INTO names SELECT key, name, tag FROM lines ORDER BY rowid"))
         list(self._rows("INSERT OR IGNORE INTO exp SELECT key, alg, digest FROM lines ORDER BY rowid"))
+        # Of twins, the file named exactly as the manifest names it is the one checked.
+        exact = ("SELECT t.rowid, t.rel, t.size, d.rel, d.size FROM twins t JOIN disk d ON d.key = t.key"
+                 " JOIN names n ON n.key = t.key WHERE t.rel IS n.name AND d.rel IS NOT n.name")
+        for rowid, rel, size, other, other_size in list(self._rows(exact)):
+            list(self._rows("UPDATE twins SET rel = ?, size = ? WHERE rowid = ?", (other, other_size, rowid)))
+            list(self._rows("UPDATE disk SET rel = ?, size = ? WHERE key = (SELECT key FROM twins WHERE rowid = ?)",
+                            (rel, size, rowid)))
 
     # -- comparing ------------------------------------------------------------------------------
 
@@ -128,10 +149,15 @@ class PlanStore:
                           " WHERE substr(coalesce(d.rel, d.key), 1, 5) = 'data/' AND NOT EXISTS"
                           " (SELECT 1 FROM names n WHERE n.key = d.key AND n.tag = 0) ORDER BY d.key")
 
+    def twins(self) -> Iterator[tuple[str, str]]:
+        """(name on disk, name of the file checked in its place) of files left out as twins."""
+        return self._rows("SELECT coalesce(t.rel, t.key), coalesce(d.rel, d.key) FROM twins t"
+                          " JOIN disk d ON d.key = t.key ORDER BY t.key, t.rel")
+
     def payload(self) -> tuple[int, int]:
-        """(files, bytes) under data/ on disk."""
-        return self.one("SELECT count(*), coalesce(sum(size), 0) FROM disk"
-                        " WHERE substr(coalesce(rel, key), 1, 5) = 'data/'")
+        """(files, bytes) under data/ on disk (twins too)."""
+        return self.one("SELECT count(*), coalesce(sum(size), 0) FROM (SELECT key, rel, size FROM disk"
+                        " UNION ALL SELECT key, rel, size FROM twins) WHERE substr(coalesce(rel, key), 1, 5) = 'data/'")
 
     def totals(self) -> tuple[int, int]:
         """(files, bytes) to hash: listed and present."""
