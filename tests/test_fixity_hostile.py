@@ -139,3 +139,26 @@ def test_fixity_twin_names_differing_only_by_normalization_keep_both(tmp_path, d
     assert code == 3
     assert sorted(problems_of(report)) == [("fixity.oxum", "bag-info.txt"), ("fixity.twin", twin)]
     assert report["bags"][0]["files_checked"] == report["bags"][0]["files_total"] == 5
+
+
+def test_damaged_bag_without_bagit_and_manifests_is_audited_and_reported(tmp_path, db):
+    """`pipeline fixity a b` where b lost bagit.txt and its manifests: b was taken for an empty
+    folder of bags and dropped (exit 0)."""
+    a, b = write_bag(tmp_path / "a"), write_bag(tmp_path / "b")
+    for tag in ["bagit.txt", *(p.name for p in b.glob("*manifest-*.txt"))]:
+        (b / tag).unlink()
+    proc = run_cli("fixity", a, b, "--db", db, "--json")
+    assert proc.returncode == 3 and no_traceback(proc), proc.stderr
+    report = json.loads(proc.stdout)
+    assert [x["bag"] for x in report["bags"]] == ["a", "b"]
+    found = problems_of(report, 1)
+    assert ("fixity.no_bagit", "bagit.txt") in found and ("fixity.no_manifest", "") in found
+    assert ("fixity.unexpected", "data/a.txt") in found
+
+
+def test_fixity_not_a_bag_named_folder_holding_no_bag_exits_1(tmp_path, db):
+    a, empty = write_bag(tmp_path / "a"), tmp_path / "empty"
+    empty.mkdir()
+    proc = run_cli("fixity", a, empty, "--db", db)
+    assert proc.returncode == 1 and no_traceback(proc), proc.stderr
+    assert "empty: NOT AUDITED" in proc.stdout

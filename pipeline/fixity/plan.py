@@ -113,8 +113,10 @@ def text_name(name: str) -> str:
 
 
 def is_bag_folder(path: Path) -> bool:
-    return path.is_dir() and ((path / "bagit.txt").is_file() or any(
-        MANIFEST_RE.match(p.name) for p in path.iterdir() if p.is_file()))
+    """A folder with anything of a bag: bagit.txt, bag-info.txt, data/ or a manifest (a bag that
+    lost some of them is a damaged bag, audited and reported, not a folder of bags)."""
+    return path.is_dir() and (any(os.path.lexists(path / name) for name in ("bagit.txt", "bag-info.txt", "data"))
+                              or any(MANIFEST_RE.match(p.name) for p in path.iterdir()))
 
 
 def is_archive_name(path: Path) -> bool:
@@ -124,7 +126,8 @@ def is_archive_name(path: Path) -> bool:
 def find_targets(paths: Iterable[Path], output: Path) -> list[Path]:
     """The bags to audit: each PATH (a bag, a serialized bag or a folder of bags), or every bag
     in `output` (dot-folders such as output/.staging skipped).  A PATH that does not exist is a
-    usage error; a folder holding no bag yields nothing (the caller says so)."""
+    usage error; a PATH that is a folder holding no bag is planned itself (`fixity.not_a_bag`);
+    an `output` holding no bag yields nothing (the caller says so)."""
     paths = list(paths)
     if not paths:
         if not output.is_dir():
@@ -139,8 +142,9 @@ def find_targets(paths: Iterable[Path], output: Path) -> list[Path]:
         if is_archive_name(p) or is_bag_folder(p):
             found.append(p)
         elif p.is_dir():
-            found.extend(c for c in sorted(p.iterdir()) if not c.name.startswith(".")
-                         and (is_bag_folder(c) or is_archive_name(c)))
+            bags = [c for c in sorted(p.iterdir()) if not c.name.startswith(".")
+                    and (is_bag_folder(c) or is_archive_name(c))]
+            found.extend(bags or ([p] if explicit else []))
         elif explicit:
             found.append(p)  # a file that is not an archive by name: planning says why
     return list({p.resolve(): p for p in reversed(found)}.values())[::-1]  # each bag once, first spelling
@@ -387,6 +391,8 @@ def plan_folder(bag: Path) -> BagPlan:
         if stream is not None:
             with stream:
                 exp.read(path.name, stream, encoding)
+    if not os.path.lexists(bag / "bagit.txt"):
+        plan.findings.append(Finding("fixity.no_bagit", "bagit.txt", "the bag has no bagit.txt: it is damaged"))
     _match(plan, exp, _walk(bag))
     return _finish(plan, exp, _read(plan, bag / "bag-info.txt"), encoding)
 
