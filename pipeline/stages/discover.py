@@ -38,6 +38,13 @@ SYSTEM_NAMES = {".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r"
                 "__macosx", ".spotlight-v100", ".trashes", ".fseventsd", ".temporaryitems",
                 "$recycle.bin", "system volume information"}
 
+# Bytes in one file name (ext4, XFS, Btrfs, APFS).  The longest name the pipeline derives from an
+# image's while it writes the bag is the temporary name of a multi-frame master of an image without
+# extension, ".<name>.f0001.tif.proving" (convert.frame_paths, imaging.write_master): 19 bytes more
+# (".<name>.dcterms.xml.part", describe.dc_paths and xmlio, is 18; a record's copy ".<name>.part", 6).
+NAME_MAX = 255
+IMAGE_NAME_MAX = NAME_MAX - len(".") - len(".f0001.tif.proving")
+
 # metadata.csv columns (Archivematica style) -> item record fields; list fields take repeated columns.
 CSV_COLUMNS = {
     "dc.identifier": "identifier", "dc.title": "title", "dc.creator": "creator", "dc.date": "date",
@@ -245,6 +252,19 @@ def _pair_sidecars(images: list[str], sidecars: list[str]):
     return paired, records, problems, claimed
 
 
+def _too_long(images: list[str]) -> list[Problem]:
+    """Images whose names leave no room for the names the pipeline derives from them (the bag
+    would fail after the work); they stay paired, so that nothing else is reported for them."""
+    out = []
+    for rel in images:
+        size = len(os.fsencode(PurePosixPath(rel).name))
+        if size > IMAGE_NAME_MAX:
+            out.append(Problem("name.too_long", rel, f"the name is {size} bytes, at most {IMAGE_NAME_MAX}: the "
+                                                     f"pipeline names files after it with up to {NAME_MAX - IMAGE_NAME_MAX}"
+                                                     f" bytes more, and a file name holds {NAME_MAX}; rename the file"))
+    return out
+
+
 def _pair_csv(rows: list[tuple[str, Record]], images: list[str]):
     exact = set(images)
     nfc: dict[str, list[str]] = {}
@@ -295,6 +315,7 @@ def discover(package: Package, ctx: Context) -> Package:
     sidecars = [f for f in files if f.lower().endswith(".json") and f != COLLECTION_RECORD]
     not_images = set(sidecars) | {COLLECTION_RECORD, METADATA_CSV}
     images = [f for f in files if f not in not_images]
+    problems.extend(_too_long(images))
     by_sidecar, sidecar_records, sidecar_problems, claimed = _pair_sidecars(images, sidecars)
     records.extend(sidecar_records)
     problems.extend(sidecar_problems)

@@ -4,7 +4,7 @@
 
 Each folder is a whole collection (collection.json, a small image, its record) with one defect.
 Defects git cannot carry portably -- names with control characters or bytes that are not UTF-8,
-NFC/NFD twins (one name on macOS), a named pipe -- are added at test time by `add_runtime_defect`
+NFC/NFD twins (one name on macOS), a name of 240 bytes, a named pipe -- are added at test time by `add_runtime_defect`
 to a copy of their folder, which then holds only the healthy part.
 """
 from __future__ import annotations
@@ -177,7 +177,7 @@ def build_case(code: str, d: Path) -> None:
 
 
 # Codes whose defect is added at test time (see module docstring).
-RUNTIME = ("file.not_regular", "name.backslash", "name.control", "name.encoding", "name.twin")
+RUNTIME = ("file.not_regular", "name.backslash", "name.control", "name.encoding", "name.too_long", "name.twin")
 
 
 def add_runtime_defect(code: str, d: Path) -> None:
@@ -192,6 +192,9 @@ def add_runtime_defect(code: str, d: Path) -> None:
     elif code == "name.encoding":
         with open(os.path.join(os.fsencode(d), b"caf\xe9.jpg"), "wb") as f:
             f.write(jpeg())
+    elif code == "name.too_long":          # 240 bytes: more than some file systems hold
+        write(d, "b" * 236 + ".jpg", jpeg())
+        write(d, "b" * 236 + ".json", dumps(RECORD | {"identifier": "b"}))
     elif code == "name.twin":
         write(d, "caf\u00e9.jpg", jpeg())
         write(d, "caf\u00e9.json", dumps(RECORD | {"identifier": "nfc"}))

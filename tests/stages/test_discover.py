@@ -1,6 +1,7 @@
 """The discover stage: pairing images with sidecars and metadata.csv rows; the name policies."""
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 import unicodedata
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
+from PIL import Image
 
 from cases.build import COLLECTION, RECORD, jpeg
 from pipeline import validate_collection
@@ -193,3 +195,21 @@ def test_csv_column_names_are_shown_escaped_csv_column(tmp_path):
     problems = [p for p in run_discover(folder).problems if p.code == "csv.column"]
     assert [p.field for p in problems] == ["column \\x1b[2Jnew\\nline", "column dc.date", "column dc.date"]
     assert all(p.render().isprintable() for p in problems)
+
+
+def test_an_image_name_too_long_for_the_names_derived_from_it_is_refused_name_too_long(tmp_path):
+    """Every name the pipeline derives from an image's must fit in 255 bytes: at the budget (236
+    bytes) `pipeline run` seals the bag, even for the longest derivation (a multi-frame master of
+    an image without extension, '.<name>.f0001.tif.proving'); one byte more is refused up front."""
+    from conftest import no_traceback, run_cli
+    frames = io.BytesIO()
+    Image.new("P", (8, 6)).save(frames, "GIF", save_all=True, append_images=[Image.new("P", (8, 6), 1)])
+    fits = make(tmp_path / "in" / "fits", {"b" * 232 + ".jpg": jpeg(), "b" * 232 + ".json": RECORD,
+                                           "g" * 236: frames.getvalue(), "g" * 236 + ".json": RECORD | {"identifier": "g"}})
+    proc = run_cli("run", fits, "--output", tmp_path / "out", "-q")
+    assert proc.returncode == 0 and no_traceback(proc), proc.stdout + proc.stderr
+    assert [p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")]
+    long = make(tmp_path / "in" / "long", {"b" * 233 + ".jpg": jpeg(), "b" * 233 + ".json": RECORD})
+    problems = validate_collection(long, ONE).all_problems
+    assert [(p.code, p.path) for p in problems] == [("name.too_long", "b" * 233 + ".jpg")]
+    assert "237 bytes" in problems[0].reason and "at most 236" in problems[0].reason
