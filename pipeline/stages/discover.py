@@ -226,19 +226,35 @@ def _stem_key(rel: str) -> tuple[str, str]:
     return str(path.parent), path.stem if path.suffix else path.name
 
 
+def _nfc(key: tuple[str, str]) -> str:
+    return unicodedata.normalize("NFC", "/".join(key))
+
+
 def _pair_sidecars(images: list[str], sidecars: list[str]):
     """image relpath -> Record of its sidecar, paired by name and not read yet (the validate
     stage reads each in its workers: discovery never holds the collection's records); plus the
-    Records (paths only) of the sidecars paired with no image, and the pairing problems."""
+    Records (paths only) of the sidecars paired with no image, and the pairing problems.
+
+    A sidecar whose name matches no image's exactly finds it by the names' NFC forms (macOS
+    writes NFD, Linux NFC), when that form names one image only, not paired exactly already."""
     by_key: dict[tuple[str, str], list[str]] = {}
     for image in images:
         by_key.setdefault(_stem_key(image), []).append(image)
+    by_nfc: dict[str, list[str]] = {}
+    for key, owners in by_key.items():
+        by_nfc.setdefault(_nfc(key), []).extend(owners)
+    exact = {rel: by_key.get(_stem_key(rel), []) for rel in sidecars}
+    taken = {owners[0] for owners in exact.values() if len(owners) == 1}
     paired: dict[str, Record] = {}
     records: list[Record] = []
     problems: list[Problem] = []
     claimed: set[str] = set()
     for rel in sidecars:
-        owners = by_key.get(_stem_key(rel), [])
+        owners = exact[rel]
+        if not owners:
+            alike = by_nfc.get(_nfc(_stem_key(rel)), [])
+            owners = alike if len(alike) == 1 and alike[0] not in taken else []
+            taken.update(owners)
         claimed.update(owners)
         if len(owners) != 1:
             records.append(Record(rel, {}))

@@ -213,3 +213,18 @@ def test_an_image_name_too_long_for_the_names_derived_from_it_is_refused_name_to
     problems = validate_collection(long, ONE).all_problems
     assert [(p.code, p.path) for p in problems] == [("name.too_long", "b" * 233 + ".jpg")]
     assert "237 bytes" in problems[0].reason and "at most 236" in problems[0].reason
+
+
+@pytest.mark.parametrize("image,sidecar", [("caf\u00e9", "cafe\u0301"), ("cafe\u0301", "caf\u00e9")])
+def test_a_sidecar_in_the_other_normalization_finds_its_image_not_record_no_image(tmp_path, image, sidecar):
+    """macOS writes NFD, Linux NFC: a sidecar whose name is the image's in the other form is its
+    record when that form names one image only (as metadata.csv filenames are matched)."""
+    folder = make(tmp_path / "c", {f"{image}.jpg": jpeg(), f"{sidecar}.json": RECORD})
+    package = validate_collection(folder, ONE)
+    assert not errors_in(package.all_problems), [p.render() for p in package.all_problems]
+    assert [(i.relpath, i.record.path) for i in package.items] == [(f"{image}.jpg", f"{sidecar}.json")]
+    # the image's exact sidecar wins; the other form is a twin of it, never silently dropped
+    make(folder, {f"{image}.json": RECORD | {"identifier": "b"}})
+    package = validate_collection(folder, ONE)
+    assert [(i.relpath, i.record.path) for i in package.items] == [(f"{image}.jpg", f"{image}.json")]
+    assert sorted(p.code for p in package.all_problems) == ["name.twin", "record.no_image"]
