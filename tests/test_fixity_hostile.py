@@ -3,6 +3,7 @@ UTF-8, odd manifests and options.  Each must give one line per problem and the r
 never a hang, a traceback or a lost report."""
 import json
 import os
+import shutil
 import unicodedata
 
 from conftest import no_traceback, run_cli
@@ -162,3 +163,28 @@ def test_fixity_not_a_bag_named_folder_holding_no_bag_exits_1(tmp_path, db):
     proc = run_cli("fixity", a, empty, "--db", db)
     assert proc.returncode == 1 and no_traceback(proc), proc.stderr
     assert "empty: NOT AUDITED" in proc.stdout
+
+
+@pytest.mark.parametrize("fate", ["deleted", "renamed"])
+def test_fixity_vanished_bag_the_registry_knows_is_reported(tmp_path, fate):
+    """A bag audited before and gone from output/ (rm -rf, or renamed) is a problem, not a
+    store '100% verified'; with it the last bag gone, the audit still says so."""
+    out = tmp_path / "output"
+    one, two = write_bag(out / "one"), write_bag(out / "two")
+    assert run_cli("fixity", cwd=tmp_path).returncode == 0
+    if fate == "deleted":
+        shutil.rmtree(two)
+    else:
+        two.rename(out / "three")
+    proc = run_cli("fixity", "--json", cwd=tmp_path)
+    assert proc.returncode == 3 and no_traceback(proc), proc.stderr
+    report = json.loads(proc.stdout)
+    vanished = [(b["bag"], p["code"]) for b in report["bags"] for p in b["problems"] if p["code"] == "fixity.vanished"]
+    assert vanished == [("two", "fixity.vanished")]
+    history = run_cli("fixity", "--history", "two", cwd=tmp_path)
+    assert "no longer found" in history.stdout
+    shutil.rmtree(one)
+    shutil.rmtree(out / "three", ignore_errors=True)
+    proc = run_cli("fixity", out, cwd=tmp_path)
+    assert proc.returncode == 3 and no_traceback(proc), proc.stderr
+    assert "one: PROBLEMS" in proc.stdout and "two: PROBLEMS" in proc.stdout

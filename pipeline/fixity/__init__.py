@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 from .. import __version__
 from ..errors import UsageError
 from ..hashing import hash_many
-from .plan import BagPlan, FileTask, Finding, disk_path, find_targets, plan_bag
+from .plan import BagPlan, FileTask, Finding, disk_path, find_targets, is_bag_folder, plan_bag, text_name
 from .registry import AuditRow, Check, Registry
 from .report import AuditReport, BagReport
 from .select import MAX_WINDOW_DAYS, Budget, choose
@@ -143,7 +143,7 @@ def _hash_archive(run: _Run) -> Iterator[tuple[_Run, FileTask, object]]:
 def _refuse_db_inside(db: Path, targets: Sequence[Path]) -> None:
     db = db.resolve()
     for t in targets:
-        if t.is_dir() and db.is_relative_to(t.resolve()):
+        if is_bag_folder(t) and db.is_relative_to(t.resolve()):
             raise UsageError(f"{db}: the registry may not live inside the bag {t} (an audit never writes in a bag)")
 
 
@@ -160,9 +160,10 @@ def audit(paths: Iterable[Path | str] = (), *, output: Path | str = "output", db
     """
     output = Path(output)
     db = Path(db) if db else output / "fixity.sqlite"
-    targets = find_targets([Path(p) for p in paths], output)
-    if not targets:
-        raise UsageError(f"{', '.join(map(str, paths)) or output}: no bag found")
+    targets, folders = find_targets([Path(p) for p in paths], output)
+    nothing = UsageError(f"{', '.join(map(str, paths)) or output}: no bag found")
+    if not targets and not db.is_file():    # with a registry, the bags it knows there may have vanished
+        raise nothing
     _refuse_db_inside(db, targets)
     mode = "fast" if fast else ("rolling" if budget.rolling else "full")
     window = window_days or budget.window_days()
@@ -172,6 +173,8 @@ def audit(paths: Iterable[Path | str] = (), *, output: Path | str = "output", db
     deadline = t0 + budget.max_seconds if budget.max_seconds is not None else None
     report = AuditReport(started=stamp(began), finished="", mode=mode, registry=str(db), window_days=window)
     with Registry(db) as registry:
+        gone = {folder: list(_vanished(registry, folder, targets)) for folder in folders}
+        targets = [t for t in targets if not gone.get(t)]  # a named folder whose bags all vanished: no bag itself
         if budget.rolling:  # the oldest files of the whole store first: every bag planned at once
             runs = [_open(plan_bag(t), report, registry, mode, began) for t in targets]
             report.stopped_by_budget = _rehash([r for r in runs if r], registry, budget, clock, progress,
@@ -186,10 +189,24 @@ def audit(paths: Iterable[Path | str] = (), *, output: Path | str = "output", db
                         if progress else None
                     _rehash([run], registry, budget, clock, bar, workers, commit_every, None)
                 _close(run, report, registry, clock)
+        for plan in (plan for plans in gone.values() for plan in plans):
+            _close(_open(plan, report, registry, mode, began), report, registry, clock)
+    if not report.bags:
+        raise nothing
     for rep in report.bags:
         rep.findings.sort(key=lambda f: (f.path, f.code, f.algorithm))
     report.finished = stamp(clock())
     return report
+
+
+def _vanished(registry: Registry, folder: Path, targets: Sequence[Path]) -> Iterator[BagPlan]:
+    """A plan with one `fixity.vanished` finding for each bag the registry knows in a folder of
+    bags that is no more among its bags (deleted, moved, renamed or emptied)."""
+    found = {text_name(str(t.resolve())) for t in targets}
+    for location, name in registry.bags_in(text_name(str(folder.resolve()))):
+        if not name.startswith(".") and location not in found:
+            yield BagPlan(location, name, findings=[Finding(
+                "fixity.vanished", "", f"{location}: audited before, no longer found (deleted, moved or renamed)")])
 
 
 def _open(plan: BagPlan, report: AuditReport, registry: Registry, mode: str,

@@ -123,9 +123,9 @@ def is_archive_name(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def find_targets(paths: Iterable[Path], output: Path) -> list[Path]:
+def find_targets(paths: Iterable[Path], output: Path) -> tuple[list[Path], list[Path]]:
     """The bags to audit: each PATH (a bag, a serialized bag or a folder of bags), or every bag
-    in `output` (dot-folders such as output/.staging skipped).  A PATH that does not exist is a
+    in `output` (dot-folders such as output/.staging skipped); and the folders of bags searched.  A PATH that does not exist is a
     usage error; a PATH that is a folder holding no bag is planned itself (`fixity.not_a_bag`);
     an `output` holding no bag yields nothing (the caller says so)."""
     paths = list(paths)
@@ -136,6 +136,7 @@ def find_targets(paths: Iterable[Path], output: Path) -> list[Path]:
     else:
         explicit = True
     found: list[Path] = []
+    folders: list[Path] = []
     for p in paths:
         if not p.exists():
             raise UsageError(f"{p}: no such bag or folder")
@@ -145,9 +146,10 @@ def find_targets(paths: Iterable[Path], output: Path) -> list[Path]:
             bags = [c for c in sorted(p.iterdir()) if not c.name.startswith(".")
                     and (is_bag_folder(c) or is_archive_name(c))]
             found.extend(bags or ([p] if explicit else []))
+            folders.append(p)
         elif explicit:
             found.append(p)  # a file that is not an archive by name: planning says why
-    return list({p.resolve(): p for p in reversed(found)}.values())[::-1]  # each bag once, first spelling
+    return list({p.resolve(): p for p in reversed(found)}.values())[::-1], folders  # each bag once, first spelling
 
 
 def _encoding(plan: BagPlan, tags_text: Optional[bytes]) -> str:

@@ -227,6 +227,12 @@ class Registry:
         return dict(self._query("SELECT f.path, f.last_verified FROM files f JOIN bags b ON b.id = f.bag_id"
                                 " WHERE b.location = ? AND f.last_verified IS NOT NULL", (location,)))
 
+    def bags_in(self, folder: str) -> list[tuple[str, str]]:
+        """(location, name) of the bags directly in `folder` (an absolute location)."""
+        prefix = folder.rstrip("/") + "/"
+        return self._query("SELECT location, name FROM bags WHERE substr(location, 1, length(?1)) = ?1"
+                           " AND instr(substr(location, length(?1) + 1), '/') = 0 ORDER BY location", (prefix,))
+
     def find_bag(self, ref: str) -> list[tuple[str, str]]:
         """(location, name) of bags whose location or name is `ref`."""
         return self._query("SELECT location, name FROM bags WHERE location = ? OR name = ? ORDER BY location",
