@@ -13,6 +13,7 @@ identifiers, names that differ only by Unicode normalization or case, a place sp
 """
 from __future__ import annotations
 
+import calendar
 import json
 import re
 from array import array
@@ -204,28 +205,40 @@ def date_bounds(value: str) -> tuple[date, date] | None:
         return None
     year, _, rest = value.partition("-")
     month, _, day_text = rest.partition("-")
-    y0, y1 = int(year.replace("X", "0")), int(year.replace("X", "9"))
+    years = range(int(year.replace("X", "0")), int(year.replace("X", "9")) + 1)   # 199X: 1990-1999
+    whole_month = not day_text or day_text == "XX"
+    if not month or month == "XX" or 21 <= int(month) <= 24:
+        first, last = (1, 1), (12, 31)
+    else:
+        m = int(month)
+        first, last = ((m, 1), (m, 28)) if whole_month else ((m, int(day_text)),) * 2
+    y0, y1 = _having(years, *first), _having(reversed(years), *last)     # ValueError: no year has it
     if y0 < 1:
         return None  # year 0000 and before: beyond Python's calendar, nothing to compare
-    if not month or month == "XX" or 21 <= int(month) <= 24:
-        start, end = date(max(y0, 1), 1, 1), date(y1, 12, 31)
-    elif not day_text or day_text == "XX":
-        m = int(month)
-        start = date(max(y0, 1), m, 1)
-        end = (date(y1 + (m == 12), m % 12 + 1, 1) - timedelta(days=1)) if y1 < 9999 or m < 12 else date(9999, 12, 31)
-    else:
-        start = date(y0, int(month), int(day_text))
-        end = date(y1, int(month), int(day_text))
+    start, end = date(y0, *first), date(y1, *last)
+    if whole_month:
+        end = end.replace(day=calendar.monthrange(y1, end.month)[1])
     if qualified:
         start, end = _years_later(start, -1), _years_later(end, 1)
     return start, end
 
 
+def _having(years: Iterable[int], month: int, day: int) -> int:
+    """The first of `years` that has this day: 29 February a leap year (0000 is one, as 2000 is)."""
+    date(2000, month, day)      # ValueError: no year has it (2000 has every day any year has)
+    found = next((y for y in years if (month, day) != (2, 29) or calendar.isleap(y)), None)
+    if found is None:
+        raise ValueError("29 February in a year that is not a leap year")
+    return found
+
+
 def _years_later(day: date, years: int) -> date:
+    """The same day `years` later (28 February for 29 February), within years 1 to 9999."""
+    year = min(max(day.year + years, date.min.year), date.max.year)
     try:
-        return day.replace(year=day.year + years)
+        return day.replace(year=year)
     except ValueError:  # 29 February
-        return day.replace(year=day.year + years, day=28)
+        return day.replace(year=year, day=28)
 
 
 def date_problems(record: Record, exif_datetime: str | None) -> list[Problem]:

@@ -397,3 +397,22 @@ def test_a_sidecar_key_with_a_lone_surrogate_is_reported_printably_text_control(
         proc = run_cli("validate", folder, *args)
         assert proc.returncode == 1 and no_traceback(proc), proc.stderr
         assert "[text.control]" in proc.stdout or '"text.control"' in proc.stdout
+
+
+@pytest.mark.parametrize("value,bounds", [
+    ("199X-02-29", ("1992-02-29", "1996-02-29")),        # some year of the mask is a leap year
+    ("19XX-02-29", ("1904-02-29", "1996-02-29")),
+    ("199X-02", ("1990-02-01", "1999-02-28")),
+    ("0001~", ("0001-01-01", "0002-12-31")),              # a qualifier stops at the calendar's ends
+    ("9999-12~", ("9998-12-01", "9999-12-31")),
+    ("0000-02-29", None),                                 # year 0 is a leap year, beyond Python's dates
+])
+def test_edtf_masked_leap_days_and_qualified_first_and_last_years_are_dates(value, bounds):
+    got = date_bounds(value)
+    assert (None if got is None else tuple(d.isoformat() for d in got)) == bounds
+    assert date_problems(Record("a.json", RECORD | {"date": value}), None) == []
+
+
+@pytest.mark.parametrize("value", ["0000-02-30", "190X-02-30", "1900-02-29", "1992-04-31", "00XX-06-31"])
+def test_days_no_year_of_the_date_has_are_record_date(value):
+    assert [p.code for p in date_problems(Record("a.json", RECORD | {"date": value}), None)] == ["record.date"]
