@@ -4,7 +4,13 @@ never a hang, a traceback or a lost report."""
 import json
 import os
 import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 import unicodedata
+from contextlib import closing
 
 from conftest import no_traceback, run_cli
 from pipeline.errors import UsageError
@@ -188,3 +194,39 @@ def test_fixity_vanished_bag_the_registry_knows_is_reported(tmp_path, fate):
     proc = run_cli("fixity", out, cwd=tmp_path)
     assert proc.returncode == 3 and no_traceback(proc), proc.stderr
     assert "one: PROBLEMS" in proc.stdout and "two: PROBLEMS" in proc.stdout
+
+
+@pytest.mark.parametrize("args", [("--budget", ""), ("--max-bytes", ""), ("--max-seconds", "nan")])
+def test_empty_budget_and_nan_seconds_are_usage_errors(bag, db, args):
+    """`--budget ''` ran a full audit, `--max-seconds nan` a rolling one that never stopped."""
+    proc = run_cli("fixity", bag, "--db", db, *args)
+    assert proc.returncode == 2 and no_traceback(proc), proc.stdout + proc.stderr
+    assert args[0] in proc.stderr and not db.exists()
+
+
+def test_ctrl_c_during_fixity_says_what_the_audit_kept(bag, db):
+    """SIGINT while `pipeline fixity` runs (held in its report: stdout is a pipe nobody reads yet,
+    and the report is larger than the pipe) names the registry, not `pipeline run`'s staging."""
+    for n in range(600):
+        (bag / "data" / f"extra-{n:04}.txt").write_bytes(b"x")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "fixity", bag, "--db", db, "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while proc.poll() is None and not _finished_audits(db):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and b"Traceback" not in err, err
+    assert b"--history" in err and b"pipeline run" not in err
+
+
+def _finished_audits(db) -> int:
+    if not db.exists():
+        return 0
+    with closing(sqlite3.connect(db, timeout=60)) as con:
+        try:
+            return con.execute("SELECT count(*) FROM audits WHERE finished IS NOT NULL").fetchone()[0]
+        except sqlite3.OperationalError:    # the schema is not written yet
+            return 0

@@ -124,8 +124,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     except click.exceptions.UsageError as exc:
         exc.show()
         sys.exit(EXIT_USAGE)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("pipeline: interrupted (a rerun of pipeline run reuses the work already in staging)", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # an Abort may say what the interruption left
+        click.echo(f"pipeline: interrupted ({exc.args[0] if exc.args else 'a rerun of pipeline run reuses the work already in staging'})", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

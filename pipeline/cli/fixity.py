@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import sys
 from pathlib import Path
 
@@ -15,6 +16,10 @@ from ..fixity.report import CSV_HEADER, summary_lines
 from ..fixity.select import MAX_WINDOW_DAYS, Budget, parse_percent
 from . import ProgressBar, cli, echo_json, json_option, quiet_option
 from .options import parse_size
+
+
+INTERRUPTED = ("what the audit recorded is kept; an audit it did not finish shows as interrupted in "
+               "--history, and the next rolling audit starts with the files it never reached")
 
 
 def _history(db: Path, bag: str, as_json: bool, premis: bool) -> int:
@@ -76,16 +81,25 @@ def fixity(paths, output, db, fast, budget, max_bytes, max_seconds, window_days,
     if premis and not history_of:
         raise click.UsageError("--premis goes with --history BAG")
     db = db or output / "fixity.sqlite"
+    budgeted = any(v is not None for v in (budget, max_bytes, max_seconds))   # '' is a value, never "none"
     if history_of:
-        if paths or fast or budget or max_bytes or max_seconds:
+        if paths or fast or budgeted:
             raise click.UsageError("--history takes no PATH and no audit option")
         return _history(db, history_of, as_json, premis)
-    if fast and (budget or max_bytes or max_seconds):
+    if fast and budgeted:
         raise click.UsageError("--fast computes no checksum: a budget means nothing with it")
-    plan = Budget(percent=parse_percent(budget) if budget else None,
-                  max_bytes=parse_size(max_bytes) if max_bytes else None, max_seconds=max_seconds)
-    if plan.max_bytes == 0:
-        raise UsageError("--max-bytes must be more than 0")
+    if max_seconds is not None and not math.isfinite(max_seconds):
+        raise UsageError(f"--max-seconds {max_seconds}: not a number of seconds")
+    plan = Budget(percent=parse_percent(budget) if budget is not None else None,
+                  max_bytes=parse_size(max_bytes, "--max-bytes") if max_bytes is not None else None,
+                  max_seconds=max_seconds)
+    try:
+        return _audit(paths, output, db, fast, plan, window_days, workers, as_csv, as_json, quiet)
+    except KeyboardInterrupt as exc:
+        raise click.exceptions.Abort(INTERRUPTED) from exc
+
+
+def _audit(paths, output, db, fast, plan, window_days, workers, as_csv, as_json, quiet) -> int:
     bar = ProgressBar(quiet or as_json or as_csv)
     try:
         report = audit(paths, output=output, db=db, fast=fast, budget=plan, window_days=window_days,
