@@ -82,9 +82,10 @@ def test_names_that_are_not_utf8_are_reported_escaped_and_recorded(tmp_path, db)
     report = json.loads(proc.stdout)
     assert report["bags"][0]["bag"] == "bag\\xff"
     assert sorted(problems_of(report)) == [("fixity.oxum", "bag-info.txt"), ("fixity.unexpected", "data/x\\xff.jpg")]
-    history = run_cli("fixity", "--history", "bag\\xff", "--db", db)
-    assert history.returncode == 0 and no_traceback(history), history.stderr
-    assert "problems" in history.stdout and "interrupted" not in history.stdout
+    for ref in ("bag\\xff", os.fsdecode(odd)):   # by its name as shown, and by its path
+        history = run_cli("fixity", "--history", ref, "--db", db)
+        assert history.returncode == 0 and no_traceback(history), history.stderr
+        assert "problems" in history.stdout and "interrupted" not in history.stdout
 
 
 def test_fixity_algorithm_extendable_output_shake_is_refused_not_fatal(bag, db):

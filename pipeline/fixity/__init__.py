@@ -295,8 +295,8 @@ def history(db: Path | str, bag: str) -> list[AuditRow]:
     if not Path(db).is_file():
         raise UsageError(f"{db}: no such fixity registry")
     with Registry(Path(db), readonly=True) as registry:
-        ref = str(Path(bag).resolve()) if Path(bag).exists() else bag
-        found = registry.find_bag(ref) or registry.find_bag(bag)
+        ref = text_name(str(Path(bag).resolve())) if Path(bag).exists() else text_name(bag)
+        found = registry.find_bag(ref) or registry.find_bag(text_name(bag))
         if not found:
             raise UsageError(f"{bag}: no audit of this bag in {db}")
         if len(found) > 1:
