@@ -6,9 +6,10 @@ gets its final name.  Then copy the original's bytes into the bag, hashing as th
 A failed item leaves no file in staging and reports convert.* problems; nothing is raised.
 
 Resumable: a proof record per item (outside the bag, in `<staging>.proofs/`) holds the digests of
-the original and of the masters and the item's files and events.  On a rerun, an item whose
-original has the same sha256 and whose files in staging still hash to the recorded values is
-reused instead of converted again (the normalization event says so).
+the original and of the masters and the item's files and events, and the SHA-256 of its own
+content.  On a rerun, an item whose record is intact, whose original has the same sha256 and
+whose files in staging still hash to every recorded digest of the run's algorithms is reused
+instead of converted again (the normalization event says so); anything else is converted again.
 """
 from __future__ import annotations
 
@@ -58,22 +59,43 @@ def _settings_key(ctx: Context) -> dict:
             "algorithms": list(s.algorithms), "record": RECORD_VERSION, "pipeline": __version__}
 
 
-def _reused(item: Item, ctx: Context, original_sha256: str) -> Item | None:
-    """The item as recorded by an earlier run, when everything it wrote is still intact."""
-    path = _record_path(ctx, item)
+def record_digest(rec: dict) -> str:
+    """SHA-256 of a proof record's canonical JSON (sorted keys, no spaces), its own digest left out."""
+    body = {k: v for k, v in rec.items() if k != "record_sha256"}
+    text = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _read_record(ctx: Context, item: Item) -> dict | None:
+    """The item's proof record, or None when it is missing, unreadable or damaged (its
+    content no longer has the digest stored in it)."""
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
+        rec = json.loads(_record_path(ctx, item).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if rec.get("original_sha256") != original_sha256 or rec.get("settings") != _settings_key(ctx):
+    return rec if isinstance(rec, dict) and rec.get("record_sha256") == record_digest(rec) else None
+
+
+def _reused(item: Item, ctx: Context, digests: dict[str, str]) -> Item | None:
+    """The item as recorded by an earlier run, when everything it wrote is still intact: the
+    record is undamaged, made with these settings from this very original, and each file in
+    staging hashes (one read, every algorithm of the run) to every digest recorded for it."""
+    rec = _read_record(ctx, item)
+    if rec is None or rec.get("original_sha256") != digests["sha256"] or rec.get("settings") != _settings_key(ctx):
         return None
-    files = [FileInfo(**f) for f in [rec["original"], *rec["masters"]]]
+    algs = ctx.settings.algorithms
+    try:
+        files = [FileInfo(**f) for f in [rec["original"], *rec["masters"]]]
+    except (KeyError, TypeError):
+        return None
+    if {a: files[0].checksums.get(a) for a in algs} != {a: digests[a] for a in algs}:
+        return None
     for f in files:
         try:
-            _, digests = hash_file(ctx.staging / f.bagpath, ("sha256",))
+            _, found = hash_file(ctx.staging / f.bagpath, algs)
         except OSError:
             return None
-        if digests["sha256"] != f.checksums.get("sha256"):
+        if found != {a: f.checksums.get(a) for a in algs}:
             return None
     events = []
     for e in rec["events"]:
@@ -81,7 +103,7 @@ def _reused(item: Item, ctx: Context, original_sha256: str) -> Item | None:
                  objects=tuple(tuple(o) for o in e["objects"]))
         if e["type"] == "normalization":
             e["detail"] += ("; reused the master written and proven by an earlier run of this "
-                            "collection (its sha256 re-checked in staging)")
+                            f"collection (its {', '.join(algs)} re-checked in staging)")
         events.append(Event(**e))
     problems = tuple(Problem(**p) for p in rec["problems"])
     return replace(item, original=files[0], masters=tuple(files[1:]),
@@ -92,6 +114,8 @@ def _write_record(item: Item, ctx: Context, original_sha256: str, events, proble
     rec = {"original_sha256": original_sha256, "settings": _settings_key(ctx),
            "original": asdict(item.original), "masters": [asdict(m) for m in item.masters],
            "events": [asdict(e) for e in events], "problems": [p.as_dict() for p in problems]}
+    rec = json.loads(json.dumps(rec))   # as it reads back (tuples as lists), for its digest
+    rec["record_sha256"] = record_digest(rec)
     data = json.dumps(rec, sort_keys=True, ensure_ascii=False).encode("utf-8")
     # Written in place (not temp name + rename): a record cut short by a crash does not parse,
     # and an item without a readable record is simply converted again.
@@ -188,7 +212,7 @@ def convert_item(item: Item, ctx: Context) -> Item:
                 Problem("convert.read", item.relpath, f"cannot read the original: {exc.strerror or exc}"),))
         # One pass over the original for every digest: the bag's and the proof record's sha256.
         digests = hash_bytes(data, dict.fromkeys((*ctx.settings.algorithms, "sha256")))
-        reused = _reused(item, ctx, digests["sha256"])
+        reused = _reused(item, ctx, digests)
         if reused is not None:
             return reused
         _forget(item, ctx)
@@ -226,15 +250,14 @@ def _claim(dest: Path, bagpath: str, item: Item, ctx: Context) -> None:
 
 def _forget(item: Item, ctx: Context) -> None:
     """Remove what an earlier run wrote for this item (its original has changed or failed)."""
-    path = _record_path(ctx, item)
+    rec = _read_record(ctx, item)
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-        paths = [rec["original"]["bagpath"], *(m["bagpath"] for m in rec["masters"])]
-    except (OSError, ValueError, KeyError, TypeError):
+        paths = [rec["original"]["bagpath"], *(m["bagpath"] for m in rec["masters"])] if rec else []
+    except (KeyError, TypeError):
         paths = []
     for bagpath in paths + [f"{ORIGINALS}/{item.relpath}"]:
         (ctx.staging / bagpath).unlink(missing_ok=True)
-    path.unlink(missing_ok=True)
+    _record_path(ctx, item).unlink(missing_ok=True)
 
 
 def _clash(item: Item, bagpath: str) -> Problem:

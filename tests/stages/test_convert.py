@@ -18,7 +18,7 @@ from convert_fixtures import (MULTI, SOURCES, checkit, expected_frames, gif, jpe
 from pipeline.errors import errors_in
 from pipeline.model import ORIGINAL, PRESERVATION, Item
 from pipeline.stage import Context, Settings
-from pipeline.stages.convert import STAGE, convert_item, master_bagpaths, proofs_dir
+from pipeline.stages.convert import STAGE, convert_item, master_bagpaths, proofs_dir, record_digest
 
 CONFIG = Path(__file__).resolve().parent.parent / "data" / "checkit_tiff" / "archival_master.cfg"
 
@@ -270,6 +270,57 @@ def test_rerun_reuses_proven_master_and_reconverts_a_damaged_one(tmp_path):
     assert third.masters[1].checksums == first.masters[1].checksums
     other = make_ctx(tmp_path, compression="deflate")   # other settings: never reuse
     assert "reused" not in convert_item(item, other).events[1].detail
+
+
+def edit_record(ctx: Context, item: Item, edit, reseal: bool = False) -> None:
+    path = proofs_dir(ctx) / f"{item.id}.json"
+    rec = json.loads(path.read_text())
+    edit(rec)
+    if reseal:      # the record's own digest made to match again: only the files' digests can tell
+        rec["record_sha256"] = record_digest(rec)
+    path.write_text(json.dumps(rec))
+
+
+RECORD_EDITS = {
+    "master-sha512": lambda r: r["masters"][0]["checksums"].update(sha512="0" * 128),
+    "original-sha512": lambda r: r["original"]["checksums"].update(sha512="0" * 128),
+    "event-text": lambda r: r["events"][1].update(outcome_detail="pixel proof passed, trust me"),
+    "technical-width": lambda r: r["masters"][0]["technical"].update(width=4096),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(RECORD_EDITS))
+def test_rerun_converts_again_when_the_proof_record_was_damaged(tmp_path, edit):
+    ctx = make_ctx(tmp_path)
+    item = put(ctx, "p.png", png("RGB"))
+    first = convert_item(item, ctx)
+    edit_record(ctx, item, RECORD_EDITS[edit])
+    again = convert_item(item, ctx)
+    assert "reused" not in again.events[1].detail
+    assert again.masters == first.masters and again.original == first.original
+    assert again.events == first.events
+    assert "reused the master" in convert_item(item, ctx).events[1].detail   # a sound record again
+
+
+@pytest.mark.parametrize("edit", ["master-sha512", "original-sha512", "no-sha512"])
+def test_rerun_checks_every_algorithm_of_the_run_not_only_sha256(tmp_path, edit):
+    ctx = make_ctx(tmp_path)
+    item = put(ctx, "p.png", png("RGB"))
+    first = convert_item(item, ctx)
+    edits = {**RECORD_EDITS, "no-sha512": lambda r: r["masters"][0]["checksums"].pop("sha512")}
+    edit_record(ctx, item, edits[edit], reseal=True)
+    again = convert_item(item, ctx)
+    assert "reused" not in again.events[1].detail
+    assert again.masters == first.masters and again.original == first.original
+
+
+def test_rerun_reuses_when_the_run_has_no_sha256(tmp_path):
+    ctx = make_ctx(tmp_path, algorithms=("md5",))
+    item = put(ctx, "p.png", png("RGB"))
+    first = convert_item(item, ctx)
+    again = convert_item(item, ctx)
+    assert "reused the master" in again.events[1].detail and "(its md5 re-checked" in again.events[1].detail
+    assert again.masters == first.masters and set(again.original.checksums) == {"md5"}
 
 
 def bad_inputs() -> dict[str, tuple[str, bytes]]:
