@@ -6,6 +6,8 @@
                                          serialized copies with their .sha256 sidecars
     output/.staging/<name>.publish       the journal: what is being moved into output/
     output/.staging/<name>.lock          the executor's lock (one run per collection)
+    output/.staging/<name>.proofs/       the convert stage's proof records and master-name
+                                         claims, for a rerun's reuse (stages/convert.py)
 
 Everything is built and checked in `.staging/` (same file system as `output/`), then moved with
 rename(2), which is atomic: each bag, archive and sidecar appears in `output/` whole or not at
@@ -35,6 +37,7 @@ from .hashing import write_hashed
 
 SUFFIXES = (".tar", ".tar.gz", ".zip", ".tar.sha256", ".tar.gz.sha256", ".zip.sha256")
 SEALED = ".sealed"
+PROOFS = ".proofs"
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
@@ -184,6 +187,7 @@ def finish(output: Path, name: str) -> tuple[str, ...]:
     fsync_dir(output)
     remove_tree(sealed_dir(output, name))
     remove_tree(root / name)  # the stages' work area: done with
+    remove_tree(root / f"{name}{PROOFS}")  # published: nothing left to resume
     journal.unlink()  # last: until here, a rerun finishes this publish
     fsync_dir(root)
     return tuple(dst for _, dst in moves)

@@ -19,6 +19,7 @@ from pathlib import Path
 import bagit
 import pytest
 
+from helpers_stages import make_collection
 from package_helpers import bagit_valid, build, pipeline_valid, tree_bytes
 from pipeline import publish
 from pipeline.errors import PackagingError
@@ -256,3 +257,21 @@ def test_a_journal_whose_sources_are_gone_says_how_to_start_afresh(tmp_path):
     assert str(journal) in str(err.value) and not (output / "coll").exists()
     journal.unlink()
     assert publish.preflight(output, "coll") == ()
+
+
+def test_publish_removes_the_proofs_so_a_rerun_has_no_stale_name_clash(tmp_path, cli):
+    """Published, moved away, one JPEG replaced by the same picture as PNG: the rerun publishes
+    (the proof records and claims of the published run are gone with its staging)."""
+    from PIL import Image
+    folder = make_collection(tmp_path / "ingest", n=2)
+    out = tmp_path / "output"
+    first = cli("run", folder, "--output", out, "-q")
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in (out / ".staging").iterdir()) == ["coll.lock"]
+    (out / "coll").rename(tmp_path / "moved")
+    Image.open(folder / "img0001.jpg").save(folder / "img0001.png")
+    (folder / "img0001.jpg").unlink()
+    again = cli("run", folder, "--output", out, "-q")
+    assert again.returncode == 0 and "convert.name_clash" not in again.stderr, again.stderr
+    assert bagit_valid(out / "coll")
+    assert (out / "coll" / "data/objects/originals/img0001.png").is_file()

@@ -24,6 +24,7 @@ from ..errors import ConversionError, PipelineError, Problem
 from ..hashing import hash_bytes, hash_file, write_hashed
 from ..decode import open_source
 from ..imaging import Source, write_master
+from ..publish import PROOFS
 from ..model import ORIGINAL, PRESERVATION, Agent, Event, FileInfo, Item, pipeline_agent, software_agent
 from ..stage import Context, Stage
 
@@ -45,7 +46,7 @@ def master_bagpaths(relpath: str, frames: int) -> list[str]:
 
 
 def proofs_dir(ctx: Context) -> Path:
-    return ctx.staging.parent / (ctx.staging.name + ".proofs")
+    return ctx.staging.parent / (ctx.staging.name + PROOFS)
 
 
 def _record_path(ctx: Context, item: Item) -> Path:
@@ -235,17 +236,28 @@ def _claim(dest: Path, bagpath: str, item: Item, ctx: Context) -> None:
 
     The claim is a symbolic link named after the master whose target text is the item's
     relpath: created atomically in one step (as Mercurial's locks are), it survives a crash, so
-    a rerun knows a master left in staging is this item's own and replaces it.
+    a rerun knows a master left in staging is this item's own and replaces it.  A claim whose
+    original is no longer in the collection (removed or renamed since) is stale: taken over.
     """
     claims = proofs_dir(ctx) / "claims"
     claims.mkdir(parents=True, exist_ok=True)
     claim = claims / hashlib.sha256(bagpath.encode("utf-8")).hexdigest()
-    try:
-        os.symlink(item.relpath, claim)
-    except FileExistsError:
-        if os.readlink(claim) != item.relpath:
-            raise ConversionError(f"{item.relpath}: master name taken", [_clash(item, bagpath)]) from None
-    dest.unlink(missing_ok=True)   # this item's own master from an earlier, unfinished run
+    while True:
+        try:
+            os.symlink(item.relpath, claim)
+            break
+        except FileExistsError:
+            try:
+                owner = os.readlink(claim)
+            except FileNotFoundError:
+                continue    # removed as stale by another item meanwhile: claim again
+            if owner == item.relpath:
+                break
+            if (ctx.ingest / owner).is_file():
+                raise ConversionError(f"{item.relpath}: master name taken", [_clash(item, bagpath)]) from None
+            (ctx.staging / ORIGINALS / owner).unlink(missing_ok=True)   # stale: the gone original's
+            claim.unlink(missing_ok=True)   # copy and claim removed, then claimed anew (or lost to a live claim)
+    dest.unlink(missing_ok=True)   # this item's own master, or a stale claim's, from an earlier run
 
 
 def _forget(item: Item, ctx: Context) -> None:

@@ -399,6 +399,18 @@ def test_convert_name_clash_two_originals_one_master_name(tmp_path):
     assert staged_files(ctx) == sorted([first.original.bagpath, first.masters[0].bagpath])
 
 
+def test_convert_name_clash_not_raised_by_the_claim_of_an_original_gone_since(tmp_path):
+    """a.jpg converted by an unfinished run, then replaced by a.png: a.jpg's claim on a.tif is stale."""
+    ctx = make_ctx(tmp_path)
+    convert_item(put(ctx, "a.jpg", jpeg()), ctx)
+    (ctx.ingest / "a.jpg").unlink()
+    item = convert_item(put(ctx, "a.png", png("RGB")), ctx)
+    assert item.masters and not errors_in(item.problems), item.problems
+    assert staged_files(ctx) == sorted([item.original.bagpath, item.masters[0].bagpath])
+    assert [p.code for p in errors_in(convert_item(put(ctx, "a.gif", gif()), ctx).problems)] == [
+        "convert.name_clash"]   # a.png's claim is live
+
+
 def test_convert_library_message_reported_not_leaked(tmp_path, capfd):
     """tifffile complains (through logging, to stderr) about a tag pointing outside the file."""
     buf = io.BytesIO()
