@@ -43,9 +43,12 @@ from ..report import items_bytes
 from ..stage import Context, Stage
 
 
-def _is_leftover(name: str) -> bool:
-    """A temporary name of hashing.write_hashed/copy_hashed left by a killed run."""
-    return name.startswith(".") and name.endswith(".part")
+TEMPORARY = (".part", ".proving")    # `.X.part`: hashing and xmlio writes; `.X.tif.proving`: imaging.write_master
+
+
+def is_leftover(name: str) -> bool:
+    """A temporary name of the pipeline's own writers (TEMPORARY) left by a killed run."""
+    return name.startswith(".") and name.endswith(TEMPORARY)
 
 
 def _entries(root: Path) -> Iterator[tuple[str, os.DirEntry]]:
@@ -102,13 +105,13 @@ def check_payload(staging: Path, files: FileTable, algorithms: Sequence[str]) ->
             continue
         if entry.is_symlink():
             problems.append(Problem("package.symlink", rel, "a symbolic link in the payload"))
-        elif _is_leftover(entry.name):
+        elif is_leftover(entry.name):
             os.unlink(entry.path)
         else:
             problems.append(Problem("package.unlisted", rel, "in staging but not part of the package "
                                     "(left by an earlier run? remove the staging folder and rerun)"))
     for entry in sorted(os.listdir(staging)):
-        if _is_leftover(entry) and (staging / entry).is_file():
+        if is_leftover(entry) and (staging / entry).is_file():
             (staging / entry).unlink()
         elif entry != "data" and not bagwrite.is_tag_file_name(entry):
             problems.append(Problem("package.unexpected", entry, "not data/ nor a tag file"))

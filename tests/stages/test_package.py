@@ -12,6 +12,7 @@ import bagit
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
+from helpers_stages import make_collection
 from package_helpers import ROOT_SCHEMAS, bagit_valid, build, pipeline_valid, tree_bytes
 from pipeline import bagwrite
 from pipeline.bag import find_manifests, parse_manifest, read_tag_file
@@ -20,7 +21,7 @@ from pipeline.filetable import FileTable
 from pipeline.hashing import hash_file
 from pipeline.metscheck import check_mets
 from pipeline.stage import Settings
-from pipeline.stages.package import STAGE, check_sealed, package_collection
+from pipeline.stages.package import STAGE, check_sealed, is_leftover, package_collection
 
 
 def codes(exc: PackagingError) -> set[str]:
@@ -237,6 +238,20 @@ def test_leftovers_of_a_killed_run_are_cleared(tmp_path):
     assert sorted(os.listdir(ctx.output)) == [".staging", "coll"]
 
 
+def test_a_master_proving_left_by_a_killed_convert_is_cleared_not_package_unlisted(tmp_path, cli):
+    """Killed between linking a proven master and removing its temporary name: the rerun packages."""
+    folder = make_collection(tmp_path / "ingest", n=1)
+    out = tmp_path / "output"
+    assert cli("run", folder, "--output", out, "-q", "--until", "convert").returncode == 0
+    masters = out / ".staging" / "coll" / "data" / "objects" / "preservation"
+    os.link(masters / "img0000.tif", masters / ".img0000.tif.proving")
+    (masters / ".img0001.tif.proving").write_bytes(b"II*\0")          # killed while writing
+    proc = cli("run", folder, "--output", out, "-q")
+    assert proc.returncode == 0 and "package.unlisted" not in proc.stderr, proc.stderr
+    assert bagit_valid(out / "coll")
+    assert not list((out / "coll").rglob("*.proving"))
+
+
 def test_path_encoding_cr_lf_percent_only(tmp_path):
     names = {"50%.jpg": b"a", "line\nbreak.jpg": b"b", "cr\rname.jpg": b"c", "%0A literal.jpg": b"d",
              "trailing .jpg ": b"e", "sep\u2028arator.jpg": b"f", "caf\u00e9.jpg": b"g"}
@@ -256,8 +271,7 @@ def test_path_encoding_cr_lf_percent_only(tmp_path):
 
 
 name_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00")
-names = st.text(name_chars, min_size=1, max_size=12).filter(lambda n: n not in (".", "..") and not
-                                                             (n.startswith(".") and n.endswith(".part")))
+names = st.text(name_chars, min_size=1, max_size=12).filter(lambda n: n not in (".", "..") and not is_leftover(n))
 
 
 @hsettings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
