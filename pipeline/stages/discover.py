@@ -236,25 +236,16 @@ def _pair_sidecars(images: list[str], sidecars: list[str]):
     Records (paths only) of the sidecars paired with no image, and the pairing problems.
 
     A sidecar whose name matches no image's exactly finds it by the names' NFC forms (macOS
-    writes NFD, Linux NFC), when that form names one image only, not paired exactly already."""
+    writes NFD, Linux NFC), when that form names one image only, not claimed exactly already."""
     by_key: dict[tuple[str, str], list[str]] = {}
     for image in images:
         by_key.setdefault(_stem_key(image), []).append(image)
-    by_nfc: dict[str, list[str]] = {}
-    for key, owners in by_key.items():
-        by_nfc.setdefault(_nfc(key), []).extend(owners)
-    exact = {rel: by_key.get(_stem_key(rel), []) for rel in sidecars}
-    taken = {owners[0] for owners in exact.values() if len(owners) == 1}
     paired: dict[str, Record] = {}
     records: list[Record] = []
     problems: list[Problem] = []
     claimed: set[str] = set()
-    for rel in sidecars:
-        owners = exact[rel]
-        if not owners:
-            alike = by_nfc.get(_nfc(_stem_key(rel)), [])
-            owners = alike if len(alike) == 1 and alike[0] not in taken else []
-            taken.update(owners)
+
+    def pair(rel: str, owners: list[str]) -> None:
         claimed.update(owners)
         if len(owners) != 1:
             records.append(Record(rel, {}))
@@ -265,6 +256,19 @@ def _pair_sidecars(images: list[str], sidecars: list[str]):
                                                             "give each image its own name"))
         else:
             paired[owners[0]] = Record(rel, {}, loaded=False)
+
+    for rel in sidecars:                # exact names first: they claim their images
+        if _stem_key(rel) in by_key:
+            pair(rel, by_key[_stem_key(rel)])
+    by_nfc: dict[str, list[str]] | None = None      # built only when some sidecar needs it
+    for rel in sidecars:
+        if _stem_key(rel) not in by_key:
+            if by_nfc is None:
+                by_nfc = {}
+                for key, owners in by_key.items():
+                    by_nfc.setdefault(_nfc(key), []).extend(owners)
+            alike = by_nfc.get(_nfc(_stem_key(rel)), [])
+            pair(rel, alike if len(alike) == 1 and alike[0] not in claimed else [])
     return paired, records, problems, claimed
 
 
@@ -273,7 +277,7 @@ def _too_long(images: list[str]) -> list[Problem]:
     would fail after the work); they stay paired, so that nothing else is reported for them."""
     out = []
     for rel in images:
-        size = len(os.fsencode(PurePosixPath(rel).name))
+        size = len(rel.rpartition("/")[2].encode("utf-8"))     # names not UTF-8 are left out before
         if size > IMAGE_NAME_MAX:
             out.append(Problem("name.too_long", rel, f"the name is {size} bytes, at most {IMAGE_NAME_MAX}: the "
                                                      f"pipeline names files after it with up to {NAME_MAX - IMAGE_NAME_MAX}"
