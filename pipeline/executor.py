@@ -12,10 +12,9 @@ from __future__ import annotations
 import fcntl
 import importlib
 import os
-import signal
 import time
 import unicodedata
-from concurrent.futures import ProcessPoolExecutor, FIRST_COMPLETED, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -25,6 +24,7 @@ from typing import Callable, Iterator, Optional, Sequence
 from .errors import PackagingError, PipelineError, ProcessingError, RejectedError, UsageError, errors_in
 from .itemstore import ItemStore, store_folder
 from .model import Item, Package
+from .pools import shut, worker_pool
 from .report import StageReport, measure, stage_report
 from .stage import Context, Settings, Stage
 from .stages.discover import shown
@@ -63,11 +63,6 @@ def _call(fn, item: Item, ctx: Context) -> Item:
     return fn(item, ctx)
 
 
-def _ignore_interrupt() -> None:
-    """Pool workers leave Ctrl-C to the main process, which stops handing out work."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def map_items(fn, items: Sequence[Item], ctx: Context, stage: str,
               progress: Optional[Progress] = None, client=None,
               keep: Optional[Callable[[Item], Item]] = None, into=None) -> Sequence[Item]:
@@ -96,7 +91,7 @@ def map_items(fn, items: Sequence[Item], ctx: Context, stage: str,
         return results  # type: ignore[return-value]
     done = 0
     pending: dict = {}
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupt)
+    pool = worker_pool(workers)
     try:
         it = iter(enumerate(items))
         exhausted = False
@@ -125,7 +120,7 @@ def map_items(fn, items: Sequence[Item], ctx: Context, stage: str,
     finally:
         # On an error or Ctrl-C: drop the queued items; the running ones finish their
         # atomic writes (temp name, rename), so staging holds only whole files for a rerun.
-        pool.shutdown(wait=True, cancel_futures=True)
+        shut(pool)
     return results  # type: ignore[return-value]
 
 

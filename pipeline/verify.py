@@ -27,6 +27,7 @@ from typing import Callable, Iterator, Optional
 
 from . import bag as bagmod
 from .bagwrite import PROFILE_ID
+from .pools import shut, worker_pool
 from .archive import ArchiveBag, Result
 from .bag import Listing, Manifest, decode_path, list_bag, nfc, parse_manifest_bytes, parse_tags
 from .errors import Problem, UsageError
@@ -112,12 +113,12 @@ class FolderBag:
         self._pool: Optional[ProcessPoolExecutor] = None
         if workers > 1 and len(self.listing.files) >= 64:
             # Fork the workers now, while this process holds only the listing, not the manifests.
-            self._pool = ProcessPoolExecutor(max_workers=workers)
+            self._pool = worker_pool(workers)
             list(self._pool.map(abs, range(workers)))
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            shut(self._pool)
             self._pool = None
 
     def read(self, rel: str) -> bytes:

@@ -7,6 +7,7 @@ import pty
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -208,6 +209,58 @@ def test_ctrl_c_mid_convert_exits_130_and_rerun_finishes(busy):
     rerun = run_cli("run", "--ingest", ingest, "--output", output, env=EPOCH)
     assert rerun.returncode == 0, rerun.stderr
     assert reused_count(output / "busy") >= proven
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    out = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc to find the workers")
+def test_workers_end_with_a_main_process_killed_outright_and_the_rerun_finishes(busy):
+    """kill -9 of the main process alone (what the out-of-memory killer does): its workers, which
+    hold the collection's lock file open, end too, so the rerun is not refused as another run."""
+    ingest, output = busy
+    proc = start_run(ingest, output, "--workers", "2")
+    assert hs.wait_for(lambda: len(proof_records(output)) >= 2), proc.communicate()
+    workers = _children(proc.pid)
+    assert workers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert hs.wait_for(lambda: not any(_alive(pid) for pid in workers), timeout=30), workers
+    rerun = run_cli("run", "--ingest", ingest, "--output", output, env=EPOCH)
+    assert rerun.returncode == 0 and no_traceback(rerun), rerun.stderr
+
+
+def test_ctrl_c_twice_still_ends_the_run_with_one_line(busy):
+    """A second Ctrl-C while the workers finish their items (what `timeout` or cron forwarding
+    the signal, or an impatient user, does) once left the run hanging for ever."""
+    ingest, output = busy
+    proc = start_run(ingest, output, "--workers", "2")
+    assert hs.wait_for(lambda: len(proof_records(output)) >= 2), proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)      # a hang fails here
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert not _children(proc.pid)
 
 
 def test_many_warnings_of_one_kind_are_counted_not_all_printed(tmp_path):

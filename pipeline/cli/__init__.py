@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import signal
 import sys
 import time
 from collections import Counter
@@ -125,6 +126,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         exc.show()
         sys.exit(EXIT_USAGE)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # an Abort may say what the interruption left
+        signal.signal(signal.SIGINT, signal.SIG_IGN)    # a second Ctrl-C cannot cut this line short
         click.echo(f"pipeline: interrupted ({exc.args[0] if exc.args else 'a rerun of pipeline run reuses the work already in staging'})", err=True)
         sys.exit(130)
     except click.ClickException as exc:
