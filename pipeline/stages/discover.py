@@ -279,9 +279,9 @@ def _too_long(images: list[str]) -> list[Problem]:
     for rel in images:
         size = len(rel.rpartition("/")[2].encode("utf-8"))     # names not UTF-8 are left out before
         if size > IMAGE_NAME_MAX:
-            out.append(Problem("name.too_long", rel, f"the name is {size} bytes, at most {IMAGE_NAME_MAX}: the "
-                                                     f"pipeline names files after it with up to {NAME_MAX - IMAGE_NAME_MAX}"
-                                                     f" bytes more, and a file name holds {NAME_MAX}; rename the file"))
+            out.append(Problem("name.too_long", rel, f"the name is {size} bytes, at most {IMAGE_NAME_MAX}: the pipeline "
+                                                     f"names files after it with up to {NAME_MAX - IMAGE_NAME_MAX} bytes "
+                                                     f"more, and a file name holds {NAME_MAX}; rename the file"))
     return out
 
 
