@@ -41,8 +41,10 @@ from ..model import METADATA, FileInfo, Package
 from ..partmets import write_part_mets
 from ..report import items_bytes
 from ..stage import Context, Stage
+from .convert import ORIGINALS, PRESERVATION_DIR
 
 
+CONVERTED = tuple(f"{folder}/" for folder in (ORIGINALS, PRESERVATION_DIR))    # the convert stage's alone
 TEMPORARY = (".part", ".proving")    # `.X.part`: hashing and xmlio writes; `.X.tif.proving`: imaging.write_master
 
 
@@ -107,6 +109,10 @@ def check_payload(staging: Path, files: FileTable, algorithms: Sequence[str]) ->
             problems.append(Problem("package.symlink", rel, "a symbolic link in the payload"))
         elif is_leftover(entry.name):
             os.unlink(entry.path)
+        elif rel.startswith(CONVERTED):     # an original or master of a photograph gone since
+            os.unlink(entry.path)
+            problems.append(Problem("package.stale", rel, "left in staging by an earlier run, for a "
+                                    "photograph no longer in the collection; removed"))
         else:
             problems.append(Problem("package.unlisted", rel, "in staging but not part of the package "
                                     "(left by an earlier run? remove the staging folder and rerun)"))
@@ -313,7 +319,7 @@ def _package(package: Package, ctx: Context) -> Package:
             moves += serialize_bag(bag, ctx)
     durable.barrier(sealed)     # every byte of the bag(s) on disk before the first rename
     published = publish.publish(ctx.output, package.name, moves)
-    return replace(package, published=published, problems=package.problems + tuple(warnings))
+    return replace(package, published=published, problems=package.problems + tuple(problems) + tuple(warnings))
 
 
 STAGE = Stage("package", per_item=None, collect=package_collection)

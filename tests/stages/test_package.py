@@ -478,3 +478,25 @@ def test_payload_manifest_read_back_line_by_line(tmp_path):
         found = sealed_check(bag, result)
         assert "manifest-sha256.txt" in {p.path for p in found}, damaged
     manifest.write_text(good, encoding="utf-8")
+
+
+def test_package_stale_original_and_master_of_a_photograph_taken_out_are_removed(tmp_path):
+    """A run stopped after convert; one photograph is then taken out of the collection: the
+    rerun removes what the first run left of it in staging (it once failed, package.unlisted,
+    telling the user to delete staging by hand) and seals a valid bag without it."""
+    from conftest import no_traceback, run_cli
+    folder = make_collection(tmp_path / "ingest", n=3)
+    out = tmp_path / "output"
+    first = run_cli("run", folder, "--output", out, "--until", "convert", "--quiet")
+    assert first.returncode == 0, first.stderr
+    (folder / "img0001.jpg").unlink()
+    (folder / "img0001.json").unlink()
+    proc = run_cli("run", folder, "--output", out, "--json", "--quiet")
+    assert proc.returncode == 0 and no_traceback(proc), proc.stderr
+    [report] = json.loads(proc.stdout)["collections"]
+    stale = sorted(p["path"] for p in report["problems"] if p["code"] == "package.stale")
+    assert stale == ["data/objects/originals/img0001.jpg", "data/objects/preservation/img0001.tif"]
+    assert all(p["severity"] == "warning" for p in report["problems"])
+    bag = out / "coll"
+    assert sorted(p.name for p in (bag / "data" / "objects" / "originals").iterdir()) == ["img0000.jpg", "img0002.jpg"]
+    assert bagit_valid(bag) and pipeline_valid(bag)
