@@ -60,6 +60,18 @@ class _Run:
     report: BagReport
     bag_id: int = 0
     pending: list[Check] = field(default_factory=list)
+    held: Optional[list[FileTask]] = None    # the files to hash, once the plan database is closed
+
+    def tasks(self) -> Iterable[FileTask]:
+        return self.plan.tasks() if self.held is None else self.held
+
+    def hold(self) -> "_Run":
+        """Keep the files to hash in memory and close the plan database: a rolling audit ranks the
+        files of every bag at once, and an open database per bag (a connection and its page
+        cache) would grow memory with the number of bags, not of files."""
+        self.held = list(self.plan.tasks())
+        self.plan.close()
+        return self
 
 
 def _check_of(f: Finding) -> Check:
@@ -135,7 +147,7 @@ def _hash_folders(chosen: Iterable[tuple[_Run, FileTask]], algorithms: list[str]
 
 
 def _hash_archive(run: _Run) -> Iterator[tuple[_Run, FileTask, object]]:
-    tasks = {t.rel: t for t in run.plan.tasks()}  # the archive's listing is in memory already
+    tasks = {t.rel: t for t in run.tasks()}  # the archive's listing is in memory already
     for rel, size, digests, error in run.plan.archive.digests({rel: set(t.expected) for rel, t in tasks.items()}):
         yield run, tasks[rel], (size, digests, error)
 
@@ -176,7 +188,8 @@ def audit(paths: Iterable[Path | str] = (), *, output: Path | str = "output", db
         gone = {folder: list(_vanished(registry, folder, targets)) for folder in folders}
         targets = [t for t in targets if not gone.get(t)]  # a named folder whose bags all vanished: no bag itself
         if budget.rolling:  # the oldest files of the whole store first: every bag planned at once
-            runs = [_open(plan_bag(t), report, registry, mode, began) for t in targets]
+            runs = [run and run.hold() for run in (_open(plan_bag(t), report, registry, mode, began)
+                                                   for t in targets)]
             report.stopped_by_budget = _rehash([r for r in runs if r], registry, budget, clock, progress,
                                                workers, commit_every, deadline)
             for run in runs:
@@ -233,7 +246,10 @@ def _close(run: Optional[_Run], report: AuditReport, registry: Registry, clock: 
         return
     rep, now = run.report, clock()
     cutoff = stamp(now - timedelta(days=report.window_days))
-    if run.plan.store is not None:      # None: an archive that could not be read at all
+    if run.held is not None:
+        report.verified_bytes_in_window += registry.verified_bytes(run.bag_id, cutoff,
+                                                                   ((t.key, t.size) for t in run.held))
+    elif run.plan.store is not None:    # None: an archive that could not be read at all
         report.verified_bytes_in_window += run.plan.store.verified_bytes(str(registry.path), run.bag_id, cutoff)
     registry.finish_audit(rep.audit_id, stamp(now), rep.outcome, rep.files_checked, rep.bytes_checked,
                           rep.files_total, rep.bytes_total, len(rep.errors))
@@ -248,18 +264,18 @@ def _rehash(runs: list[_Run], registry: Registry, budget: Budget, clock: Clock, 
     archives = [r for r in runs if r.plan.archive is not None]
     algorithms = sorted({alg for run in folders for alg in run.plan.algorithms})
     if budget.rolling:  # tag files (manifests, bag-info.txt) are always checked; payload by budget
-        candidates = [(run, task) for run in folders for task in run.plan.tasks()]
+        candidates = [(run, task) for run in folders for task in run.tasks()]
         verified = {run.plan.location: registry.last_verified(run.plan.location) for run in folders}
         payload = [c for c in candidates if c[1].key.startswith("data/")]
         store = sum(t.size for _, t in payload) + sum(
-            t.size for run in archives for t in run.plan.tasks() if t.key.startswith("data/"))
+            t.size for run in archives for t in run.tasks() if t.key.startswith("data/"))
         chosen = [c for c in candidates if not c[1].key.startswith("data/")] + choose(
             payload, budget, store, last_verified=lambda c: verified[c[0].plan.location].get(c[1].key, ""),
             size=lambda c: c[1].size, order=lambda c: (c[0].plan.location, c[1].key))
         total, stopped = len(chosen), len(chosen) < len(candidates)
         del candidates
     else:  # streamed from each plan's database, never listed
-        chosen = ((run, task) for run in folders for task in run.plan.tasks())
+        chosen = ((run, task) for run in folders for task in run.tasks())
         total, stopped = sum(r.plan.files_total for r in folders), False
     total += sum(r.plan.files_total for r in archives)
     recorder = _Recorder(registry, clock, commit_every)

@@ -21,6 +21,7 @@ it comes, so an audit killed halfway keeps what it had recorded.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from ..errors import ProcessingError, UsageError
 
 SCHEMA_VERSION = "1"
 BUSY_TIMEOUT_MS = 120_000
+VERIFIED_BATCH = 5000      # files per query of verified_bytes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -226,6 +228,17 @@ class Registry:
         """path -> when it was last found intact, for one bag."""
         return dict(self._query("SELECT f.path, f.last_verified FROM files f JOIN bags b ON b.id = f.bag_id"
                                 " WHERE b.location = ? AND f.last_verified IS NOT NULL", (location,)))
+
+    def verified_bytes(self, bag_id: int, cutoff: str, files: Iterable[tuple[str, int]]) -> int:
+        """Bytes of `files` (path, size) found intact at `cutoff` or later whose latest check found
+        them intact (a file damaged since does not count); read in batches of JSON arrays."""
+        total, files = 0, iter(files)
+        while batch := list(itertools.islice(files, VERIFIED_BATCH)):
+            total += self._query("SELECT coalesce(sum(value->>1), 0) FROM json_each(?) JOIN files f"
+                                 " ON f.bag_id = ? AND f.path = value->>0"
+                                 " WHERE f.last_verified >= ? AND f.last_outcome = 'intact'",
+                                 (json.dumps(batch, ensure_ascii=False), bag_id, cutoff))[0][0]
+        return total
 
     def bags_in(self, folder: str) -> list[tuple[str, str]]:
         """(location, name) of the bags directly in `folder` (an absolute location)."""
