@@ -222,8 +222,11 @@ def read_csv(root: Path, rel: str = METADATA_CSV) -> tuple[list[tuple[str, Recor
 
 
 def _stem_key(rel: str) -> tuple[str, str]:
-    path = PurePosixPath(rel)
-    return str(path.parent), path.stem if path.suffix else path.name
+    """(folder, name without its last extension), as PurePosixPath's parent and stem would give,
+    from the string (a PurePosixPath interns every part of every name it parses)."""
+    folder, _, name = rel.rpartition("/")
+    dot = name.rfind(".")
+    return folder or ".", name[:dot] if 0 < dot < len(name) - 1 else name
 
 
 def _nfc(key: tuple[str, str]) -> str:

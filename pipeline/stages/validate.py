@@ -27,7 +27,7 @@ from collections import defaultdict
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from functools import cached_property, lru_cache, partial
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import imagecodecs
@@ -565,7 +565,7 @@ class Names:
         self.folders: dict[str, dict[str, str | list[str]]] = {}
 
     def add(self, path: str) -> None:
-        parts = PurePosixPath(path).parts
+        parts = path.split("/")       # not PurePosixPath, which interns every part
         for i, name in enumerate(parts):
             folder = self.folders.setdefault("/".join(parts[:i]), {})
             key = unicodedata.normalize("NFC", name).casefold()
