@@ -1,6 +1,7 @@
 """The fixity registry on real SQLite: what is recorded, rolling budgets, history, PREMIS,
 two audits at once, and an audit killed with SIGKILL halfway."""
 import json
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -16,6 +17,7 @@ from pipeline.errors import UsageError
 from pipeline.fixity import Budget, audit, history
 from pipeline.fixity.premis_export import premis_document
 from pipeline.fixity.registry import Registry
+from pipeline.fixity.report import summary_lines
 from pipeline.xmlio import NS, load_schema, validation_errors
 from test_fixity import write_bag
 
@@ -105,6 +107,31 @@ def test_a_file_damaged_since_its_last_pass_is_not_counted_as_verified(store):
     assert later.exit_code == 3
     # f3 passed an hour ago, inside the window, but its latest check failed
     assert later.verified_bytes_in_window == later.store_bytes - 1000
+
+
+def tag_bytes(bag: Path) -> int:
+    return sum((bag / n).stat().st_size for n in ("bagit.txt", "bag-info.txt", "manifest-sha256.txt"))
+
+
+@pytest.mark.parametrize("remove", ["data/f3.bin", "data"])
+def test_missing_files_count_in_the_store_as_not_verified(store, remove):
+    # before: the store was the files listed AND present, so a bag that lost its data/ was
+    # "100.0% of the store verified intact" (its tag files only)
+    tags = tag_bytes(store / "ten")
+    audit(output=store, clock=frozen(DAY0))
+    shutil.rmtree(store / "ten" / remove) if remove == "data" else (store / "ten" / remove).unlink()
+    later = audit(output=store, clock=frozen(DAY0 + timedelta(hours=1)))
+    assert later.exit_code == 3
+    kept = 9000 if remove == "data/f3.bin" else 0
+    assert (later.store_bytes, later.verified_bytes_in_window) == (10_000 + tags, kept + tags)
+    assert f"{100 * (kept + tags) / (10_000 + tags):.1f}% of the store" in "\n".join(summary_lines(later))
+
+
+def test_missing_payload_never_audited_counts_at_its_payload_oxum(store):
+    tags = tag_bytes(store / "ten")
+    shutil.rmtree(store / "ten" / "data")     # before any audit: the registry knows no size
+    report = audit(output=store, budget=Budget(percent=50), clock=frozen(DAY0))
+    assert (report.store_bytes, report.verified_bytes_in_window) == (10_000 + tags, tags)
 
 
 def test_max_seconds_stops_early_and_keeps_what_it_did(store):

@@ -237,6 +237,9 @@ def _open(plan: BagPlan, report: AuditReport, registry: Registry, mode: str,
                                                     plan.algorithms, AGENT)
     registry.record(run.bag_id, rep.audit_id, stamp(began), [_check_of(f) for f in plan.findings],
                     verification=False)
+    if plan.store is not None:   # a missing file counts at the size the registry or Payload-Oxum knew
+        listed, payload = plan.store.listed_bytes(str(registry.path), run.bag_id)
+        rep.bytes_listed = listed + max(0, (plan.oxum_bytes or 0) - payload)
     return run
 
 

@@ -87,6 +87,7 @@ class BagPlan:
     payload_files: int = 0            # on disk (or in the archive), under data/
     payload_bytes: int = 0
     normalized: int = 0               # files matched only after NFC
+    oxum_bytes: Optional[int] = None  # the payload's bytes as Payload-Oxum gives them
 
     def tasks(self) -> Iterator[FileTask]:
         """The files to re-hash, in key order, read from the plan database as they are needed."""
@@ -341,6 +342,7 @@ def _finish(plan: BagPlan, exp: _Expectations, info: Optional[bytes], encoding: 
     if not exp.payload_algs:
         plan.findings.append(Finding("fixity.no_manifest", "", "no payload manifest (manifest-ALG.txt)"))
     oxum = _oxum(info, encoding)
+    plan.oxum_bytes = oxum and oxum[0]
     if oxum is not None and oxum != (plan.payload_bytes, plan.payload_files):
         plan.findings.append(Finding(
             "fixity.oxum", "bag-info.txt",

@@ -26,6 +26,7 @@ class BagReport:
     bytes_checked: int = 0
     files_total: int = 0               # files the manifests list that the bag holds
     bytes_total: int = 0
+    bytes_listed: int = 0              # bytes of every file the manifests list, present or not
     normalized: int = 0
 
     @property
@@ -50,6 +51,7 @@ class BagReport:
                 "manifests": self.manifests, "algorithms": self.algorithms,
                 "files_checked": self.files_checked, "bytes_checked": self.bytes_checked,
                 "files_total": self.files_total, "bytes_total": self.bytes_total,
+                "bytes_listed": self.bytes_listed,
                 "normalized_names": self.normalized,
                 "problems": [f.as_dict() for f in self.findings]}
 
@@ -67,7 +69,8 @@ class AuditReport:
 
     @property
     def store_bytes(self) -> int:
-        return sum(b.bytes_total for b in self.bags)
+        """Bytes of every file the manifests list: a missing file counts, as not verified."""
+        return sum(b.bytes_listed for b in self.bags)
 
     @property
     def verified_share(self) -> float:

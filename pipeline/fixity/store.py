@@ -185,17 +185,30 @@ class PlanStore:
         for data, in self._rows("SELECT data FROM blocks ORDER BY rowid"):
             yield from marshal.loads(data)
 
+    def listed_bytes(self, registry: str, bag_id: int) -> tuple[int, int]:
+        """(every file, payload files) bytes the manifests list: a file's size on disk, or when it
+        is absent the size the registry last saw (unknown: 0)."""
+        return self._with_registry(registry, "SELECT coalesce(sum(s), 0), coalesce(sum(CASE WHEN n.tag = 0 THEN s END), 0)"
+                                   " FROM (SELECT n.tag, coalesce(d.size, f.size, 0) AS s FROM names n"
+                                   " LEFT JOIN disk d ON d.key = n.key"
+                                   " LEFT JOIN registry.files f ON f.bag_id = ? AND f.path = n.key) n", (bag_id,))
+
     def verified_bytes(self, registry: str, bag_id: int, cutoff: str) -> int:
         """Bytes of the files to hash that the registry found intact at `cutoff` or later and whose
         latest check found them intact (a file damaged since does not count)."""
+        return self._with_registry(registry, "SELECT coalesce(sum(d.size), 0) FROM names n JOIN disk d ON d.key = n.key"
+                                   " JOIN registry.files f ON f.bag_id = ? AND f.path = n.key"
+                                   " WHERE f.last_verified >= ? AND f.last_outcome = 'intact'", (bag_id, cutoff))[0]
+
+    def _with_registry(self, registry: str, sql: str, args: tuple) -> tuple:
+        """One row of `sql` run with the registry attached (as `registry`)."""
         self.flush()
         list(self._rows("ATTACH DATABASE ? AS registry", (registry,)))
         try:
-            return self.one("SELECT coalesce(sum(d.size), 0) FROM names n JOIN disk d ON d.key = n.key"
-                            " JOIN registry.files f ON f.bag_id = ? AND f.path = n.key"
-                            " WHERE f.last_verified >= ? AND f.last_outcome = 'intact'", (bag_id, cutoff))[0]
+            return self.one(sql, args)
         finally:
             list(self._rows("DETACH DATABASE registry"))
+
 
 def digests_of(pairs: str) -> dict[str, str]:
     """"alg digest alg digest" -> {alg: digest}."""
