@@ -230,7 +230,10 @@ def test_audit_killed_halfway_keeps_what_it_recorded(tmp_path):
     assert audit_row == (None, None)
     recorded = rows(db, "SELECT count(*) FROM checks WHERE outcome = 'intact'")[0][0]
     assert 35 <= recorded < 63  # 60 payload files and 3 tag files
-    assert [r.status for r in history(db, str(bag))] == ["interrupted"]
+    # before: --history said 0/0 files 0 bytes for it; now what it recorded
+    assert [(r.status, r.files_checked, r.bytes_checked) for r in history(db, str(bag))] == \
+        [("interrupted", recorded, rows(db, "SELECT sum(size) FROM checks")[0][0])]
+    assert f"interrupted  {recorded}/0 files" in run_cli("fixity", "--history", bag, "--db", db).stdout
     # the next rolling audit starts with what the killed one never reached
     verified_before = {p for (p,) in rows(db, "SELECT path FROM files WHERE last_verified IS NOT NULL")}
     report = audit([bag], db=db, budget=Budget(max_bytes=1))

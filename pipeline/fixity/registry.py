@@ -252,9 +252,14 @@ class Registry:
                            (ref, ref))
 
     def audits(self, location: str) -> list[AuditRow]:
+        """Every audit of a bag; one never finished (interrupted) counts the files its recorded
+        checks hashed (those with a size: the problems planning found have none)."""
+        unfinished = "CASE WHEN a.finished IS NULL THEN (SELECT {} FROM checks c WHERE c.audit_id = a.id) ELSE {} END"
         rows = self._query(
-            "SELECT a.id, b.location, b.name, a.started, a.finished, a.mode, a.outcome, a.files_checked,"
-            " a.bytes_checked, a.files_total, a.bytes_total, a.problems, a.algorithms, a.agent"
+            "SELECT a.id, b.location, b.name, a.started, a.finished, a.mode, a.outcome,"
+            f" {unfinished.format('count(c.size)', 'a.files_checked')},"
+            f" {unfinished.format('coalesce(sum(c.size), 0)', 'a.bytes_checked')},"
+            " a.files_total, a.bytes_total, a.problems, a.algorithms, a.agent"
             " FROM audits a JOIN bags b ON b.id = a.bag_id WHERE b.location = ? ORDER BY a.started, a.id",
             (location,))
         return [AuditRow(*r) for r in rows]
