@@ -181,6 +181,15 @@ def test_history_cli_and_premis_cli(store, xsd_dir, tmp_path):
     assert unknown.returncode == 2 and no_traceback(unknown)
 
 
+def test_history_of_a_removed_bag_by_relative_path(store):
+    # before: a relative path was made absolute only when it still existed, so the history of a
+    # deleted bag was 'no audit of this bag' by ./ten, and found only by its absolute path
+    audit(output=store, clock=frozen(DAY0))
+    shutil.rmtree(store / "ten")
+    proc = run_cli("fixity", "--history", "./ten", "--db", "fixity.sqlite", cwd=store)
+    assert proc.returncode == 0 and f"ten ({(store / 'ten').resolve()}): 1 audit(s)" in proc.stdout, proc.stderr
+
+
 def test_history_of_an_unknown_registry_is_usage_error(tmp_path):
     with pytest.raises(UsageError):
         history(tmp_path / "none.sqlite", "x")

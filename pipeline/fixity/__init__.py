@@ -18,6 +18,7 @@ it: it is checked whole (or, once a --max-seconds budget is spent, left for the 
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -314,7 +315,7 @@ def history(db: Path | str, bag: str) -> list[AuditRow]:
     if not Path(db).is_file():
         raise UsageError(f"{db}: no such fixity registry")
     with Registry(Path(db), readonly=True) as registry:
-        ref = text_name(str(Path(bag).resolve())) if Path(bag).exists() else text_name(bag)
+        ref = text_name(os.path.realpath(bag))    # a bag since removed too (it has a history)
         found = registry.find_bag(ref) or registry.find_bag(text_name(bag))
         if not found:
             raise UsageError(f"{bag}: no audit of this bag in {db}")
