@@ -459,7 +459,8 @@ def inspect_image(path: Path, rel: str, limit: int) -> tuple[dict, list[Problem]
                                                             f"than the limit of {limit} (raise it with --pixel-limit)"))
         except DECODE_ERRORS as exc:
             code = "image.truncated" if _is_truncation(exc) else "image.corrupt"
-            problems.append(Problem(code, rel, f"cannot be decoded: {str(exc) or type(exc).__name__}"))
+            said = (str(exc) or type(exc).__name__).replace(repr(str(path)), "the file").replace(str(path), "the file")
+            problems.append(Problem(code, rel, f"cannot be decoded: {said}"))
     for message in dict.fromkeys(messages):
         problems.append(Problem("image.warning", rel, f"decoder warning: {message[:300]}"))
     return info, problems, fmt, agents

@@ -416,3 +416,11 @@ def test_edtf_masked_leap_days_and_qualified_first_and_last_years_are_dates(valu
 @pytest.mark.parametrize("value", ["0000-02-30", "190X-02-30", "1900-02-29", "1992-04-31", "00XX-06-31"])
 def test_days_no_year_of_the_date_has_are_record_date(value):
     assert [p.code for p in date_problems(Record("a.json", RECORD | {"date": value}), None)] == ["record.date"]
+
+
+@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n" + b"garbage" * 20, b"GIF89a" + b"\x00" * 40,
+                                  b"II*\x00" + b"\xff" * 60])
+def test_image_corrupt_names_the_file_by_its_place_in_the_collection_not_by_its_path_here(tmp_path, data):
+    problems = check(tmp_path, "damaged.img", data).problems
+    assert problems and all(str(tmp_path) not in p.reason for p in problems), [p.reason for p in problems]
+    assert {p.code for p in problems} & {"image.corrupt", "image.truncated"}
