@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -213,6 +214,32 @@ def test_history_reads_the_registry_without_changing_it(store):
     text.write_text("not a database at all\n" * 20)
     proc = run_cli("fixity", "--history", "ten", "--db", text)
     assert proc.returncode == 2 and "not a fixity registry" in proc.stderr and no_traceback(proc)
+
+
+def test_audit_refuses_another_applications_database_and_leaves_it_as_it_is(store):
+    # before: its tables got ours beside them, or, with its own `bags` table, the audit ended in
+    # 'table bags has no column named location'
+    other = store.parent / "app.sqlite"
+    with closing(sqlite3.connect(other)) as con:
+        con.execute("CREATE TABLE bags (id INTEGER PRIMARY KEY, label TEXT)")
+        con.commit()
+    before = other.read_bytes()
+    proc = run_cli("fixity", "--output", store, "--db", other)
+    assert proc.returncode == 2 and no_traceback(proc) and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "app.sqlite: not a fixity registry" in proc.stderr
+    assert other.read_bytes() == before and not Path(f"{other}-wal").exists()
+
+
+def test_registry_of_another_schema_version_is_unusable_exit_1(store):
+    # before: exit 2 (usage); the README says an unusable registry is exit 1
+    db = store / "fixity.sqlite"
+    audit(output=store, clock=frozen(DAY0))
+    with closing(sqlite3.connect(db)) as con:
+        con.execute("UPDATE meta SET value = '9' WHERE key = 'schema'")
+        con.commit()
+    for args in (("--output", store), ("--history", "ten", "--output", store)):
+        proc = run_cli("fixity", *args)
+        assert proc.returncode == 1 and no_traceback(proc) and "registry schema 9" in proc.stderr, args
 
 
 KILLER = textwrap.dedent("""

@@ -122,32 +122,42 @@ class Registry:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
                 self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                self._check_schema(create=True)    # first: another database is left as it is
                 mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 self.db.execute("PRAGMA synchronous = NORMAL")
                 self.db.execute("PRAGMA foreign_keys = ON")
-                with self.transaction():
-                    for statement in filter(str.strip, SCHEMA.split(";")):
-                        self.db.execute(statement)
-                    self._check_schema(create=True)
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+                raise self._foreign() from None
             raise ProcessingError(f"{self.path}: cannot open the fixity registry: {exc}") from exc
         except OSError as exc:
             raise ProcessingError(f"{self.path}: cannot create the fixity registry: {exc.strerror}") from exc
         if str(mode).lower() != "wal":
             raise ProcessingError(f"{self.path}: the registry cannot use WAL mode (journal mode {mode})")
 
+    def _foreign(self) -> UsageError:
+        return UsageError(f"{self.path}: not a fixity registry (another file or database; name the registry "
+                          "with --db, or a new file)")
+
     def _check_schema(self, create: bool = False) -> None:
-        try:
-            row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        except sqlite3.DatabaseError as exc:    # opened read-only: not SQLite, or no meta table
-            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB or "no such table" in str(exc):
-                raise UsageError(f"{self.path}: not a fixity registry") from None
-            raise
-        if row is None and create:
-            self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-        elif row is None or row[0] != SCHEMA_VERSION:
-            raise UsageError(f"{self.path}: registry schema {row[0] if row else 'none'}, "
-                             f"this version reads {SCHEMA_VERSION}")
+        """A database with no table becomes a registry (`create`); one with tables is a registry
+        only with our meta row: another application's database is never written into."""
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone():
+            try:
+                row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            except sqlite3.OperationalError:    # no meta table, or another one
+                row = None
+            if row is None:
+                raise self._foreign()
+            if row[0] != SCHEMA_VERSION:
+                raise ProcessingError(f"{self.path}: registry schema {row[0]}, this version reads {SCHEMA_VERSION}")
+        elif not create:
+            raise self._foreign()
+        if create:
+            with self.transaction() as db:
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    db.execute(statement)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
 
     def __enter__(self) -> "Registry":
         return self
