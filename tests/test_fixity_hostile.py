@@ -231,3 +231,18 @@ def _finished_audits(db) -> int:
             return con.execute("SELECT count(*) FROM audits WHERE finished IS NOT NULL").fetchone()[0]
         except sqlite3.OperationalError:    # the schema is not written yet
             return 0
+
+
+def test_names_in_the_human_report_cannot_forge_a_line_or_reach_the_terminal(bag, db):
+    # before: a file named "x<LF>1 bag(s)..." printed a forged summary line, and ESC reached the terminal
+    forged = "x\n1 bag(s), 0 files (0 B) checked; 0 problem(s), 0 changed file(s)\x1b[2J"
+    (bag / "data" / forged).write_bytes(b"sneaked in\n")
+    proc = run_cli("fixity", bag, "--db", db)
+    assert proc.returncode == 3 and no_traceback(proc)
+    assert "\x1b" not in proc.stdout
+    assert [line for line in proc.stdout.splitlines() if line.startswith("1 bag(s)")] == \
+        ["1 bag(s), 8 files (14.3 KB) checked; 2 problem(s), 0 changed file(s)"]   # unexpected, oxum
+    assert "  data/x\\n1 bag(s), 0 files (0 B) checked; 0 problem(s), 0 changed file(s)\\x1b[2J: in the bag," \
+        in proc.stdout
+    history_out = run_cli("fixity", "--history", bag, "--db", db).stdout
+    assert "\x1b" not in history_out and "data/x\\n1 bag(s)" in history_out

@@ -14,6 +14,7 @@ from ..fixity import audit, history
 from ..fixity.registry import Registry
 from ..fixity.report import CSV_HEADER, summary_lines
 from ..fixity.select import MAX_WINDOW_DAYS, Budget, parse_percent
+from ..stages.discover import shown
 from . import ProgressBar, cli, echo_json, json_option, quiet_option
 from .options import parse_size
 
@@ -35,12 +36,12 @@ def _history(db: Path, bag: str, as_json: bool, premis: bool) -> int:
                    "audits": [{**r.__dict__, "outcome": r.status,
                                "problems_found": [c._asdict() for c in problems.get(r.id, [])]} for r in rows]})
         return 0
-    click.echo(f"{rows[0].name} ({rows[0].location}): {len(rows)} audit(s)")
+    click.echo(shown(f"{rows[0].name} ({rows[0].location}): {len(rows)} audit(s)"))
     for r in rows:
         click.echo(f"  {r.started}  {r.mode:<7}  {r.status:<11}  {r.files_checked}/{r.files_total} files  "
                    f"{r.bytes_checked} bytes  {r.problems} problem(s)  [{r.algorithms}]")
         for c in problems.get(r.id, []):
-            click.echo(f"      {c.path or '.'}: {c.reason} [{c.code}]")
+            click.echo(shown(f"      {c.path or '.'}: {c.reason} [{c.code}]"))
     return 0
 
 

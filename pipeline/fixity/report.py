@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
+from ..stages.discover import shown
 from .plan import Finding
 
 EXIT_INTACT, EXIT_NOT_RUN, EXIT_PROBLEMS = 0, 1, 3
@@ -134,6 +135,12 @@ def finding_text(f: Finding) -> str:
 
 
 def summary_lines(report: AuditReport) -> Iterator[str]:
+    """The human report, one line each: names are printed as `shown` (control characters such as
+    a newline or ESC escaped), so no file name can forge a line or drive the terminal."""
+    return map(shown, _summary_lines(report))
+
+
+def _summary_lines(report: AuditReport) -> Iterator[str]:
     for b in report.bags:
         head = f"{b.name}: {b.outcome.upper()}"
         if not b.audited:
