@@ -18,6 +18,7 @@ after the code they must raise.
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -25,6 +26,15 @@ from typing import Iterable
 
 ERROR = "error"
 WARNING = "warning"
+
+UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")   # control characters, surrogates
+
+
+def shown(name: str) -> str:
+    """A name (or a record's key) safe to print on one line in UTF-8: control characters and lone
+    surrogates escaped, undecodable bytes (surrogate escapes, U+DC80-U+DCFF) as `\\xNN`."""
+    return UNSHOWN.sub(lambda m: (f"\\x{ord(m.group()) - 0xDC00:02x}" if "\udc80" <= m.group() <= "\udcff"
+                                  else repr(m.group())[1:-1]), name)
 
 
 @dataclass(frozen=True)

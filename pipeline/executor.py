@@ -21,13 +21,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
-from .errors import PackagingError, PipelineError, ProcessingError, RejectedError, UsageError, errors_in
+from .errors import PackagingError, PipelineError, ProcessingError, RejectedError, UsageError, errors_in, shown
 from .itemstore import ItemStore, store_folder
 from .model import Item, Package
 from .pools import shut, worker_pool
 from .report import StageReport, measure, stage_report
 from .stage import Context, Settings, Stage
-from .stages.discover import shown
 
 STAGE_NAMES = ("discover", "validate", "convert", "describe", "package")
 

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import click
 
-from ..errors import UsageError
+from ..errors import UsageError, shown
 from ..fixity import audit, history
 from ..fixity.registry import Registry
 from ..fixity.report import CSV_HEADER, summary_lines
 from ..fixity.select import MAX_WINDOW_DAYS, Budget, parse_percent
-from ..stages.discover import shown
 from . import ProgressBar, cli, echo_json, json_option, quiet_option
 from .options import parse_size
 

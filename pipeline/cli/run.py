@@ -8,11 +8,10 @@ from typing import Optional
 
 import click
 
-from ..errors import ClusterError, PipelineError, UsageError
+from ..errors import ClusterError, PipelineError, UsageError, shown
 from ..executor import STAGE_NAMES, RunResult, run as run_collection
 from ..report import StageReport
 from ..stage import Settings
-from ..stages.discover import shown
 from . import EXIT_OK, WARNINGS_SHOWN, ProgressBar, cli, echo_json, echo_problems, json_option, quiet_option
 from .options import collections_in, ingest_option, parse_size, pixel_limit_option, workers_option
 

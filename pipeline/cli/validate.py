@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..errors import errors_in
+from ..errors import errors_in, shown
 from ..executor import validate_collection
 from ..stage import Settings
-from ..stages.discover import shown
 from . import EXIT_INVALID, EXIT_OK, WARNINGS_SHOWN, ProgressBar, cli, echo_json, echo_problems, json_option, quiet_option
 from .options import collections_in, ingest_option, pixel_limit_option, workers_option
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
-from ..stages.discover import shown
+from ..errors import shown
 from .plan import Finding
 
 EXIT_INTACT, EXIT_NOT_RUN, EXIT_PROBLEMS = 0, 1, 3

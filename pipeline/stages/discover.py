@@ -22,12 +22,11 @@ import csv
 import io
 import json
 import os
-import re
 import unicodedata
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
-from ..errors import Problem
+from ..errors import Problem, shown
 from ..model import Item, Package, Record
 from ..stage import Context, Stage
 
@@ -53,16 +52,6 @@ CSV_COLUMNS = {
     "dc.source": "source", "dc.language": "language", "notes": "notes",
 }
 LIST_FIELDS = {"place", "subjects"}
-
-
-UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")   # control characters, surrogates
-
-
-def shown(name: str) -> str:
-    """A name (or a record's key) safe to print on one line in UTF-8: control characters and lone
-    surrogates escaped, undecodable bytes (surrogate escapes, U+DC80-U+DCFF) as `\\xNN`."""
-    return UNSHOWN.sub(lambda m: (f"\\x{ord(m.group()) - 0xDC00:02x}" if "\udc80" <= m.group() <= "\udcff"
-                                  else repr(m.group())[1:-1]), name)
 
 
 def is_system(name: str) -> bool:

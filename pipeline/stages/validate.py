@@ -39,10 +39,10 @@ from PIL import Image
 
 from .. import formats
 from ..imaging import captured, icc_description
-from ..errors import Problem, ProcessingError, errors_in
+from ..errors import Problem, ProcessingError, errors_in, shown
 from ..model import Event, Item, Package, Record, pipeline_agent, software_agent
 from ..stage import Context, Stage
-from .discover import CSV_COLUMNS, load_object, shown
+from .discover import CSV_COLUMNS, load_object
 
 SCHEMA_DIRS = (
     Path(__file__).resolve().parents[2] / "schemas",                       # a checkout / editable install
