@@ -14,6 +14,7 @@ language, and the record field it came from (a JSON pointer, for problems).  A t
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Any, Iterable, Mapping, NamedTuple, Optional
 
 from lxml import etree
@@ -33,8 +34,10 @@ class Term(NamedTuple):
 MONTHS = {m: i for i, m in enumerate(
     ("january", "february", "march", "april", "may", "june", "july", "august", "september",
      "october", "november", "december"), start=1)}
-W3CDTF = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"
-                    r"(T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?)?)?$")
+# W3CDTF as dcterms.xsd types it (xs:gYear, gYearMonth, date, dateTime): no year 0000, offsets
+# within +-14:00; the day is checked against the calendar in `date_scheme`.
+W3CDTF = re.compile(r"^(?!0000)\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"
+                    r"(T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))?)?)?)?$")
 EDTF = re.compile(r"^-?\d{4}(-\d{2}(-\d{2})?)?[?~%]?(/(-?\d{4}(-\d{2}(-\d{2})?)?[?~%]?|\.\.)?)?$")
 _WORDED = re.compile(r"^(?:(?P<d1>\d{1,2})\s+)?(?P<month>[A-Za-z]+)\.?\s+(?:(?P<d2>\d{1,2}),?\s+)?(?P<year>\d{4})$")
 
@@ -55,7 +58,14 @@ def normalize_date(text: str) -> str:
 
 def date_scheme(value: str) -> str:
     """"W3CDTF" when the value is a plain W3CDTF date (the xsi:type applies), else ""."""
-    return "W3CDTF" if W3CDTF.match(value) else ""
+    if not W3CDTF.match(value):
+        return ""
+    try:
+        if len(value) >= 10:
+            date.fromisoformat(value[:10])      # a day the calendar has
+    except ValueError:
+        return ""
+    return "W3CDTF"
 
 
 def _values(data: Mapping[str, Any], key: str) -> list[tuple[str, str]]:

@@ -71,6 +71,17 @@ def test_uncertain_date_is_written_without_w3cdtf_type(xsd_dir):
     assert validation_errors(dc.qualified_dc(terms), load_schema(xsd_dir)) == []
 
 
+@pytest.mark.parametrize("value", ["0000", "0000-01-01", "1993-02-29", "1992-02-26T10:00:00+15:00",
+                                   "1992-02-26T10:00:00-23:59", "1992-02-26T10:00:00+14:00", "1992-02-29"])
+def test_w3cdtf_type_only_where_the_schema_takes_the_value(xsd_dir, value):
+    """Year 0000 and offsets beyond 14 hours are no XSD dates: typed W3CDTF they made the record
+    invalid; they are written untyped.  Every typed value validates against dcterms.xsd."""
+    terms = dc.item_terms(dict(RECORD, date=value), COLLECTION)
+    created = dc.qualified_dc(terms).find(f"{{{NS['dcterms']}}}created")
+    assert created.text == value
+    assert validation_errors(dc.qualified_dc(terms), load_schema(xsd_dir)) == []
+
+
 def test_item_without_caption_has_no_description_from_it():
     record = {k: v for k, v in RECORD.items() if k not in ("caption", "notes")}
     assert _texts(dc.oai_dc(dc.item_terms(record, COLLECTION)), "dc:description") == []
