@@ -17,6 +17,7 @@ import os
 import posixpath
 import stat
 from array import array
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Mapping
 from urllib.parse import unquote
@@ -34,6 +35,7 @@ HASH_NAMES = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sh
 LOCATED = {f"{{{NS['mets']}}}FLocat", f"{{{NS['mets']}}}mdRef"}
 IDREFS = ("ADMID", "DMDID", "FILEID")
 HREF = f"{{{NS['xlink']}}}href"
+DC_FOLDER = "data/metadata/dc"
 CLEARED = {f"{{{NS['mets']}}}{name}" for name in ("dmdSec", "amdSec", "file", "div")}  # done with once read
 
 
@@ -55,7 +57,23 @@ def check_mets(bag_root: Path, schemas_dir: Path | None = None, rehash: bool = T
     problems = _consistency(bag_root, mets, rehash, known or {})
     if schemas_dir is not None and not any(p.code == "describe.mets_unreadable" for p in problems):
         problems += schema_problems(mets, Path(schemas_dir))
+    if schemas_dir is not None:
+        problems += dc_schema_problems(bag_root, Path(schemas_dir))
     return problems
+
+
+def dc_schema_problems(bag_root: Path, schemas_dir: Path) -> list[Problem]:
+    """XSD errors of every Dublin Core record of the bag (data/metadata/dc/, links not followed)."""
+    out: list[Problem] = []
+    folder = os.path.join(bag_root, DC_FOLDER)
+    for root, dirs, names in os.walk(folder):      # os.walk does not follow linked folders
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(root, name)
+            if name.endswith(".xml") and not path.is_symlink():
+                rel = path.relative_to(bag_root).as_posix()
+                out += [replace(p, code="describe.dc_schema") for p in schema_problems(path, schemas_dir, shown_as=rel)]
+    return out
 
 
 def schema_problems(path: Path, schemas_dir: Path, shown_as: str = METS_PATH) -> list[Problem]:

@@ -253,6 +253,21 @@ def test_describe_mets_schema(described, xsd_dir):
     assert problems[0].field == "line 3" and "BOGUS" in problems[0].reason
 
 
+def test_describe_dc_schema(described, xsd_dir):
+    """A Dublin Core record of the bag invalid against dcterms.xsd: found with the schemas (by
+    the describe stage with --schemas, and by pipeline verify --schemas), named with its line."""
+    _, ctx, _ = described
+    assert check_mets(ctx.staging, xsd_dir) == []
+    record = next((ctx.staging / "data" / "metadata" / "dc" / "items").rglob("*.dcterms.xml"))
+    text = record.read_text(encoding="utf-8")
+    record.write_text(text.replace("</dcterms:created>", "</dcterms:created><dcterms:bogus>x</dcterms:bogus>", 1),
+                      encoding="utf-8")
+    problems = [p for p in check_mets(ctx.staging, xsd_dir) if p.code != "describe.mets_checksum"]  # edited
+    assert [(p.code, p.path) for p in problems] == [
+        ("describe.dc_schema", record.relative_to(ctx.staging).as_posix())]
+    assert "bogus" in problems[0].reason and problems[0].field.startswith("line ")
+
+
 def test_describe_mets_unreadable(described):
     _, ctx, path = described
     path.write_bytes(path.read_bytes()[:2000])
