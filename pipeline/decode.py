@@ -18,9 +18,9 @@ import numpy as np
 
 from . import tiff
 from .errors import ConversionError, Problem, UnsupportedInput
-from .exif import Metadata, read_metadata
+from .exif import Metadata, page_offsets, read_metadata
 from .formats import Format, identify
-from .imaging import ORIENTATIONS, Frame, Source, captured, orient
+from .imaging import ORIENTATIONS, Frame, Page, Source, captured, orient
 
 # --------------------------------------------------------------------------------------------
 # Formats, identified by signature.
@@ -63,8 +63,8 @@ PILLOW_LAYOUTS = {
 }
 
 
-def _pillow_frame(im, path: str, orientation: int) -> Frame:
-    mode, steps = im.mode, []
+def _pillow_frame(im, path: str, page: Page) -> Frame:
+    mode, steps, orientation = im.mode, [], page.meta.orientation
     if mode in ("P", "PA"):
         target = "RGBA" if mode == "PA" or "transparency" in im.info else "RGB"
         im = im.convert(target)
@@ -83,14 +83,14 @@ def _pillow_frame(im, path: str, orientation: int) -> Frame:
         pixels = pixels.astype("<u2", copy=False)
     if orientation != 1:
         steps.append(f"EXIF orientation {orientation} baked in: {ORIENTATIONS[orientation][0]}")
-    return Frame(orient(pixels, orientation), layout, mode, steps)
+    return Frame(orient(pixels, orientation), layout, mode, steps, page)
 
 
 def _array_frame(pixels: np.ndarray, photometric: int, extrasamples: tuple, mode: str,
-                 orientation: int) -> Frame:
+                 orientation: int, page: Page | None = None) -> Frame:
     steps = [f"EXIF orientation {orientation} baked in: {ORIENTATIONS[orientation][0]}"] if orientation != 1 else []
     pixels = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False)
-    return Frame(orient(pixels, orientation), tiff.Layout(photometric, extrasamples), mode, steps)
+    return Frame(orient(pixels, orientation), tiff.Layout(photometric, extrasamples), mode, steps, page)
 
 
 def _png_header(data: bytes) -> tuple[int, int]:
@@ -118,43 +118,65 @@ def _ratio(value: float) -> tuple[int, int]:
 
 
 def _pillow_metadata(im, fmt: Format, data: bytes, path: str) -> Metadata:
-    """EXIF (relocatable), ICC, XMP, IPTC; everything not carried is listed in `dropped`."""
+    """EXIF (relocatable), ICC, XMP, IPTC of a JPEG, PNG, GIF or WebP (TIFF: `_tiff_pages`);
+    everything not carried is listed in `dropped`."""
     info, kind = im.info, kind_of(fmt)
     meta = Metadata()
     try:
-        if kind == "TIFF":
-            meta = read_metadata(data, image_ifd=True)
-        elif info.get("exif"):
+        if info.get("exif"):
             raw = info["exif"]
             meta = read_metadata(raw[6:] if raw.startswith(b"Exif\0\0") else raw)
     except (ValueError, struct.error) as exc:
         meta.dropped.append(f"EXIF (damaged: {exc})")
-    if kind != "TIFF":
-        meta.icc = info.get("icc_profile") or None
-        text = dict(getattr(im, "text", {}) or {}) if kind == "PNG" else {}
-        xmp = info.get("xmp") or text.pop("XML:com.adobe.xmp", None)
-        text.pop("XML:com.adobe.xmp", None)
-        meta.xmp = xmp.encode("utf-8") if isinstance(xmp, str) else xmp
-        for key in sorted(text):
-            meta.dropped.append(f"PNG text chunk {key!r}")
-        photoshop = info.get("photoshop") or {}
-        meta.iptc = photoshop.get(0x0404)
-        for rid in sorted(photoshop):
-            if rid != 0x0404:
-                meta.dropped.append(f"Photoshop resource 0x{rid:04X}")
-        if info.get("comment"):
-            meta.dropped.append(f"{kind} comment")
-        for key, label in (("gamma", "PNG gAMA (gamma)"), ("srgb", "PNG sRGB rendering intent"),
-                           ("chromaticity", "PNG cHRM (chromaticities)"), ("mp", "MPF index (further images)")):
-            if key in info:
-                meta.dropped.append(label)
+    meta.icc = info.get("icc_profile") or None
+    text = dict(getattr(im, "text", {}) or {}) if kind == "PNG" else {}
+    xmp = info.get("xmp") or text.pop("XML:com.adobe.xmp", None)
+    text.pop("XML:com.adobe.xmp", None)
+    meta.xmp = xmp.encode("utf-8") if isinstance(xmp, str) else xmp
+    for key in sorted(text):
+        meta.dropped.append(f"PNG text chunk {key!r}")
+    photoshop = info.get("photoshop") or {}
+    meta.iptc = photoshop.get(0x0404)
+    for rid in sorted(photoshop):
+        if rid != 0x0404:
+            meta.dropped.append(f"Photoshop resource 0x{rid:04X}")
+    if info.get("comment"):
+        meta.dropped.append(f"{kind} comment")
+    for key, label in (("gamma", "PNG gAMA (gamma)"), ("srgb", "PNG sRGB rendering intent"),
+                       ("chromaticity", "PNG cHRM (chromaticities)"), ("mp", "MPF index (further images)")):
+        if key in info:
+            meta.dropped.append(label)
+    _label_carried(meta)
+    return meta
+
+
+def _label_carried(meta: Metadata) -> None:
     if meta.icc:
         meta.carried.append("ICC profile")
     if meta.xmp:
         meta.carried.append("XMP")
     if meta.iptc:
         meta.carried.append("IPTC-IIM")
-    return meta
+
+
+def _tiff_pages(data: bytes, fmt: Format, count: int, default: float) -> list[Page]:
+    """Each of a TIFF's `count` pages with the metadata, orientation and resolution of its own IFD."""
+    def own(offset: int) -> Metadata:
+        try:
+            return read_metadata(data, offset, image_ifd=True)
+        except (ValueError, struct.error) as exc:
+            return Metadata(dropped=[f"TIFF metadata (damaged: {exc})"])
+    try:
+        metas = [own(offset) for offset in page_offsets(data, count)]
+    except (ValueError, struct.error) as exc:      # the chain of pages itself
+        metas = [Metadata(dropped=[f"TIFF metadata (damaged: {exc})"]) for _ in range(count)]
+    pages = []
+    for meta in metas:
+        _label_carried(meta)
+        resolution, assumed = _resolution(None, fmt, data, meta, default)
+        meta.xmp = _xmp_orientation_reset(meta.xmp, meta.orientation)
+        pages.append(Page(meta, resolution, assumed))
+    return pages
 
 
 def _resolution(im, fmt: Format, data: bytes, meta: Metadata, default: float) -> tuple[tuple, bool]:
@@ -266,15 +288,20 @@ def _pillow_source(data, path, fmt, limit, default_resolution) -> Source:
     kind = kind_of(fmt)
     im = Image.open(io.BytesIO(data))
     frames = getattr(im, "n_frames", 1)
-    meta = _pillow_metadata(im, fmt, data, path)
+    meta = _pillow_metadata(im, fmt, data, path) if kind != "TIFF" else Metadata()
     if im.format == "MPO" and frames > 1:
         meta.dropped.append(f"MPO: {frames - 1} further image(s) in the JPEG (only the primary image is converted)")
         frames = 1
     if frames > 1 and kind in ("GIF", "WebP", "PNG"):
         meta.dropped.append("animation timing (frame durations, loop count)")
     _check_limit(path, im.width, im.height, frames, limit)
-    resolution, assumed = _resolution(im, fmt, data, meta, default_resolution)
-    meta.xmp = _xmp_orientation_reset(meta.xmp, meta.orientation)
+    if kind == "TIFF":
+        pages = _tiff_pages(data, fmt, frames, default_resolution)
+        meta, resolution, assumed = pages[0].meta, pages[0].resolution, pages[0].resolution_assumed
+    else:
+        resolution, assumed = _resolution(im, fmt, data, meta, default_resolution)
+        meta.xmp = _xmp_orientation_reset(meta.xmp, meta.orientation)
+        pages = [Page(meta, resolution, assumed)] * frames
     decoder = ("Pillow", PIL.__version__)
     if kind == "JPEG":
         decoder = ("Pillow", f"{PIL.__version__} (libjpeg-turbo {features.version('libjpeg_turbo') or features.version('jpg')})")
@@ -296,7 +323,7 @@ def _pillow_source(data, path, fmt, limit, default_resolution) -> Source:
                 raise _fail("convert.pixel_limit", path,
                             f"{frames} frames of {pixels} pixels or more exceed the pixel limit of {limit}")
             im.load()
-            frame = _pillow_frame(im, path, meta.orientation)
+            frame = _pillow_frame(im, path, pages[i])
             if i == frames - 1:
                 im.close()      # the decoder's own copy of the pixels is not needed any more
             yield frame
@@ -380,25 +407,17 @@ def _tifffile_source(data, path, fmt, limit, default_resolution) -> Source:
     if total > limit:       # every page counts, whatever its size
         raise _fail("convert.pixel_limit", path,
                     f"{len(pages)} pages of {total} pixels in all exceed the pixel limit of {limit}")
-    try:
-        meta = read_metadata(data, image_ifd=True)
-    except (ValueError, struct.error) as exc:
-        meta = Metadata(dropped=[f"TIFF metadata (damaged: {exc})"])
-    for label, value in (("ICC profile", meta.icc), ("XMP", meta.xmp), ("IPTC-IIM", meta.iptc)):
-        if value:
-            meta.carried.append(label)
-    resolution, assumed = _resolution(None, fmt, data, meta, default_resolution)
-    meta.xmp = _xmp_orientation_reset(meta.xmp, meta.orientation)
+    own = _tiff_pages(data, fmt, len(pages), default_resolution)
     mode = f"{'RGB' if first.photometric == 2 else 'L'}{'A' if first.extrasamples else ''};{first.bitspersample}"
 
     def iter_frames() -> Iterator[Frame]:
         with tf:
-            for page in pages:
+            for page, its in zip(pages, own):
                 pixels = page.asarray()
                 if page.planarconfig == 2 and pixels.ndim == 3 and page.samplesperpixel > 1:
                     pixels = np.moveaxis(pixels, 0, -1)
                 yield _array_frame(np.ascontiguousarray(pixels), int(page.photometric),
-                                   tuple(page.extrasamples), mode, meta.orientation)
+                                   tuple(page.extrasamples), mode, its.meta.orientation, its)
 
-    return Source(fmt, first.imagewidth, first.imagelength, mode, len(pages),
-                  ("tifffile", tifffile.__version__), meta, resolution, assumed, iter_frames)
+    return Source(fmt, first.imagewidth, first.imagelength, mode, len(pages), ("tifffile", tifffile.__version__),
+                  own[0].meta, own[0].resolution, own[0].resolution_assumed, iter_frames)

@@ -1,4 +1,4 @@
-"""Reading the metadata a TIFF structure holds (an EXIF block, or a TIFF file's first IFD), so that
+"""Reading the metadata a TIFF structure holds (an EXIF block, or a TIFF file's page IFDs), so that
 it can be carried into a master: bounded, never follows more than the EXIF and GPS pointers, and
 turns every entry into little-endian `tiff.Entry` values with the offsets left to the writer.
 
@@ -122,8 +122,24 @@ def _sub_ifd(reader: _Reader, offset: int, group: str, meta: Metadata) -> list[E
     return out
 
 
+def page_offsets(buf: bytes, count: int) -> list[int]:
+    """The offsets of a TIFF file's first `count` page IFDs, following the chain of next-IFD offsets.
+
+    Raises ValueError when the chain is damaged or loops before `count` pages.
+    """
+    reader = _Reader(buf)
+    offsets, at = [], reader.first_ifd()
+    while len(offsets) < count:
+        if not at or at in offsets:
+            raise ValueError(f"the chain of image directories ends or loops after {len(offsets)} page(s)")
+        offsets.append(at)
+        _, at = reader.ifd(at)
+    return offsets
+
+
 def read_metadata(buf: bytes, ifd_offset: int | None = None, *, image_ifd: bool = False) -> Metadata:
-    """Metadata of a TIFF structure: an EXIF block, or (`image_ifd`) a TIFF file's first IFD.
+    """Metadata of a TIFF structure: an EXIF block, or (`image_ifd`) a TIFF file's image IFD (the
+    first, or the page at `ifd_offset`).
 
     Raises ValueError when the structure is damaged; the caller decides what that drops.
     """

@@ -151,11 +151,22 @@ def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
 
 
 @dataclass
+class Page:
+    """What one frame carries into its master: its metadata and resolution.  A multi-page TIFF's
+    pages each have their own (their own IFD); the frames of other sources share the source's."""
+
+    meta: Metadata
+    resolution: tuple               # ((xn, xd), (yn, yd), unit) as written into the master
+    resolution_assumed: bool
+
+
+@dataclass
 class Frame:
     pixels: np.ndarray              # canonical: palette expanded, orientation baked
     layout: tiff.Layout
     mode: str                       # the source mode as decoded
     steps: list[str]
+    page: Page | None = None        # None: the source's metadata and resolution
 
 
 @dataclass
@@ -272,9 +283,10 @@ def write_master(source: Source, frame: Frame, dest: Path, compression: str,
     """
     code = tiff.DEFLATE if compression == "deflate" else tiff.NONE
     tmp = dest.with_name(f".{dest.name}.proving")
-    meta = source.meta
+    page = frame.page or Page(source.meta, source.resolution, source.resolution_assumed)
+    meta = page.meta
     try:
-        chunks = tiff.encode(frame.pixels, frame.layout, code, source.resolution,
+        chunks = tiff.encode(frame.pixels, frame.layout, code, page.resolution,
                              _metadata_entries(meta), meta.exif, meta.gps)
         size, checksums = tiff.write_chunks(tmp, chunks, algorithms)
         del chunks
@@ -302,7 +314,7 @@ def write_master(source: Source, frame: Frame, dest: Path, compression: str,
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    (xn, xd), (yn, yd), unit = source.resolution
+    (xn, xd), (yn, yd), unit = page.resolution
     pixels = frame.pixels
     technical = {
         "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
@@ -315,7 +327,7 @@ def write_master(source: Source, frame: Frame, dest: Path, compression: str,
         "icc_profile": icc_description(meta.icc),
         "x_resolution": round(xn / xd, 4), "y_resolution": round(yn / yd, 4),
         "resolution_unit": {1: "none", 2: "inch", 3: "centimeter"}[unit],
-        "resolution_assumed": source.resolution_assumed,
+        "resolution_assumed": page.resolution_assumed,
         "orientation_applied": {"exif_orientation": meta.orientation,
                                 "transform": ORIENTATIONS[meta.orientation][0]},
         "source_mode": frame.mode, "steps": list(frame.steps),

@@ -150,16 +150,26 @@ def _digest_event(item: Item, ctx: Context, original: FileInfo) -> Event:
         objects=((original.id, "source"),), extra=dict(original.checksums))
 
 
+def _per_frame(techs: list[dict], key: str):
+    """The masters' value of `key`: one value when every frame has the same, else one per frame."""
+    values = [t[key] for t in techs]
+    return values[0] if all(v == values[0] for v in values) else values
+
+
 def _normalization_event(item: Item, ctx: Context, source: Source, original: FileInfo,
-                         masters: list[FileInfo], proven: bool, mismatch: str) -> Event:
+                         masters: list[FileInfo], techs: list[dict], proven: bool, mismatch: str) -> Event:
+    """`techs`: the technical record of every master written, the unproven one included."""
     import tifffile
-    tech = masters[0].technical if masters else {}
+    tech = techs[0]
     frames = f"{len(masters)} masters, one per frame" if len(masters) > 1 else "one master"
+    resolutions = [f"{t['x_resolution']}x{t['y_resolution']} per {t['resolution_unit']}"
+                   + (" (assumed default)" if t["resolution_assumed"] else "") for t in techs]
+    if len(set(resolutions)) > 1:
+        resolutions = ["; ".join(f"frame {i}: {r}" for i, r in enumerate(resolutions, 1))]
     detail = (f"{original.format_name} {source.mode} {source.width}x{source.height} -> baseline TIFF 6.0 "
-              f"little-endian, {tech.get('compression', ctx.settings.compression)}, {frames}; "
-              + "; ".join(tech.get("steps", []) or ["no palette or orientation step"])
-              + f"; resolution {tech.get('x_resolution')}x{tech.get('y_resolution')} per "
-              f"{tech.get('resolution_unit')}{' (assumed default)' if source.resolution_assumed else ''}")
+              f"little-endian, {tech['compression']}, {frames}; "
+              + "; ".join(tech["steps"] or ["no palette or orientation step"])
+              + f"; resolution {resolutions[0]}")
     if proven:
         outcome_detail = (f"pixel proof passed: every sample of {len(masters)} master(s), decoded by tifffile, "
                           f"equals the decoded source")
@@ -178,9 +188,8 @@ def _normalization_event(item: Item, ctx: Context, source: Source, original: Fil
                "pixel_digest": "sha256 over 'pixels-v1 <dtype> <shape>\\n' + C-contiguous little-endian samples",
                "decoder": f"{name} {version}", "proof_decoder": f"tifffile {tifffile.__version__}",
                "encoder": _encoder(ctx.settings.compression),
-               "orientation_applied": tech.get("orientation_applied", {}),
-               "resolution_assumed": source.resolution_assumed,
-               "metadata_carried": list(source.meta.carried), "metadata_dropped": list(source.meta.dropped)})
+               **{key: _per_frame(techs, key) for key in ("orientation_applied", "resolution_assumed",
+                                                          "metadata_carried", "metadata_dropped")}})
 
 
 def _encoder(compression: str) -> str:
@@ -191,12 +200,15 @@ def _encoder(compression: str) -> str:
     return f"preservation-pipeline {__version__} TIFF writer"
 
 
-def _warnings(item: Item, source: Source) -> list[Problem]:
+def _warnings(item: Item, source: Source, techs: list[dict]) -> list[Problem]:
     out = [Problem("convert.library_message", item.relpath, m) for m in dict.fromkeys(source.messages)]
-    if source.meta.dropped:
+    dropped = _per_frame(techs, "metadata_dropped")
+    if dropped and isinstance(dropped[0], list):    # frames differ: each frame's, named by its number
+        dropped = [f"frame {i}: {d}" for i, ds in enumerate(dropped, 1) for d in ds]
+    if dropped:
         out.append(Problem("convert.metadata_dropped", item.relpath,
-                           "not carried into the master: " + "; ".join(source.meta.dropped)))
-    if source.resolution_assumed:
+                           "not carried into the master: " + "; ".join(dropped)))
+    if any(t["resolution_assumed"] for t in techs):
         out.append(Problem("convert.resolution_assumed", item.relpath,
                            "no resolution recorded; the default was written into the master"))
     return out
@@ -287,7 +299,7 @@ def _convert(item: Item, ctx: Context, data: bytes, digests: dict[str, str], wri
     s = ctx.settings
     source = open_source(data, item.relpath, s.pixel_limit, s.default_resolution)
     bagpaths = master_bagpaths(item.relpath, source.frames)
-    masters, proven, mismatch = [], True, ""
+    masters, techs, proven, mismatch = [], [], True, ""
     for bagpath, frame in zip(bagpaths, source.iter_frames()):
         dest = ctx.staging / bagpath
         _claim(dest, bagpath, item, ctx)
@@ -299,6 +311,7 @@ def _convert(item: Item, ctx: Context, data: bytes, digests: dict[str, str], wri
             raise ConversionError(f"{item.relpath}: {exc}", [
                 Problem("convert.write", item.relpath, f"cannot write the master: {exc}")]) from exc
         del frame
+        techs.append(m.technical)
         if not m.proven:
             proven, mismatch = False, f"{bagpath}: {m.mismatch}"
             break
@@ -310,8 +323,8 @@ def _convert(item: Item, ctx: Context, data: bytes, digests: dict[str, str], wri
     if not proven:
         _remove(written)
         original = _original_info(item, ctx, source, len(data), {"sha256": digests["sha256"]})
-        event = _normalization_event(item, ctx, source, original, masters, False, mismatch)
-        return replace(item, events=item.events + (event,), problems=item.problems + tuple(_warnings(item, source)) + (
+        event = _normalization_event(item, ctx, source, original, masters, techs, False, mismatch)
+        return replace(item, events=item.events + (event,), problems=item.problems + tuple(_warnings(item, source, techs)) + (
             Problem("convert.proof", item.relpath, f"pixel proof failed: {mismatch}; no master was kept"),))
     original_path = ctx.staging / ORIGINALS / item.relpath
     written.append(original_path)
@@ -319,8 +332,8 @@ def _convert(item: Item, ctx: Context, data: bytes, digests: dict[str, str], wri
                                    digests={a: digests[a] for a in s.algorithms})
     original = _original_info(item, ctx, source, size, checksums)
     events = (_digest_event(item, ctx, original),
-              _normalization_event(item, ctx, source, original, masters, True, ""))
-    warnings = _warnings(item, source)
+              _normalization_event(item, ctx, source, original, masters, techs, True, ""))
+    warnings = _warnings(item, source, techs)
     item = replace(item, original=original, masters=tuple(masters), events=item.events + events,
                    problems=item.problems + tuple(warnings))
     _write_record(item, ctx, digests["sha256"], events, warnings)

@@ -520,3 +520,43 @@ def test_convert_pixel_limit_counts_every_page(tmp_path, dtype):
     item = convert_item(put(ctx, "pages.tif", buf.getvalue()), ctx)
     assert [p.code for p in item.problems] == ["convert.pixel_limit"]
     assert staged_files(ctx) == []
+
+
+def _lab_icc() -> bytes:
+    from PIL import ImageCms
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16], ids=["8-bit (Pillow)", "16-bit (tifffile)"])
+def test_each_page_of_a_multipage_tiff_carries_its_own_metadata(tmp_path, dtype):
+    """Every master of a two-page TIFF has its own page's description, software, date, resolution,
+    ICC profile and orientation (not page 1's for all), and the event lists what each carried."""
+    pages = [({"description": "page 1: recto", "software": "scanA", "datetime": "2001:01:01 10:00:00",
+               "resolution": (300, 300), "iccprofile": srgb_icc()}, []),
+             ({"description": "page 2: verso, inscription", "software": "scanB", "datetime": "2002:02:02 20:00:00",
+               "resolution": (600, 400), "iccprofile": _lab_icc()},
+              [(274, "H", 1, 6, False), (315, "s", 0, "Verso Scanner", False)])]
+    pixels = [np.arange(30 * 40 * 3, dtype=dtype).reshape(30, 40, 3) * (i + 1) for i in range(2)]
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as tw:
+        for arr, (tags, extra) in zip(pixels, pages):
+            tw.write(arr, photometric="rgb", resolutionunit="INCH", metadata=None, extratags=extra, **tags)
+    ctx = make_ctx(tmp_path)
+    item = convert_item(put(ctx, "a.tif", buf.getvalue()), ctx)
+    assert len(item.masters) == 2 and not errors_in(item.problems)
+    for master, arr, (tags, _), turned in zip(item.masters, pixels, pages, (False, True)):
+        with tifffile.TiffFile(ctx.staging / master.bagpath) as tf:
+            t = tf.pages[0].tags
+            assert t["ImageDescription"].value == tags["description"]
+            assert t["Software"].value == tags["software"]
+            assert t["DateTime"].value == tags["datetime"]
+            assert t["InterColorProfile"].value == tags["iccprofile"]
+            assert (t["XResolution"].value, t["YResolution"].value) == tuple((r, 1) for r in tags["resolution"])
+            assert t["Orientation"].value == 1
+        assert master.technical["orientation_applied"]["exif_orientation"] == (6 if turned else 1)
+    assert "Artist" not in str(item.masters[0].technical["metadata_carried"])
+    assert "TIFF tag 315 (Artist)" in item.masters[1].technical["metadata_carried"]
+    event = item.events[1].extra
+    assert event["metadata_carried"] == [m.technical["metadata_carried"] for m in item.masters]
+    assert event["orientation_applied"] == [m.technical["orientation_applied"] for m in item.masters]
+    assert "frame 1: 300.0x300.0 per inch; frame 2: 600.0x400.0 per inch" in item.events[1].detail
