@@ -65,6 +65,8 @@ PILLOW_LAYOUTS = {
 
 def _pillow_frame(im, path: str, page: Page) -> Frame:
     mode, steps, orientation = im.mode, [], page.meta.orientation
+    # Pillow's TIFF reader bakes the Orientation in itself as it loads (and removes the tag): once only
+    baked = im.format == "TIFF" and 274 not in im.tag_v2
     if mode in ("P", "PA"):
         target = "RGBA" if mode == "PA" or "transparency" in im.info else "RGB"
         im = im.convert(target)
@@ -83,7 +85,7 @@ def _pillow_frame(im, path: str, page: Page) -> Frame:
         pixels = pixels.astype("<u2", copy=False)
     if orientation != 1:
         steps.append(f"EXIF orientation {orientation} baked in: {ORIENTATIONS[orientation][0]}")
-    return Frame(orient(pixels, orientation), layout, mode, steps, page)
+    return Frame(pixels if baked else orient(pixels, orientation), layout, mode, steps, page)
 
 
 def _array_frame(pixels: np.ndarray, photometric: int, extrasamples: tuple, mode: str,

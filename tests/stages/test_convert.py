@@ -553,6 +553,7 @@ def test_each_page_of_a_multipage_tiff_carries_its_own_metadata(tmp_path, dtype)
             assert t["InterColorProfile"].value == tags["iccprofile"]
             assert (t["XResolution"].value, t["YResolution"].value) == tuple((r, 1) for r in tags["resolution"])
             assert t["Orientation"].value == 1
+            np.testing.assert_array_equal(tf.pages[0].asarray(), np.rot90(arr, -1) if turned else arr)
         assert master.technical["orientation_applied"]["exif_orientation"] == (6 if turned else 1)
     assert "Artist" not in str(item.masters[0].technical["metadata_carried"])
     assert "TIFF tag 315 (Artist)" in item.masters[1].technical["metadata_carried"]
@@ -560,3 +561,16 @@ def test_each_page_of_a_multipage_tiff_carries_its_own_metadata(tmp_path, dtype)
     assert event["metadata_carried"] == [m.technical["metadata_carried"] for m in item.masters]
     assert event["orientation_applied"] == [m.technical["orientation_applied"] for m in item.masters]
     assert "frame 1: 300.0x300.0 per inch; frame 2: 600.0x400.0 per inch" in item.events[1].detail
+
+
+@pytest.mark.parametrize("orientation,turn", [(3, lambda a: a[::-1, ::-1]), (5, lambda a: a.swapaxes(0, 1)),
+                                              (6, lambda a: np.rot90(a, -1))], ids=["3", "5", "6"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16], ids=["8-bit (Pillow)", "16-bit (tifffile)"])
+def test_tiff_orientation_is_baked_in_once(tmp_path, dtype, orientation, turn):
+    """Pillow's TIFF reader turns the pixels itself: the master must not be turned a second time."""
+    arr = np.arange(30 * 40 * 3, dtype=dtype).reshape(30, 40, 3)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, arr, photometric="rgb", metadata=None, extratags=[(274, "H", 1, orientation, False)])
+    ctx = make_ctx(tmp_path)
+    item = convert_item(put(ctx, "o.tif", buf.getvalue()), ctx)
+    np.testing.assert_array_equal(tifffile.imread(ctx.staging / item.masters[0].bagpath), turn(arr))
