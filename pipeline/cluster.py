@@ -16,6 +16,7 @@ The connect timeout is Dask's `distributed.comm.timeouts.connect` setting (envir
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional, Sequence
@@ -27,6 +28,7 @@ from .stage import Context
 INSTALL_HINT = "the dask executor needs the optional extra: pip install 'preservation-pipeline[dask]'"
 POLL_SECONDS = 1.0
 NO_WORKER_GRACE = 30.0
+CONNECT_MARGIN = 5.0      # seconds beyond Dask's connect timeout for the whole handshake
 
 
 def _distributed():
@@ -44,9 +46,10 @@ def connect(address: str) -> Iterator[object]:
         raise UsageError("--executor dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
     distributed = _distributed()
     try:
-        client = distributed.Client(address, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
+        distributed.comm.get_address_host_port(address)     # refused before a client is half made
+    except (ValueError, TypeError, NotImplementedError) as exc:
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: {_one_line(exc)}") from exc
+    client = _client(distributed, address)
     try:
         yield client
     finally:
@@ -56,16 +59,66 @@ def connect(address: str) -> Iterator[object]:
             pass  # the scheduler is already gone; nothing is left to release
 
 
+def _client(distributed, address: str):
+    """A distributed.Client on `address`, made within the connect timeout plus a margin: made in
+    a thread of its own, as a service that is not a Dask scheduler can keep the handshake
+    waiting for ever; any failure is a ClusterError."""
+    import dask.config
+    from dask.utils import parse_timedelta
+    timeout = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="s") or 30
+    made: dict = {}
+
+    def make() -> None:
+        try:
+            made["client"] = distributed.Client(address, set_as_default=False, timeout=timeout)
+        except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread
+            made["error"] = exc
+
+    thread = threading.Thread(target=make, name="dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout + CONNECT_MARGIN)
+    if thread.is_alive():
+        raise ClusterError(f"cannot reach the Dask scheduler at {address}: no answer in "
+                           f"{timeout + CONNECT_MARGIN:g} s (is a Dask scheduler listening there?)")
+    error = made.get("error")
+    if isinstance(error, Exception):
+        _forget_half_made(distributed, error)
+        raise ClusterError(f"cannot reach the Dask scheduler at {address}: {_one_line(error)}") from error
+    if error is not None:
+        raise error
+    return made["client"]
+
+
+def _forget_half_made(distributed, error: BaseException) -> None:
+    """A Client whose constructor failed still tries to close its connection when collected,
+    waiting for it (and printing a traceback) up to twice the connect timeout: it is marked
+    closed (Client.close returns at once for a closed client) and its event loop stopped."""
+    tb = error.__traceback__
+    while tb is not None:
+        client = tb.tb_frame.f_locals.get("self")
+        if isinstance(client, distributed.Client):
+            client.status = "closed"
+            try:
+                client._loop_runner.stop()
+            except Exception:  # noqa: BLE001 -- best effort on a client that never was
+                pass
+        tb = tb.tb_next
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
+
+
+def _lost(address: str, exc: BaseException) -> ClusterError:
+    return ClusterError(f"lost the Dask scheduler at {address}: {_one_line(exc)}; no bag was published")
 
 
 def _thread_count(client, address: str) -> int:
     try:
         return sum(client.nthreads().values())
     except (OSError, TimeoutError) as exc:
-        raise ClusterError(f"lost the Dask scheduler at {address}: {_one_line(exc)}") from exc
+        raise _lost(address, exc) from exc
 
 
 def map_on_dask(fn: Callable[[Item, Context], Item], items: Sequence[Item], ctx: Context, stage: str,
@@ -97,7 +150,10 @@ def map_on_dask(fn: Callable[[Item, Context], Item], items: Sequence[Item], ctx:
                 except StopIteration:
                     exhausted = True
                     break
-                fut = client.submit(fn, item, ctx, pure=False)
+                try:
+                    fut = client.submit(fn, item, ctx, pure=False)
+                except OSError as exc:          # CommClosedError among them: the scheduler is gone
+                    raise _lost(address, exc) from exc
                 pending[fut] = (i, item.relpath)
                 fut.add_done_callback(finished.put)
             if not pending:
@@ -148,6 +204,9 @@ def _result(fut, relpath: str, stage: str) -> Item:
                                f"({_one_line(exc)}); no bag was published") from exc
     try:
         return fut.result()
+    except OSError as exc:      # finished, but its result could not be fetched: the scheduler is gone
+        raise ClusterError(f"{stage}: {relpath}: its result could not be fetched (scheduler lost? "
+                           f"{_one_line(exc)}); no bag was published") from exc
     except distributed.CancelledError as exc:
         raise ClusterError(f"{stage}: {relpath}: the Dask cluster cancelled the task "
                            "(scheduler lost?); no bag was published") from exc

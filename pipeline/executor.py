@@ -284,6 +284,12 @@ def run(collection: Path, output: Path, settings: Settings = Settings(),
         from .xmlio import load_schema
         load_schema(settings.schemas_dir)   # a wrong --schemas is refused before any work
     output = Path(output)
+    with _cluster(settings) as client:      # an unreachable cluster is refused before output/ is touched
+        return _run_locked(collection, output, settings, until, progress, on_stage, client)
+
+
+def _run_locked(collection: Path, output: Path, settings: Settings, until: Optional[str],
+                progress: Optional[Progress], on_stage, client) -> RunResult:
     made = [folder for folder in (output, output / ".staging") if not folder.exists()]
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -291,7 +297,7 @@ def run(collection: Path, output: Path, settings: Settings = Settings(),
         raise UsageError(f"{output}: cannot be used as the output folder ({exc.strerror})") from exc
     ctx = Context.create(settings, collection.resolve(), output.resolve(), collection.name)
     result = RunResult(package=_empty_package(collection))
-    with collection_lock(output, collection.name), _cluster(settings) as client:
+    with collection_lock(output, collection.name):
         if until in (None, "package") and load_stage("package") is not None:
             from .publish import preflight  # before any work: refuse an existing bag, or
             try:

@@ -91,7 +91,50 @@ def test_cli_unreachable_scheduler_one_line_exit_1(tmp_path):
     assert len(lines) == 1 and "cannot reach the Dask scheduler" in lines[0]
     report = json.loads(proc.stdout)
     assert report["ok"] is False and "cannot reach" in report["collections"][0]["error"]
-    assert not [p for p in (tmp_path / "output").iterdir() if p.name != ".staging"]
+    assert not (tmp_path / "output").exists()      # refused before output/ is touched
+
+
+@pytest.fixture
+def not_a_scheduler():
+    """A TCP service that is no Dask scheduler: it greets every connection with a banner, as SSH
+    does, and then says nothing."""
+    import socket
+    import threading
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", ["not_a_scheduler", "no_port", "unknown_protocol"])
+def test_cli_scheduler_address_that_is_no_dask_scheduler_one_line_exit_1(tmp_path, request, kind):
+    """A service that is no Dask scheduler once hung the run for ever (or died allocating
+    exabytes for the banner); an address without a port lingered 60 s in a traceback."""
+    address = {"not_a_scheduler": lambda: request.getfixturevalue("not_a_scheduler"),
+               "no_port": lambda: "notanaddress", "unknown_protocol": lambda: "nosuch://127.0.0.1:8786"}[kind]()
+    (tmp_path / "ingest" / "coll").mkdir(parents=True)
+    proc = run_cli("run", "--ingest", tmp_path / "ingest", "--output", tmp_path / "output",
+                   "--executor", "dask", "--scheduler", address,
+                   env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}, timeout=90)
+    assert proc.returncode == 1 and no_traceback(proc), proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the Dask scheduler" in lines[0], proc.stderr
+    assert not (tmp_path / "output").exists()
 
 
 def test_cli_dask_executor_without_scheduler_is_usage_error(tmp_path):

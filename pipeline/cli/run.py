@@ -47,8 +47,7 @@ def run(collections, ingest, output, until, compression, algorithms, schemas, ma
     if executor == "dask" and not scheduler:
         raise click.UsageError("--executor dask needs --scheduler ADDRESS")
     if executor == "dask":
-        # The cluster's own log lines would only repeat our one-line ClusterError as noise.
-        logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+        quiet_cluster_logs()
     settings = Settings(pixel_limit=pixel_limit, compression=compression,
                         algorithms=tuple(algorithms) or ("sha256", "sha512"), workers=workers,
                         executor=executor, scheduler=scheduler, schemas_dir=schemas,
@@ -81,6 +80,19 @@ def run(collections, ingest, output, until, compression, algorithms, schemas, ma
     if as_json:
         echo_json({"command": "run", "ok": worst == EXIT_OK, "collections": reports})
     return worst
+
+
+def quiet_cluster_logs() -> None:
+    """The cluster's own log lines would only repeat our one-line ClusterError as noise.  Dask's
+    logging configuration, applied when distributed is imported, gives some of its loggers
+    (distributed.client among them) levels of their own: each is raised, not only the parent."""
+    try:
+        import distributed  # noqa: F401 -- its logging configuration first, then ours over it
+    except ImportError:
+        pass                # the run says how to install it
+    names = [n for n in logging.root.manager.loggerDict if n == "distributed" or n.startswith("distributed.")]
+    for name in {"distributed", *names}:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def collection_report(name: str, stages: list[StageReport], started: float,
