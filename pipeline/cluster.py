@@ -204,7 +204,10 @@ def _result(fut, relpath: str, stage: str) -> Item:
                                f"({_one_line(exc)}); no bag was published") from exc
     try:
         return fut.result()
-    except OSError as exc:      # finished, but its result could not be fetched: the scheduler is gone
+    except OSError as exc:
+        if fut.status != "finished":    # the task's own error, raised again here
+            raise
+        # finished, but its result could not be fetched: the scheduler is gone
         raise ClusterError(f"{stage}: {relpath}: its result could not be fetched (scheduler lost? "
                            f"{_one_line(exc)}); no bag was published") from exc
     except distributed.CancelledError as exc:

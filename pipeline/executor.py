@@ -290,7 +290,7 @@ def run(collection: Path, output: Path, settings: Settings = Settings(),
 
 def _run_locked(collection: Path, output: Path, settings: Settings, until: Optional[str],
                 progress: Optional[Progress], on_stage, client) -> RunResult:
-    made = [folder for folder in (output, output / ".staging") if not folder.exists()]
+    made = [folder for folder in (output, output / ".staging") if not os.path.exists(folder)]   # never raises
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

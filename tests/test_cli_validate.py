@@ -94,3 +94,16 @@ def test_usage_errors_exit_2(tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     proc = run_cli("validate", "--pixel-limit", "0", tmp_path)
     assert proc.returncode == 2 and no_traceback(proc)
+
+
+def test_a_folder_that_cannot_name_a_collection_does_not_stop_the_others(tmp_path):
+    """A badly named folder in ingest/ is reported in its place, and the collections beside it
+    are still validated (--json gives the whole report)."""
+    import helpers_stages as hs
+    hs.make_collection(tmp_path / "ingest", n=1, name="x" * 210)
+    hs.make_collection(tmp_path / "ingest", n=1, name="good")
+    proc = run_cli("validate", "--ingest", tmp_path / "ingest", "--json")
+    assert proc.returncode == 1 and no_traceback(proc), proc.stderr
+    reports = {r["collection"]: r for r in json.loads(proc.stdout)["collections"]}
+    assert reports["good"]["valid"] is True
+    assert reports["x" * 210]["valid"] is False and "becomes its bag's name" in reports["x" * 210]["error"]

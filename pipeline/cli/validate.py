@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import errors_in, shown
+from ..errors import RejectedError, errors_in, shown
 from ..executor import validate_collection
 from ..stage import Settings
 from . import EXIT_INVALID, EXIT_OK, WARNINGS_SHOWN, ProgressBar, cli, echo_json, echo_problems, json_option, quiet_option
@@ -30,7 +30,16 @@ def validate(collections, ingest, pixel_limit, workers, as_json, quiet):
     reports, worst = [], EXIT_OK
     for folder in collections_in(ingest, tuple(collections)):
         name = shown(folder.resolve().name)     # `.` names no collection
-        package = validate_collection(folder, settings, progress=bar)
+        try:
+            package = validate_collection(folder, settings, progress=bar)
+        except RejectedError as exc:        # a folder that cannot be a collection: the others go on
+            bar.close()
+            worst = EXIT_INVALID
+            reports.append({"collection": name, "items": 0, "valid": False, "errors": 1, "warnings": 0,
+                            "error": str(exc), "problems": [p.as_dict() for p in exc.problems]})
+            if not as_json:
+                click.echo(f"pipeline: error: {exc}", err=True)
+            continue
         bar.close()
         problems = package.all_problems
         errors = errors_in(problems)

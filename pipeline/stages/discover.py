@@ -239,9 +239,13 @@ def _pair_sidecars(images: list[str], sidecars: list[str]):
 
     def pair(rel: str, owners: list[str]) -> None:
         claimed.update(owners)
-        if len(owners) != 1:
+        twice = len(owners) == 1 and owners[0] in paired    # a.json and a.JSON beside a.jpg
+        if len(owners) != 1 or twice:
             records.append(Record(rel, {}))
-        if not owners:
+        if twice:
+            problems.append(Problem("record.duplicate", rel, f"{shown(owners[0])!r} is also described by "
+                                                             f"{shown(paired[owners[0]].path)!r}"))
+        elif not owners:
             problems.append(Problem("record.no_image", rel, "no image with this name beside this record"))
         elif len(owners) > 1:
             problems.append(Problem("record.ambiguous", rel, f"could belong to {', '.join(owners)}; "

@@ -228,3 +228,12 @@ def test_a_sidecar_in_the_other_normalization_finds_its_image_not_record_no_imag
     package = validate_collection(folder, ONE)
     assert [(i.relpath, i.record.path) for i in package.items] == [(f"{image}.jpg", f"{image}.json")]
     assert sorted(p.code for p in package.all_problems) == ["name.twin", "record.no_image"]
+
+
+def test_two_sidecars_of_one_image_are_record_duplicate_and_name_twin(tmp_path):
+    """a.json and a.JSON beside a.jpg: the second once overwrote the first's pairing and, no
+    longer listed anywhere, vanished from the bag without a word."""
+    folder = make(tmp_path / "c", {"a.jpg": jpeg(), "a.json": RECORD | {"identifier": "a"},
+                                   "a.JSON": RECORD | {"identifier": "b"}})
+    problems = validate_collection(folder, ONE).all_problems
+    assert {(p.code, p.path) for p in errors_in(problems)} >= {("record.duplicate", "a.json"), ("name.twin", "a.json")}
