@@ -35,7 +35,7 @@ KEEP_LIMIT = 256 << 20             # tag files verify parses are kept in memory 
 PARSED = ("bagit.txt", "bag-info.txt", "package-info.txt", "fetch.txt")   # and the manifests
 _DRIVE = re.compile(r"^[A-Za-z]:")
 # zipfile raises RuntimeError for an encrypted member, NotImplementedError for an unknown method.
-_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, ValueError,
            RuntimeError, NotImplementedError)
 
 # MIME types of each serialization, as BagIt profiles name them in Accept-Serialization.

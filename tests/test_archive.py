@@ -261,7 +261,8 @@ def _flip_gzip_crc(data):
     (".tar.gz", "w:gz", _flip_gzip_crc),             # CRC-32 of the gzip trailer wrong
     (".tar.xz", "w:xz", lambda b: _cut(b, 12)),      # xz stream footer cut
     (".tar.bz2", "w:bz2", lambda b: _cut(b, 4)),     # bz2 end-of-stream marker cut
-], ids=["gz-truncated", "gz-crc", "xz-truncated", "bz2-truncated"])
+    (".tar.xz", "w:xz", lambda b: b[:40] + bytes(x ^ 0x5A for x in b[40:80]) + b[80:]),  # xz data corrupt
+], ids=["gz-truncated", "gz-crc", "xz-truncated", "bz2-truncated", "xz-corrupt"])
 def test_damaged_compression_trailer_is_archive_unreadable(tmp_path, suffix, mode, damage):
     """The tar inside ends before the damage, so only reading the compressed stream to its end
     (CRC, length, end marker) finds it: full and --fast checks both refuse it."""
