@@ -116,8 +116,14 @@ def text_name(name: str) -> str:
 def is_bag_folder(path: Path) -> bool:
     """A folder with anything of a bag: bagit.txt, bag-info.txt, data/ or a manifest (a bag that
     lost some of them is a damaged bag, audited and reported, not a folder of bags)."""
-    return path.is_dir() and (any(os.path.lexists(path / name) for name in ("bagit.txt", "bag-info.txt", "data"))
-                              or any(MANIFEST_RE.match(p.name) for p in path.iterdir()))
+    if not path.is_dir():
+        return False
+    if any(os.path.lexists(path / name) for name in ("bagit.txt", "bag-info.txt", "data")):
+        return True
+    try:
+        return any(MANIFEST_RE.match(p.name) for p in path.iterdir())
+    except OSError:         # a folder that cannot be listed: planned as a bag, so that it is reported
+        return True
 
 
 def is_archive_name(path: Path) -> bool:
@@ -386,7 +392,12 @@ def plan_folder(bag: Path) -> BagPlan:
     plan = BagPlan(location=text_name(str(folder)), name=text_name(bag.name), folder=folder, store=PlanStore())
     encoding = _encoding(plan, _read(plan, bag / "bagit.txt"))
     exp = _Expectations(plan)
-    for path in find_manifests(bag):
+    try:
+        manifests = find_manifests(bag)
+    except OSError as exc:
+        plan.findings.append(Finding("fixity.unreadable", ".", f"the bag's folder cannot be listed: {exc.strerror or exc}"))
+        manifests = []
+    for path in manifests:
         try:
             stream = _open_regular(path)    # a link to a manifest is reported by the walk, never read
         except OSError as exc:
