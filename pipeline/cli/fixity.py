@@ -24,7 +24,7 @@ INTERRUPTED = ("what the audit recorded is kept; an audit it did not finish show
 
 def _history(db: Path, bag: str, as_json: bool, premis: bool) -> int:
     rows = history(db, bag)
-    with Registry(db) as registry:
+    with Registry(db, readonly=True) as registry:     # history never writes
         problems = {r.id: registry.problem_checks(r.id) for r in rows if r.problems}
     if premis:
         from ..fixity.premis_export import premis_bytes, premis_document  # lxml only when asked
