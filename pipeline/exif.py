@@ -133,7 +133,8 @@ def page_offsets(buf: bytes, count: int) -> list[int]:
         if not at or at in offsets:
             raise ValueError(f"the chain of image directories ends or loops after {len(offsets)} page(s)")
         offsets.append(at)
-        _, at = reader.ifd(at)
+        (n,) = reader.unpack("H", at)                  # only the entry count and the next offset:
+        (at,) = reader.unpack("I", at + 2 + 12 * n)    # a page's damaged values are its own problem
     return offsets
 
 

@@ -71,8 +71,8 @@ def is_own_name(output: Path, name: str, candidate: str) -> bool:
             stem = candidate[: -len(suffix)]
             break
     part = re.fullmatch(re.escape(name) + r"-(\d+)-of-(\d+)", stem)
-    if stem == name or part is None:
-        return part is None and stem == name
+    if part is None:
+        return stem == name
     info = Path(output) / stem / "bag-info.txt"
     try:
         tags = read_tag_file(info) if info.is_file() else None

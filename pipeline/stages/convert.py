@@ -115,7 +115,6 @@ def _write_record(item: Item, ctx: Context, original_sha256: str, events, proble
     rec = {"original_sha256": original_sha256, "settings": _settings_key(ctx),
            "original": asdict(item.original), "masters": [asdict(m) for m in item.masters],
            "events": [asdict(e) for e in events], "problems": [p.as_dict() for p in problems]}
-    rec = json.loads(json.dumps(rec))   # as it reads back (tuples as lists), for its digest
     rec["record_sha256"] = record_digest(rec)
     data = json.dumps(rec, sort_keys=True, ensure_ascii=False).encode("utf-8")
     # Written in place (not temp name + rename): a record cut short by a crash does not parse,

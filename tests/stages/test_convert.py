@@ -574,3 +574,29 @@ def test_tiff_orientation_is_baked_in_once(tmp_path, dtype, orientation, turn):
     ctx = make_ctx(tmp_path)
     item = convert_item(put(ctx, "o.tif", buf.getvalue()), ctx)
     np.testing.assert_array_equal(tifffile.imread(ctx.staging / item.masters[0].bagpath), turn(arr))
+
+
+def test_a_damaged_value_on_page_2_costs_page_1_nothing(tmp_path):
+    """Page 2 holds a private tag whose value points outside the file: page 2's metadata is
+    damaged (dropped, said so), page 1's master still carries its own description.  Finding the
+    pages once read every value of every page, so page 1 lost its metadata too."""
+    import struct
+    from pipeline.exif import page_offsets
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as tw:
+        tw.write(np.zeros((8, 8, 3), np.uint8), photometric="rgb", metadata=None, description="page 1")
+        tw.write(np.ones((8, 8, 3), np.uint8), photometric="rgb", metadata=None, description="page 2",
+                 extratags=[(65000, "B", 64, bytes(64), False)])
+    data = bytearray(buf.getvalue())
+    second = page_offsets(bytes(data), 2)[1]
+    (n,) = struct.unpack_from("<H", data, second)
+    for i in range(n):
+        entry = second + 2 + 12 * i
+        if struct.unpack_from("<H", data, entry)[0] == 65000:
+            struct.pack_into("<I", data, entry + 8, len(data) + 1000)     # its value: past the end
+    ctx = make_ctx(tmp_path)
+    item = convert_item(put(ctx, "p.tif", bytes(data)), ctx)
+    assert len(item.masters) == 2 and not errors_in(item.problems)
+    with tifffile.TiffFile(ctx.staging / item.masters[0].bagpath) as tf:
+        assert tf.pages[0].tags["ImageDescription"].value == "page 1"
+    assert "damaged" in str(item.masters[1].technical["metadata_dropped"])
