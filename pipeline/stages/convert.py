@@ -155,20 +155,22 @@ def _per_frame(techs: list[dict], key: str):
     return values[0] if all(v == values[0] for v in values) else values
 
 
+def _frames_text(texts: list[str]) -> str:
+    """One text for every frame, or each frame's, numbered, where the frames differ."""
+    return texts[0] if len(set(texts)) == 1 else "; ".join(f"frame {i}: {t}" for i, t in enumerate(texts, 1))
+
+
 def _normalization_event(item: Item, ctx: Context, source: Source, original: FileInfo,
                          masters: list[FileInfo], techs: list[dict], proven: bool, mismatch: str) -> Event:
     """`techs`: the technical record of every master written, the unproven one included."""
     import tifffile
     tech = techs[0]
     frames = f"{len(masters)} masters, one per frame" if len(masters) > 1 else "one master"
-    resolutions = [f"{t['x_resolution']}x{t['y_resolution']} per {t['resolution_unit']}"
-                   + (" (assumed default)" if t["resolution_assumed"] else "") for t in techs]
-    if len(set(resolutions)) > 1:
-        resolutions = ["; ".join(f"frame {i}: {r}" for i, r in enumerate(resolutions, 1))]
+    steps = _frames_text(["; ".join(t["steps"] or ["no palette or orientation step"]) for t in techs])
+    resolution = _frames_text([f"{t['x_resolution']}x{t['y_resolution']} per {t['resolution_unit']}"
+                               + (" (assumed default)" if t["resolution_assumed"] else "") for t in techs])
     detail = (f"{original.format_name} {source.mode} {source.width}x{source.height} -> baseline TIFF 6.0 "
-              f"little-endian, {tech['compression']}, {frames}; "
-              + "; ".join(tech["steps"] or ["no palette or orientation step"])
-              + f"; resolution {resolutions[0]}")
+              f"little-endian, {tech['compression']}, {frames}; {steps}; resolution {resolution}")
     if proven:
         outcome_detail = (f"pixel proof passed: every sample of {len(masters)} master(s), decoded by tifffile, "
                           f"equals the decoded source")

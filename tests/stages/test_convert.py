@@ -561,6 +561,7 @@ def test_each_page_of_a_multipage_tiff_carries_its_own_metadata(tmp_path, dtype)
     assert event["metadata_carried"] == [m.technical["metadata_carried"] for m in item.masters]
     assert event["orientation_applied"] == [m.technical["orientation_applied"] for m in item.masters]
     assert "frame 1: 300.0x300.0 per inch; frame 2: 600.0x400.0 per inch" in item.events[1].detail
+    assert "frame 1: no palette or orientation step; frame 2: " in item.events[1].detail     # page 2 was turned
 
 
 @pytest.mark.parametrize("orientation,turn", [(3, lambda a: a[::-1, ::-1]), (5, lambda a: a.swapaxes(0, 1)),
