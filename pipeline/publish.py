@@ -54,6 +54,11 @@ def sealed_dir(output: Path, name: str) -> Path:
     return staging_root(output) / f"{name}{SEALED}"
 
 
+def proofs_dir(output: Path, name: str) -> Path:
+    """Where the convert stage keeps its proof records and claims (outside the bag)."""
+    return staging_root(output) / f"{name}{PROOFS}"
+
+
 def part_name(name: str, number: int, count: int) -> str:
     return f"{name}-{number}-of-{count}"
 
@@ -187,7 +192,7 @@ def finish(output: Path, name: str) -> tuple[str, ...]:
     fsync_dir(output)
     remove_tree(sealed_dir(output, name))
     remove_tree(root / name)  # the stages' work area: done with
-    remove_tree(root / f"{name}{PROOFS}")  # published: nothing left to resume
+    remove_tree(proofs_dir(output, name))  # published: nothing left to resume
     journal.unlink()  # last: until here, a rerun finishes this publish
     fsync_dir(root)
     return tuple(dst for _, dst in moves)

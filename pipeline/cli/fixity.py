@@ -27,8 +27,9 @@ def _history(db: Path, bag: str, as_json: bool, premis: bool) -> int:
     with Registry(db, readonly=True) as registry:     # history never writes
         problems = {r.id: registry.problem_checks(r.id) for r in rows if r.problems}
     if premis:
-        from ..fixity.premis_export import premis_bytes, premis_document  # lxml only when asked
-        sys.stdout.buffer.write(premis_bytes(premis_document(rows[0].location, rows[0].name, rows, problems)))
+        from ..fixity.premis_export import premis_document  # lxml only when asked
+        from ..xmlio import to_bytes
+        sys.stdout.buffer.write(to_bytes(premis_document(rows[0].location, rows[0].name, rows, problems)))
         return 0
     if as_json:
         echo_json({"command": "fixity history", "bag": rows[0].name, "location": rows[0].location,

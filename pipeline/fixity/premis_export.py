@@ -61,5 +61,3 @@ def premis_document(location: str, name: str, audits: Iterable[AuditRow],
     return etree.ElementTree(root)
 
 
-def premis_bytes(doc: etree._ElementTree) -> bytes:
-    return etree.tostring(doc, xml_declaration=True, encoding="UTF-8", pretty_print=True)

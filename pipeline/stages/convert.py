@@ -24,7 +24,7 @@ from ..errors import ConversionError, PipelineError, Problem
 from ..hashing import hash_bytes, hash_file, write_hashed
 from ..decode import open_source
 from ..imaging import Source, write_master
-from ..publish import PROOFS
+from .. import publish
 from ..model import ORIGINAL, PRESERVATION, Agent, Event, FileInfo, Item, pipeline_agent, software_agent
 from ..stage import Context, Stage
 
@@ -46,7 +46,7 @@ def master_bagpaths(relpath: str, frames: int) -> list[str]:
 
 
 def proofs_dir(ctx: Context) -> Path:
-    return ctx.staging.parent / (ctx.staging.name + PROOFS)
+    return publish.proofs_dir(ctx.output, ctx.staging.name)
 
 
 def _record_path(ctx: Context, item: Item) -> Path:
