@@ -351,8 +351,10 @@ def discover(package: Package, ctx: Context) -> Package:
             problems.append(Problem("record.duplicate", rel, f"described twice: by {by_sidecar[rel].path} and "
                                                              f"by row {by_row[rel].row} of {METADATA_CSV}"))
         elif rel not in claimed:
-            problems.append(Problem("item.no_record", rel, f"no record: add {_stem_key(rel)[1]}.json beside it "
-                                                           f"or a row in {METADATA_CSV}"))
+            sidecar = f"{_stem_key(rel)[1]}.json"
+            how = (f"rename it ({COLLECTION_RECORD} beside it is the collection's record) or add a row in "
+                   if "/" not in rel and sidecar == COLLECTION_RECORD else f"add {sidecar} beside it or a row in ")
+            problems.append(Problem("item.no_record", rel, f"no record: {how}{METADATA_CSV}"))
         items.append(Item(id=ctx.make_id("item", rel), relpath=rel, record=record))
     if not images:
         problems.append(Problem("collection.empty", ".", "the collection holds no images"))

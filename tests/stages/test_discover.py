@@ -237,3 +237,12 @@ def test_two_sidecars_of_one_image_are_record_duplicate_and_name_twin(tmp_path):
                                    "a.JSON": RECORD | {"identifier": "b"}})
     problems = validate_collection(folder, ONE).all_problems
     assert {(p.code, p.path) for p in errors_in(problems)} >= {("record.duplicate", "a.json"), ("name.twin", "a.json")}
+
+
+def test_an_image_named_like_the_collection_record_is_not_told_to_add_it(tmp_path):
+    """collection.jpg at the root: its sidecar's name is the collection record's, which is there
+    already; the advice was to add collection.json beside it."""
+    folder = make(tmp_path / "c", {"collection.jpg": jpeg()})
+    [problem] = [p for p in run_discover(folder).problems if p.code == "item.no_record"]
+    assert problem.reason == ("no record: rename it (collection.json beside it is the collection's record) "
+                              "or add a row in metadata.csv")
