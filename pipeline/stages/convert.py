@@ -20,7 +20,7 @@ import ssl
 from dataclasses import asdict, replace
 from pathlib import Path, PurePath, PurePosixPath
 
-from ..errors import ConversionError, PipelineError, Problem
+from ..errors import ConversionError, PipelineError, Problem, shown
 from ..hashing import hash_bytes, hash_file, write_hashed
 from ..decode import open_source
 from ..imaging import Source, write_master
@@ -267,7 +267,7 @@ def _claim(dest: Path, bagpath: str, item: Item, ctx: Context) -> None:
             if owner == item.relpath:
                 break
             if (ctx.ingest / owner).is_file():
-                raise ConversionError(f"{item.relpath}: master name taken", [_clash(item, bagpath)]) from None
+                raise ConversionError(f"{item.relpath}: master name taken", [_clash(item, bagpath, owner)]) from None
             (ctx.staging / ORIGINALS / owner).unlink(missing_ok=True)   # stale: the gone original's
             claim.unlink(missing_ok=True)   # copy and claim removed, then claimed anew (or lost to a live claim)
     dest.unlink(missing_ok=True)   # this item's own master, or a stale claim's, from an earlier run
@@ -285,10 +285,11 @@ def _forget(item: Item, ctx: Context) -> None:
     _record_path(ctx, item).unlink(missing_ok=True)
 
 
-def _clash(item: Item, bagpath: str) -> Problem:
+def _clash(item: Item, bagpath: str, owner: str = "") -> Problem:
+    other = f"of {shown(owner)!r}" if owner else "of another original"
     return Problem("convert.name_clash", item.relpath,
-                   f"the master name {bagpath} is already the master of another original "
-                   "(two originals differ only by their extension); rename one of them")
+                   f"the master name {bagpath} is already the master {other} (names that differ only by "
+                   "their extension, or a frame's master named like another image's); rename one of them")
 
 
 def _remove(paths: list[Path]) -> None:

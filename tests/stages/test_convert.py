@@ -396,6 +396,7 @@ def test_convert_name_clash_two_originals_one_master_name(tmp_path):
     second = convert_item(put(ctx, "a.jpg", jpeg()), ctx)
     assert first.masters and not second.masters
     assert [p.code for p in errors_in(second.problems)] == ["convert.name_clash"]
+    assert "already the master of 'a.png'" in errors_in(second.problems)[0].reason    # named, not guessed
     assert staged_files(ctx) == sorted([first.original.bagpath, first.masters[0].bagpath])
 
 
