@@ -13,7 +13,6 @@ import fcntl
 import importlib
 import os
 import time
-import unicodedata
 from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from .model import Item, Package
 from .pools import shut, worker_pool
 from .report import StageReport, measure, stage_report
 from .stage import Context, Settings, Stage
+from .stages.discover import name_fault
 
 STAGE_NAMES = ("discover", "validate", "convert", "describe", "package")
 
@@ -184,13 +184,10 @@ def _check_collection(collection: Path) -> Path:
         raise UsageError(f"{collection}: not a collection folder")
     collection = collection.resolve()
     name = collection.name
-    try:
-        size = len(name.encode("utf-8"))
-    except UnicodeEncodeError:
-        size = -1
+    fault = name_fault(name)            # the rules of every name in the collection, and a few more
+    size = len(name.encode("utf-8", "surrogateescape"))
     reason = ("it has none" if not name else
-              "it is not valid UTF-8" if size < 0 else
-              "it holds control characters" if any(unicodedata.category(c) == "Cc" for c in name) else
+              fault[1].replace("the name", "it", 1) if fault else
               "it is hidden (it starts with '.')" if name.startswith(".") else
               f"it is {size} bytes long, more than {COLLECTION_NAME_BYTES}" if size > COLLECTION_NAME_BYTES else "")
     if reason:

@@ -58,19 +58,24 @@ def is_system(name: str) -> bool:
     return name.lower() in SYSTEM_NAMES or name.startswith("._")
 
 
-def _name_problem(rel: str, name: str) -> Problem | None:
+def name_fault(name: str) -> tuple[str, str] | None:
+    """(code, reason) when a file or folder name cannot travel in a bag, else None."""
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        return Problem("name.encoding", shown(rel), "the name is not valid UTF-8; rename the file")
+        return "name.encoding", "the name is not valid UTF-8"
     bad = sorted({c for c in name if unicodedata.category(c) == "Cc"})
     if bad:
-        codes = ", ".join(f"U+{ord(c):04X}" for c in bad)
-        return Problem("name.control", shown(rel), f"the name holds control characters ({codes}); rename the file")
+        return "name.control", f"the name holds control characters ({', '.join(f'U+{ord(c):04X}' for c in bad)})"
     if "\\" in name:
-        return Problem("name.backslash", rel, "the name holds a backslash, which other systems and BagIt "
-                                              "manifests read as a folder separator; rename the file")
+        return "name.backslash", ("the name holds a backslash, which other systems and BagIt manifests read "
+                                  "as a folder separator")
     return None
+
+
+def _name_problem(rel: str, name: str) -> Problem | None:
+    fault = name_fault(name)
+    return Problem(fault[0], shown(rel), f"{fault[1]}; rename the file") if fault else None
 
 
 def _symlink_problem(root: Path, rel: str) -> Problem:
