@@ -197,7 +197,7 @@ def _check_collection(collection: Path) -> Path:
 
 
 def _empty_package(collection: Path) -> Package:
-    return Package(name=collection.name, source=collection.resolve(), collection=None)
+    return Package(name=collection.name, source=collection, collection=None)
 
 
 @contextmanager
@@ -239,7 +239,7 @@ def validate_collection(collection: Path, settings: Settings = Settings(),
                         progress: Optional[Progress] = None) -> Package:
     """Discover and validate one collection; write nothing.  Problems are on the package."""
     collection = _check_collection(collection)
-    ctx = Context.create(settings, collection.resolve(), Path("output"), collection.name)
+    ctx = Context.create(settings, collection, Path("output"), collection.name)
     package = _empty_package(collection)
     for name in ("discover", "validate"):
         stage = load_stage(name)
@@ -292,7 +292,7 @@ def _run_locked(collection: Path, output: Path, settings: Settings, until: Optio
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"{output}: cannot be used as the output folder ({exc.strerror})") from exc
-    ctx = Context.create(settings, collection.resolve(), output.resolve(), collection.name)
+    ctx = Context.create(settings, collection, output.resolve(), collection.name)
     result = RunResult(package=_empty_package(collection))
     with collection_lock(output, collection.name):
         if until in (None, "package") and load_stage("package") is not None:

@@ -56,7 +56,8 @@ def run(collections, ingest, output, until, compression, algorithms, schemas, ma
     bar = ProgressBar(quiet or as_json)
     reports, worst = [], EXIT_OK
     for folder in collections_in(ingest, tuple(collections)):
-        folder, name = folder.resolve(), shown(folder.resolve().name)     # `.` names no collection
+        folder = folder.resolve()     # `.` names no collection
+        name = shown(folder.name)
         stages: list[StageReport] = []
         started = time.monotonic()
         try:
