@@ -88,6 +88,7 @@ class BagPlan:
     payload_bytes: int = 0
     normalized: int = 0               # files matched only after NFC
     oxum_bytes: Optional[int] = None  # the payload's bytes as Payload-Oxum gives them
+    blind: list[tuple[str, str]] = field(default_factory=list)  # folders not listed: ("" or "data/x/", why)
 
     def tasks(self) -> Iterator[FileTask]:
         """The files to re-hash, in key order, read from the plan database as they are needed."""
@@ -130,11 +131,12 @@ def is_archive_name(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def find_targets(paths: Iterable[Path], output: Path) -> tuple[list[Path], list[Path]]:
+def find_targets(paths: Iterable[Path], output: Path) -> tuple[list[Path], dict[Path, bool]]:
     """The bags to audit: each PATH (a bag, a serialized bag or a folder of bags), or every bag
-    in `output` (dot-folders such as output/.staging skipped); and the folders of bags searched.  A PATH that does not exist is a
-    usage error; a PATH that is a folder holding no bag is planned itself (`fixity.not_a_bag`);
-    an `output` holding no bag yields nothing (the caller says so)."""
+    in `output` (dot-folders such as output/.staging skipped); and each folder of bags searched,
+    with True when it is a PATH holding no bag (the audit decides what that is: a folder whose bags
+    all vanished, or no bag at all).  A PATH that does not exist is a usage error; any other PATH
+    that is not a folder is a target (planning says what it is)."""
     paths = list(paths)
     if not paths:
         if not output.is_dir():
@@ -143,7 +145,7 @@ def find_targets(paths: Iterable[Path], output: Path) -> tuple[list[Path], list[
     else:
         explicit = True
     found: list[Path] = []
-    folders: list[Path] = []
+    folders: dict[Path, bool] = {}
     for p in paths:
         if not p.exists():
             raise UsageError(f"{p}: no such bag or folder")
@@ -152,9 +154,9 @@ def find_targets(paths: Iterable[Path], output: Path) -> tuple[list[Path], list[
         elif p.is_dir():
             bags = [c for c in sorted(p.iterdir()) if not c.name.startswith(".")
                     and (is_bag_folder(c) or is_archive_name(c))]
-            found.extend(bags or ([p] if explicit else []))
-            folders.append(p)
-        elif explicit:
+            found.extend(bags)
+            folders[p] = explicit and not bags
+        else:
             found.append(p)  # a file that is not an archive by name: planning says why
     return list({p.resolve(): p for p in reversed(found)}.values())[::-1], folders  # each bag once, first spelling
 
@@ -274,15 +276,17 @@ def _entry(name: str, index: int, alg: str, tag: bool, path: str, digest: str, n
     return None
 
 
-def _walk(bag: Path) -> Iterator[tuple[str, Optional[int]]]:
+def _walk(bag: Path, blind: list[tuple[str, str]]) -> Iterator[tuple[str, Optional[int]]]:
     """(relpath, size) of every regular file of a bag folder, (relpath, None) of every link or
-    special file; walked with os.scandir, never through a link, as it goes (cf. bag.list_bag)."""
+    special file; walked with os.scandir, never through a link, as it goes (cf. bag.list_bag).
+    A folder that cannot be listed is added to `blind`: (its prefix, "" or "data/x/"; why)."""
     stack = [("", str(bag))]
     while stack:
         prefix, folder = stack.pop()
         try:
             it = os.scandir(folder)
-        except OSError:
+        except OSError as exc:
+            blind.append((prefix, exc.strerror or str(exc)))
             continue
         with it:
             for entry in it:
@@ -315,14 +319,22 @@ def _match(plan: BagPlan, exp: _Expectations, files: Iterable[tuple[str, Optiona
             if len(rows) >= BATCH:
                 store.flush()
     store.merge()
+    for prefix, why in plan.blind:
+        plan.findings.append(Finding("fixity.unreadable", text_name(prefix.rstrip("/")) or ".",
+                                     f"the folder cannot be listed: {why}"))
     for name, alg, first, digest, manifest, number in store.duplicates():
         plan.findings.append(Finding("fixity.duplicate", name, f"listed again with another {alg} checksum", alg,
                                      first, digest, f"{exp.names[manifest]} line {number}"))
     for name, pairs in store.missing():
         digests = digests_of(pairs)
         alg = next((a for a in STRENGTH if a in digests), next(iter(digests)))
-        plan.findings.append(Finding("fixity.missing", name, "listed in the manifests, not in the bag",
-                                     alg, digests[alg]))
+        folder = next((p for p, _ in plan.blind if name.startswith(p)), None)
+        if folder is not None:   # unseen, not known to be absent
+            plan.findings.append(Finding("fixity.unreadable", name, f"in {folder.rstrip('/') or 'the bag'}, "
+                                         "a folder that cannot be listed", alg, digests[alg]))
+        else:
+            plan.findings.append(Finding("fixity.missing", name, "listed in the manifests, not in the bag",
+                                         alg, digests[alg]))
     if len(exp.payload_algs) > 1:  # with one, a payload file is listed in it or in no manifest
         for name, algs in store.unlisted(exp.payload_algs):
             absent = [a for a in exp.payload_algs if a not in algs.split(" ")]
@@ -344,12 +356,17 @@ def _match(plan: BagPlan, exp: _Expectations, files: Iterable[tuple[str, Optiona
     store.write_tasks()
 
 
+def _blind_bag(plan: BagPlan) -> bool:
+    """The bag's own folder could not be listed (reported as such: nothing else is known)."""
+    return any(prefix == "" for prefix, _ in plan.blind)
+
+
 def _finish(plan: BagPlan, exp: _Expectations, info: Optional[bytes], encoding: str) -> BagPlan:
-    if not exp.payload_algs:
+    if not exp.payload_algs and not _blind_bag(plan):
         plan.findings.append(Finding("fixity.no_manifest", "", "no payload manifest (manifest-ALG.txt)"))
     oxum = _oxum(info, encoding)
     plan.oxum_bytes = oxum and oxum[0]
-    if oxum is not None and oxum != (plan.payload_bytes, plan.payload_files):
+    if oxum is not None and not plan.blind and oxum != (plan.payload_bytes, plan.payload_files):
         plan.findings.append(Finding(
             "fixity.oxum", "bag-info.txt",
             f"says {oxum[0]} bytes in {oxum[1]} files; the payload holds "
@@ -394,8 +411,7 @@ def plan_folder(bag: Path) -> BagPlan:
     exp = _Expectations(plan)
     try:
         manifests = find_manifests(bag)
-    except OSError as exc:
-        plan.findings.append(Finding("fixity.unreadable", ".", f"the bag's folder cannot be listed: {exc.strerror or exc}"))
+    except OSError:         # the walk reports the folder (fixity.unreadable)
         manifests = []
     for path in manifests:
         try:
@@ -406,9 +422,9 @@ def plan_folder(bag: Path) -> BagPlan:
         if stream is not None:
             with stream:
                 exp.read(path.name, stream, encoding)
-    if not os.path.lexists(bag / "bagit.txt"):
+    _match(plan, exp, _walk(bag, plan.blind))
+    if not os.path.lexists(bag / "bagit.txt") and not _blind_bag(plan):
         plan.findings.append(Finding("fixity.no_bagit", "bagit.txt", "the bag has no bagit.txt: it is damaged"))
-    _match(plan, exp, _walk(bag))
     return _finish(plan, exp, _read(plan, bag / "bag-info.txt"), encoding)
 
 
