@@ -175,7 +175,7 @@ def audit(paths: Iterable[Path | str] = (), *, output: Path | str = "output", db
     db = Path(db) if db else output / "fixity.sqlite"
     targets, folders = find_targets([Path(p) for p in paths], output)
     nothing = UsageError(f"{', '.join(map(str, paths)) or output}: no bag found")
-    if not targets and not db.is_file():    # with a registry, the bags it knows there may have vanished
+    if not targets and not any(folders.values()) and not db.is_file():  # with a registry, bags may have vanished
         raise nothing
     _refuse_db_inside(db, targets)
     mode = "fast" if fast else ("rolling" if budget.rolling else "full")
@@ -187,7 +187,8 @@ def audit(paths: Iterable[Path | str] = (), *, output: Path | str = "output", db
     report = AuditReport(started=stamp(began), finished="", mode=mode, registry=str(db), window_days=window)
     with Registry(db) as registry:
         gone = {folder: list(_vanished(registry, folder, targets)) for folder in folders}
-        targets = [t for t in targets if not gone.get(t)]  # a named folder whose bags all vanished: no bag itself
+        # a named folder holding no bag is planned (fixity.not_a_bag) unless bags the registry knows vanished from it
+        targets += [f for f, empty in folders.items() if empty and not gone[f]]
         if budget.rolling:  # the oldest files of the whole store first: every bag planned at once
             runs = [run and run.hold() for run in (_open(plan_bag(t), report, registry, mode, began)
                                                    for t in targets)]
@@ -250,11 +251,8 @@ def _close(run: Optional[_Run], report: AuditReport, registry: Registry, clock: 
         return
     rep, now = run.report, clock()
     cutoff = stamp(now - timedelta(days=report.window_days))
-    if run.held is not None:
-        report.verified_bytes_in_window += registry.verified_bytes(run.bag_id, cutoff,
-                                                                   ((t.key, t.size) for t in run.held))
-    elif run.plan.store is not None:    # None: an archive that could not be read at all
-        report.verified_bytes_in_window += run.plan.store.verified_bytes(str(registry.path), run.bag_id, cutoff)
+    report.verified_bytes_in_window += registry.verified_bytes(run.bag_id, cutoff,
+                                                               ((t.key, t.size) for t in run.tasks()))
     registry.finish_audit(rep.audit_id, stamp(now), rep.outcome, rep.files_checked, rep.bytes_checked,
                           rep.files_total, rep.bytes_total, len(rep.errors))
     run.plan.close()

@@ -193,13 +193,6 @@ class PlanStore:
                                    " LEFT JOIN disk d ON d.key = n.key"
                                    " LEFT JOIN registry.files f ON f.bag_id = ? AND f.path = n.key) n", (bag_id,))
 
-    def verified_bytes(self, registry: str, bag_id: int, cutoff: str) -> int:
-        """Bytes of the files to hash that the registry found intact at `cutoff` or later and whose
-        latest check found them intact (a file damaged since does not count)."""
-        return self._with_registry(registry, "SELECT coalesce(sum(d.size), 0) FROM names n JOIN disk d ON d.key = n.key"
-                                   " JOIN registry.files f ON f.bag_id = ? AND f.path = n.key"
-                                   " WHERE f.last_verified >= ? AND f.last_outcome = 'intact'", (bag_id, cutoff))[0]
-
     def _with_registry(self, registry: str, sql: str, args: tuple) -> tuple:
         """One row of `sql` run with the registry attached (as `registry`)."""
         self.flush()
