@@ -1,4 +1,6 @@
 """The command line as users meet it: help everywhere, usage errors exit 2, no tracebacks."""
+import json
+
 import pytest
 
 from conftest import ROOT, no_traceback, run_cli
@@ -69,3 +71,46 @@ def test_version():
     proc = run_cli("--version")
     assert proc.returncode == 0
     assert "pipeline" in proc.stdout
+
+
+# A usage error of each subcommand, --json among its words: (words, the problem's code).
+# {tmp} is the test's own folder, where nothing exists.
+JSON_USAGE_ERRORS = {
+    "run-unknown-option": (["run", "--json", "--no-such-option"], "usage.option"),
+    "run-bad-workers": (["run", "--workers", "many", "--json"], "usage.option"),
+    "run-missing-path": (["run", "--json", "--output", "{tmp}/out", "{tmp}/nowhere"], "usage.path"),
+    "run-bad-max-bag-size": (["run", "--max-bag-size", "lots", "--json"], "usage.option"),
+    "validate-bad-workers": (["validate", "--json", "--workers", "-1"], "usage.option"),
+    "convert-missing-path": (["convert", "{tmp}/nowhere.jpg", "{tmp}/out.tif", "--json"], "usage.path"),
+    "verify-missing-path": (["verify", "--json", "{tmp}/nowhere"], "usage.path"),
+    "fixity-json-with-csv": (["fixity", "--csv", "--json"], "usage.option"),
+    "unknown-command": (["frobnicate", "--json"], "usage.option"),
+}
+# The outcome and the list of results each command's --json report has.
+REPORT_SHAPE = {"run": ("ok", "collections"), "validate": ("valid", "collections"),
+                "convert": ("proven", "masters"), "verify": ("ok", "bags"), "fixity": ("ok", "bags"),
+                None: ("ok", None)}
+
+
+@pytest.mark.parametrize("case", JSON_USAGE_ERRORS)
+def test_usage_error_with_json_is_a_json_report_too_usage_option_usage_path(case, tmp_path):
+    """A script that parses stdout of `--json` found it empty on a usage error."""
+    words, code = JSON_USAGE_ERRORS[case]
+    proc = run_cli(*(w.format(tmp=tmp_path) for w in words))
+    assert proc.returncode == 2 and no_traceback(proc), proc.stderr
+    report = json.loads(proc.stdout)
+    command = words[0] if words[0] in SUBCOMMANDS else None
+    outcome, results = REPORT_SHAPE[command]
+    assert report["command"] == command and report[outcome] is False and report["exit_code"] == 2
+    assert results is None or report[results] == []
+    assert [p["code"] for p in report["problems"]] == [code]
+    said = [line for line in proc.stderr.splitlines() if line.startswith(("Error: ", "pipeline: error: "))]
+    assert len(said) == 1 and report["error"] in said[0], proc.stderr
+    if code == "usage.path":
+        assert report["problems"][0]["path"].startswith(str(tmp_path))
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.tif").exists()
+
+
+def test_usage_error_without_json_leaves_stdout_empty(tmp_path):
+    proc = run_cli("run", "--workers", "many", "--", "--json")   # after --, --json is a collection's name
+    assert proc.returncode == 2 and proc.stdout == "" and "'--workers'" in proc.stderr

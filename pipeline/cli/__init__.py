@@ -119,11 +119,43 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False))
 
 
+# Each command's --json report when a usage error stopped it before it began: its outcome false,
+# its list of results empty (the rest of the report is the same for every command: see usage_json).
+NOTHING_DONE = {"run": {"ok": False, "collections": []}, "validate": {"valid": False, "collections": []},
+                "convert": {"source": None, "proven": False, "masters": []},
+                "verify": {"ok": False, "bags": []}, "fixity": {"ok": False, "bags": []}}
+
+
+def usage_problems(message: str, problems: Iterable[Problem] = ()) -> tuple[Problem, ...]:
+    """A usage error's problems: those it names, else one `usage.option` saying `message`."""
+    return tuple(problems) or (Problem("usage.option", "", message),)
+
+
+def problems_of(exc: PipelineError) -> tuple[Problem, ...]:
+    """The problems an error carries, a usage error at least one (see usage_problems)."""
+    return usage_problems(str(exc), exc.problems) if exc.exit_code == EXIT_USAGE else exc.problems
+
+
+def usage_json(args: list[str], message: str, problems: tuple[Problem, ...]) -> None:
+    """With --json anywhere on the command line (before a `--`), a usage error is also a JSON
+    report on stdout, shaped as the command's other reports, so that a script can always parse
+    stdout.  The command is the first word that is no option: the group itself has only flags."""
+    words = args[:args.index("--")] if "--" in args else args
+    if "--json" not in words:
+        return
+    command = next((w for w in words if not w.startswith("-")), None)
+    command = command if command in NOTHING_DONE else None
+    echo_json({"command": command, **NOTHING_DONE.get(command, {"ok": False}), "exit_code": EXIT_USAGE,
+               "error": message, "problems": [p.as_dict() for p in problems]})
+
+
 def main(argv: Optional[list[str]] = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        rv = cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
-    except click.exceptions.UsageError as exc:
+        rv = cli.main(args=args, prog_name="pipeline", standalone_mode=False)
+    except click.exceptions.UsageError as exc:  # click's own: unknown option, bad value, missing argument
         exc.show()
+        usage_json(args, exc.format_message(), usage_problems(exc.format_message()))
         sys.exit(EXIT_USAGE)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # an Abort may say what the interruption left
         signal.signal(signal.SIGINT, signal.SIG_IGN)    # a second Ctrl-C cannot cut this line short
@@ -133,7 +165,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except PipelineError as exc:
-        if exc.problems:
+        if exc.exit_code == EXIT_USAGE:     # the message says it all: one line
+            usage_json(args, str(exc), problems_of(exc))
+        elif exc.problems:
             echo_problems(exc.problems, err=True)
         click.echo(f"pipeline: error: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -9,12 +9,12 @@ from pathlib import Path
 import click
 
 from .. import durable
-from ..errors import ConversionError, UsageError, errors_in
+from ..errors import ConversionError, errors_in
 from ..model import Item
 from ..stage import Context, Settings
 from ..stages.convert import convert_item, frame_paths
 from . import EXIT_INVALID, EXIT_OK, cli, echo_json, echo_problems, json_option
-from .options import pixel_limit_option
+from .options import path_error, pixel_limit_option
 
 
 def destinations(dst: Path, frames: int) -> list[Path]:
@@ -37,17 +37,17 @@ def convert(src, dst, compression, pixel_limit, as_json):
     DST's name with .f0001.tif, .f0002.tif... Exit 0 proven, 1 failed (nothing written), 2 usage.
     """
     if not src.is_file():
-        raise UsageError(f"{src}: no such file")
+        raise path_error(src, "no such file")
     if dst.suffix.lower() not in (".tif", ".tiff"):
-        raise UsageError(f"{dst}: the master's name must end in .tif or .tiff")
+        raise path_error(dst, "the master's name must end in .tif or .tiff")
     if not dst.parent.is_dir():
-        raise UsageError(f"{dst.parent}: no such folder for the master")
+        raise path_error(dst.parent, "no such folder for the master")
     if dst.exists():
         raise ConversionError(f"{dst}: already exists; not overwritten")
     try:
         work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     except OSError as exc:
-        raise UsageError(f"{dst.parent}: cannot write the master there ({exc.strerror})") from exc
+        raise path_error(dst.parent, f"cannot write the master there ({exc.strerror})") from exc
     try:
         settings = Settings(compression=compression, pixel_limit=pixel_limit, algorithms=("sha256",))
         # absolute, not resolved: a SRC that is a symbolic link is read under its own name
@@ -55,7 +55,7 @@ def convert(src, dst, compression, pixel_limit, as_json):
         item = convert_item(Item(id=ctx.make_id(src.name), relpath=src.name, record=None), ctx)
         errors = errors_in(item.problems)
         if errors and as_json:
-            echo_json({"command": "convert", "source": str(src), "proven": False, "masters": [],
+            echo_json({"command": "convert", "source": str(src), "proven": False, "masters": [], "exit_code": EXIT_INVALID,
                        "problems": [p.as_dict() for p in item.problems]})
             return EXIT_INVALID
         if errors:
@@ -78,7 +78,7 @@ def convert(src, dst, compression, pixel_limit, as_json):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     warnings = [p for p in item.problems if not p.is_error]
-    report = {"command": "convert", "source": str(src), "proven": True,
+    report = {"command": "convert", "source": str(src), "proven": True, "exit_code": EXIT_OK,
               "masters": [{"path": str(t), "size": m.size, "sha256": m.checksums["sha256"],
                            **m.technical} for m, t in zip(item.masters, targets)],
               "problems": [p.as_dict() for p in warnings]}

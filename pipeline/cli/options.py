@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import UsageError
+from ..errors import Problem, UsageError
 from ..stage import DEFAULT_PIXEL_LIMIT
 
 SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -30,6 +30,25 @@ def parse_size(text: str, option: str = "") -> int:
     return int(value * SIZE_UNITS[unit])
 
 
+class Size(click.ParamType):
+    """An option's size (see parse_size): a bad one is click's usage error naming the option."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def path_error(path, reason: str) -> UsageError:
+    """A path named on the command line that cannot be used: `path: reason` [usage.path]."""
+    return UsageError(f"{path}: {reason}", [Problem("usage.path", str(path), reason)])
+
+
 def collections_in(ingest: Path, names: tuple[str, ...]) -> list[Path]:
     """The collections named on the command line, or every collection folder in `ingest`."""
     if names:
@@ -39,14 +58,14 @@ def collections_in(ingest: Path, names: tuple[str, ...]) -> list[Path]:
             if not p.is_dir() and (ingest / name).is_dir():
                 p = ingest / name
             if not p.is_dir():
-                raise UsageError(f"{name}: no such collection folder")
+                raise path_error(name, "no such collection folder")
             out.append(p)
         return out
     if not ingest.is_dir():
-        raise UsageError(f"{ingest}: no such ingest folder")
+        raise path_error(ingest, "no such ingest folder")
     found = sorted(p for p in ingest.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not found:
-        raise UsageError(f"{ingest}: no collection folders in it")
+        raise path_error(ingest, "no collection folders in it")
     return found
 
 

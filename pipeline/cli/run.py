@@ -12,8 +12,9 @@ from ..errors import ClusterError, PipelineError, UsageError, shown
 from ..executor import STAGE_NAMES, RunResult, run as run_collection
 from ..report import StageReport
 from ..stage import Settings
-from . import EXIT_OK, WARNINGS_SHOWN, ProgressBar, cli, echo_json, echo_problems, json_option, quiet_option
-from .options import collections_in, ingest_option, parse_size, pixel_limit_option, workers_option
+from . import (EXIT_OK, WARNINGS_SHOWN, ProgressBar, cli, echo_json, echo_problems, json_option, problems_of,
+               quiet_option)
+from .options import Size, collections_in, ingest_option, pixel_limit_option, workers_option
 
 
 @cli.command()
@@ -30,7 +31,7 @@ from .options import collections_in, ingest_option, parse_size, pixel_limit_opti
               help="Manifest algorithm (repeat; default sha256 and sha512).")
 @click.option("--schemas", type=click.Path(path_type=Path, file_okay=False), envvar="PIPELINE_SCHEMAS",
               help="Folder of the official XSDs; the METS is validated against them before sealing.")
-@click.option("--max-bag-size", default="", help="Split into several bags of at most this size (e.g. 50G).")
+@click.option("--max-bag-size", type=Size(), help="Split into several bags of at most this size (e.g. 50G).")
 @click.option("--serialize", type=click.Choice(["tar", "tar.gz", "zip"]), help="Also write the bag as one file.")
 @click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True)
 @click.option("--scheduler", default="", help="Dask scheduler address, with --executor dask.")
@@ -51,7 +52,7 @@ def run(collections, ingest, output, until, compression, algorithms, schemas, ma
     settings = Settings(pixel_limit=pixel_limit, compression=compression,
                         algorithms=tuple(algorithms) or ("sha256", "sha512"), workers=workers,
                         executor=executor, scheduler=scheduler, schemas_dir=schemas,
-                        max_bag_size=parse_size(max_bag_size, "--max-bag-size") if max_bag_size else 0,
+                        max_bag_size=max_bag_size or 0,
                         serialize=serialize or "")
     bar = ProgressBar(quiet or as_json)
     reports, worst = [], EXIT_OK
@@ -79,7 +80,7 @@ def run(collections, ingest, output, until, compression, algorithms, schemas, ma
         if not as_json:
             echo_human(name, result, stages)
     if as_json:
-        echo_json({"command": "run", "ok": worst == EXIT_OK, "collections": reports})
+        echo_json({"command": "run", "ok": worst == EXIT_OK, "exit_code": worst, "collections": reports})
     return worst
 
 
@@ -99,7 +100,7 @@ def quiet_cluster_logs() -> None:
 def collection_report(name: str, stages: list[StageReport], started: float,
                       result: Optional[RunResult] = None, error: Optional[PipelineError] = None) -> dict:
     """One collection's part of the JSON run report."""
-    problems = error.problems if error is not None else result.package.all_problems
+    problems = problems_of(error) if error is not None else result.package.all_problems
     out = {"collection": name, "ok": error is None,
            "seconds": round(time.monotonic() - started, 3),
            "items": stages[-1].items if stages else 0,

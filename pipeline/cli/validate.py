@@ -55,5 +55,5 @@ def validate(collections, ingest, pixel_limit, workers, as_json, quiet):
             click.echo(f"{name}: {verdict}: {len(package.items)} items, "
                        f"{len(errors)} errors, {len(problems) - len(errors)} warnings")
     if as_json:
-        echo_json({"command": "validate", "valid": worst == EXIT_OK, "collections": reports})
+        echo_json({"command": "validate", "valid": worst == EXIT_OK, "exit_code": worst, "collections": reports})
     return worst

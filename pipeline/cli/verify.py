@@ -5,10 +5,10 @@ from pathlib import Path
 
 import click
 
-from ..errors import UsageError
 from ..profile import load_profile
 from ..verify import Report, verify_bag
 from . import EXIT_INVALID, EXIT_OK, ProgressBar, cli, echo_json, json_option, quiet_option
+from .options import path_error
 
 
 def _one_line(text: str) -> str:
@@ -58,7 +58,7 @@ def verify(bags, profile_path, schemas, fast, processes, as_json, quiet):
         raise click.BadParameter(f"{schemas}: no such folder", param_hint="--schemas")
     for path in bags:
         if not path.exists():
-            raise UsageError(f"{path}: no such bag (neither a folder nor a tar or zip file)")
+            raise path_error(path, "no such bag (neither a folder nor a tar or zip file)")
     profile = load_profile(profile_path) if profile_path else None
     bar = ProgressBar(quiet or as_json)
     reports = []
@@ -72,5 +72,6 @@ def verify(bags, profile_path, schemas, fast, processes, as_json, quiet):
                 click.echo(line)
     ok = all(r.valid for r in reports)
     if as_json:
-        echo_json({"command": "verify", "ok": ok, "bags": [r.as_dict() for r in reports]})
+        echo_json({"command": "verify", "ok": ok, "exit_code": EXIT_OK if ok else EXIT_INVALID,
+                   "bags": [r.as_dict() for r in reports]})
     return EXIT_OK if ok else EXIT_INVALID
