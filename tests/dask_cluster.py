@@ -1,7 +1,8 @@
 """A real Dask cluster for tests: one `dask scheduler` and N `dask worker` processes.
 
-Workers run without a nanny, so killing one (SIGKILL) really loses it, and with tests/ on their
-PYTHONPATH, so the per-item functions of helpers_stages import there.
+Workers run without a nanny, so killing one (SIGKILL) really loses it, and with tests/ and this
+checkout on their PYTHONPATH, so the per-item functions of helpers_stages import there and the
+pipeline they run is the one under test (not another copy installed in site-packages).
 """
 from __future__ import annotations
 
@@ -13,16 +14,19 @@ import sys
 import time
 from pathlib import Path
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 TESTS = Path(__file__).resolve().parent
 
 
 class DaskCluster:
-    def __init__(self, workdir: Path, workers: int = 2) -> None:
+    def __init__(self, workdir: Path, workers: int = 2, config: dict[str, str] | None = None) -> None:
+        """`config`: Dask settings as environment variables (DASK_DISTRIBUTED__...)."""
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.scheduler_file = workdir / "scheduler.json"
-        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        self.env = dict(os.environ, **(config or {}), PYTHONPATH=os.pathsep.join(
+            [str(TESTS), str(TESTS.parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
         self.scheduler = self._spawn("scheduler", "--host", "127.0.0.1", "--port", "0",
                                      "--no-dashboard", "--scheduler-file", str(self.scheduler_file))
         self.address = self._wait_for_address()
@@ -75,3 +79,29 @@ class DaskCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+class HoldFirstTask(WorkerPlugin):
+    """Holds the first task whose key starts with `prefix` in the whole cluster: the worker that
+    is about to run it writes its pid into `claim` (linked in whole, so only one worker ever
+    claims it and a reader never sees half a pid), then stops, answering nothing, until the test
+    kills it (or `hold` seconds pass).  The task has not started: the scheduler still counts it
+    as processing on that worker."""
+
+    name = "hold-first-task"
+
+    def __init__(self, claim: Path, prefix: str, hold: float = 60.0) -> None:
+        self.claim, self.prefix, self.hold = str(claim), prefix, hold
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        if finish != "executing" or not str(key).startswith(self.prefix):
+            return
+        mine = f"{self.claim}.{os.getpid()}"
+        Path(mine).write_text(str(os.getpid()))
+        try:
+            os.link(mine, self.claim)
+        except FileExistsError:
+            return      # another task was the first
+        finally:
+            os.unlink(mine)
+        time.sleep(self.hold)   # on the worker's event loop: the whole worker stands still

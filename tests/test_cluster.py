@@ -6,13 +6,13 @@ import os
 import subprocess
 import sys
 
-import bagit
 import dask
+import distributed
 import pytest
 
 import helpers_stages as hs
 from conftest import no_traceback, run_cli
-from dask_cluster import DaskCluster
+from dask_cluster import DaskCluster, HoldFirstTask
 from pipeline.cluster import map_on_dask
 from pipeline.errors import ClusterError, ConversionError
 from pipeline.executor import map_items
@@ -161,26 +161,54 @@ def test_dask_bag_byte_identical_to_local_bag(cluster, sample_collection, tmp_pa
     assert any(p.endswith(".tif") for p in a)
 
 
-def test_worker_killed_mid_convert_bag_complete_or_none(cluster, tmp_path):
-    hs.make_busy_collection(tmp_path / "ingest", n=10, size=(1200, 900))
-    output = tmp_path / "output"
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--ingest", str(tmp_path / "ingest"),
-                             "--output", str(output), "--executor", "dask", "--scheduler", cluster.address],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, **EPOCH))
-    proofs = output / ".staging" / "busy.proofs"
-    assert hs.wait_for(lambda: len(list(proofs.glob("*.json"))) >= 2), proc.communicate()
-    assert proc.poll() is None  # still converting when the worker dies
-    cluster.kill_worker(0)
-    _, err = proc.communicate(timeout=180)
-    assert "Traceback" not in err
-    bag = output / "busy"
-    if proc.returncode == 0:  # Dask moved the lost worker's tasks to the other one
-        bagit.Bag(str(bag)).validate()
-        assert len(list((bag / "data").glob("**/*.tif"))) == 10
+@pytest.fixture
+def strict_cluster(tmp_path_factory):
+    """A cluster whose scheduler gives up on a task the first time a worker dies under it
+    (KilledWorker), where the module's cluster gives it to another worker."""
+    c = DaskCluster(tmp_path_factory.mktemp("dask-strict"), workers=2,
+                    config={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"})
+    yield c
+    c.close()
+
+
+@pytest.mark.parametrize("kind, ends", [("cluster", "with the bag"), ("strict_cluster", "without a bag")])
+def test_worker_killed_mid_run_cli_bag_identical_to_local_or_none(kind, ends, request, tmp_path):
+    """A worker SIGKILLed while `pipeline run --executor dask` waits for its task: the run ends
+    with the bag a local run makes, byte for byte (the task ran again elsewhere), or with exit 1,
+    one line and no bag (the scheduler gave the task up: KilledWorker); never a traceback.
+    Deterministic: the worker that takes the first convert task holds it (a worker plugin,
+    HoldFirstTask) until this test has killed that very worker."""
+    cluster = request.getfixturevalue(kind)
+    hs.make_collection(tmp_path / "ingest", n=6)
+    claim, output = tmp_path / "held-by", tmp_path / "output"
+    with distributed.Client(cluster.address, set_as_default=False, timeout="20s") as client:
+        client.register_plugin(HoldFirstTask(claim, "convert_item-"))
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "-q", "--ingest", str(tmp_path / "ingest"),
+                                 "--output", str(output), "--executor", "dask", "--scheduler", cluster.address],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, **EPOCH))
+        try:
+            assert hs.wait_for(claim.exists, timeout=60), "no worker took a convert task"
+            held = [w.pid for w in cluster.workers].index(int(claim.read_text()))
+            assert proc.poll() is None      # the run waits for the held task
+            cluster.kill_worker(held)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            client.unregister_worker_plugin(HoldFirstTask.name)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert "Traceback" not in out + err, err
+    if ends == "with the bag":
+        assert proc.returncode == 0, err
+        local = run_cli("run", "--ingest", tmp_path / "ingest", "--output", tmp_path / "local", "-q", env=EPOCH)
+        assert local.returncode == 0, local.stderr
+        a, b = hs.bag_bytes(tmp_path / "local" / "coll"), hs.bag_bytes(output / "coll")
+        assert sorted(a) == sorted(b) and [p for p in a if a[p] != b[p]] == []
     else:
         assert proc.returncode == 1 and len(err.strip().splitlines()) == 1, err
-        assert not bag.exists()
+        assert "Dask workers died while running it" in err and "no bag was published" in err
+        assert [p.name for p in output.iterdir() if not p.name.startswith(".")] == []
 
 
 def test_worker_killed_mid_run_the_run_completes(cluster, tmp_path):
