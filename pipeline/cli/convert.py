@@ -55,8 +55,8 @@ def convert(src, dst, compression, pixel_limit, as_json):
         item = convert_item(Item(id=ctx.make_id(src.name), relpath=src.name, record=None), ctx)
         errors = errors_in(item.problems)
         if errors and as_json:
-            echo_json({"command": "convert", "source": str(src), "proven": False, "masters": [], "exit_code": EXIT_INVALID,
-                       "problems": [p.as_dict() for p in item.problems]})
+            echo_json({"command": "convert", "source": str(src), "proven": False, "masters": [],
+                       "exit_code": EXIT_INVALID, "problems": [p.as_dict() for p in item.problems]})
             return EXIT_INVALID
         if errors:
             raise ConversionError(f"{src}: {errors[0].reason} [{errors[0].code}]")
