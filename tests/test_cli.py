@@ -114,3 +114,15 @@ def test_usage_error_with_json_is_a_json_report_too_usage_option_usage_path(case
 def test_usage_error_without_json_leaves_stdout_empty(tmp_path):
     proc = run_cli("run", "--workers", "many", "--", "--json")   # after --, --json is a collection's name
     assert proc.returncode == 2 and proc.stdout == "" and "'--workers'" in proc.stderr
+
+
+def test_run_output_that_is_a_file_with_json_names_the_usage_problem_usage_option(tmp_path):
+    """Found while running (run reports it in the collection's place): its problems were empty."""
+    (tmp_path / "out").write_text("not a folder")
+    proc = run_cli("run", "--ingest", ROOT / "ingest", "--output", tmp_path / "out", "--json")
+    assert proc.returncode == 2 and no_traceback(proc), proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] is False and report["exit_code"] == 2
+    [collection] = report["collections"]
+    assert [p["code"] for p in collection["problems"]] == ["usage.option"]
+    assert collection["problems"][0]["reason"] == collection["error"]
