@@ -20,7 +20,7 @@ from . import tiff
 from .errors import ConversionError, Problem, UnsupportedInput
 from .exif import Metadata, page_offsets, read_metadata
 from .formats import Format, identify
-from .imaging import ORIENTATIONS, Frame, Page, Source, captured, orient
+from .imaging import ORIENTATIONS, PHOTOMETRIC, Frame, Page, Source, captured, orient
 
 # --------------------------------------------------------------------------------------------
 # Formats, identified by signature.
@@ -88,8 +88,8 @@ def _pillow_frame(im, path: str, page: Page) -> Frame:
     return Frame(pixels if baked else orient(pixels, orientation), layout, mode, steps, page)
 
 
-def _array_frame(pixels: np.ndarray, photometric: int, extrasamples: tuple, mode: str,
-                 orientation: int, page: Page | None = None) -> Frame:
+def _array_frame(pixels: np.ndarray, photometric: int, extrasamples: tuple, mode: str, page: Page) -> Frame:
+    orientation = page.meta.orientation
     steps = [f"EXIF orientation {orientation} baked in: {ORIENTATIONS[orientation][0]}"] if orientation != 1 else []
     pixels = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False)
     return Frame(orient(pixels, orientation), tiff.Layout(photometric, extrasamples), mode, steps, page)
@@ -314,7 +314,7 @@ def _pillow_source(data, path, fmt, limit, default_resolution) -> Source:
     def iter_frames() -> Iterator[Frame]:
         if decoder[0] == "imagecodecs":
             im.close()
-            yield _jpeg_frame(data, path, im.size, im.mode, meta.orientation)
+            yield _jpeg_frame(data, path, im.size, im.mode, pages[0])
             return
         pixels = 0
         for i in range(frames):
@@ -330,7 +330,8 @@ def _pillow_source(data, path, fmt, limit, default_resolution) -> Source:
                 im.close()      # the decoder's own copy of the pixels is not needed any more
             yield frame
 
-    return Source(fmt, im.width, im.height, im.mode, frames, decoder, meta, resolution, assumed, iter_frames)
+    return Source(fmt, im.width, im.height, im.mode, frames, decoder, meta, resolution, assumed, iter_frames,
+                  encoding=_pillow_encoding(im, kind, data))
 
 
 def _ends_with_eoi(data: bytes) -> bool:
@@ -345,7 +346,7 @@ def _ends_with_eoi(data: bytes) -> bool:
     return eoi >= 0 and data.find(b"\xff\xda", eoi) < 0   # scan the whole file back to its start
 
 
-def _jpeg_frame(data: bytes, path: str, size: tuple[int, int], mode: str, orientation: int) -> Frame:
+def _jpeg_frame(data: bytes, path: str, size: tuple[int, int], mode: str, page: Page) -> Frame:
     """Grey and RGB JPEG straight into one numpy array with libjpeg-turbo (imagecodecs).
 
     Twice as fast as Pillow and without Pillow's padded 4-byte copy of the pixels.  Only for
@@ -356,7 +357,7 @@ def _jpeg_frame(data: bytes, path: str, size: tuple[int, int], mode: str, orient
     want = (size[1], size[0]) + ((3,) if mode == "RGB" else ())
     if pixels.dtype != np.uint8 or pixels.shape != want:
         raise _fail("convert.undecodable", path, f"JPEG decoded to {pixels.dtype} {pixels.shape}, expected {want}")
-    return _array_frame(pixels, tiff.RGB if mode == "RGB" else tiff.MINISBLACK, (), mode, orientation)
+    return _array_frame(pixels, tiff.RGB if mode == "RGB" else tiff.MINISBLACK, (), mode, page)
 
 
 def _png16_source(data, path, fmt, limit, default_resolution) -> Source:
@@ -374,6 +375,7 @@ def _png16_source(data, path, fmt, limit, default_resolution) -> Source:
     meta.xmp = _xmp_orientation_reset(meta.xmp, meta.orientation)
     channels = {2: 3, 4: 2, 6: 4}[_png_header(data)[1]]
     mode = {3: "RGB;16", 2: "LA;16", 4: "RGBA;16"}[channels]
+    page = Page(meta, resolution, assumed)
 
     def iter_frames() -> Iterator[Frame]:
         pixels = imagecodecs.png_decode(data)
@@ -381,10 +383,10 @@ def _png16_source(data, path, fmt, limit, default_resolution) -> Source:
             raise _fail("convert.undecodable", path, "16-bit PNG decoded to an unexpected shape")
         extra = (tiff.UNASSOCIATED_ALPHA,) if channels in (2, 4) else ()
         photometric = tiff.RGB if channels >= 3 else tiff.MINISBLACK
-        yield _array_frame(pixels, photometric, extra, mode, meta.orientation)
+        yield _array_frame(pixels, photometric, extra, mode, page)
 
     return Source(fmt, im.width, im.height, mode, 1, ("imagecodecs (libpng)", imagecodecs.__version__),
-                  meta, resolution, assumed, iter_frames)
+                  meta, resolution, assumed, iter_frames, encoding=_png_encoding(data))
 
 
 def _tifffile_source(data, path, fmt, limit, default_resolution) -> Source:
@@ -419,7 +421,92 @@ def _tifffile_source(data, path, fmt, limit, default_resolution) -> Source:
                 if page.planarconfig == 2 and pixels.ndim == 3 and page.samplesperpixel > 1:
                     pixels = np.moveaxis(pixels, 0, -1)
                 yield _array_frame(np.ascontiguousarray(pixels), int(page.photometric),
-                                   tuple(page.extrasamples), mode, its.meta.orientation, its)
+                                   tuple(page.extrasamples), mode, its)
 
     return Source(fmt, first.imagewidth, first.imagelength, mode, len(pages), ("tifffile", tifffile.__version__),
-                  own[0].meta, own[0].resolution, own[0].resolution_assumed, iter_frames)
+                  own[0].meta, own[0].resolution, own[0].resolution_assumed, iter_frames,
+                  encoding=_tiff_encoding(data, first.compression, first.photometric, first.bitspersample,
+                                          first.samplesperpixel, first.extrasamples))
+
+
+# --------------------------------------------------------------------------------------------
+# The original's encoding as its header states it, for its MIX: read from what the decoder has
+# opened already (Pillow's header fields and tags, tifffile's first page, the bytes in memory),
+# never a second opening or decoding of the original.
+
+
+TIFF_COMPRESSIONS = {1: "Uncompressed", 2: "CCITT 1D", 3: "CCITT Group 3", 4: "CCITT Group 4", 5: "LZW",
+                     6: "JPEG (old-style)", 7: "JPEG", 8: "Deflate", 32773: "PackBits", 32946: "Deflate",
+                     34712: "JPEG 2000", 34925: "LZMA", 50000: "Zstandard", 50001: "WebP"}
+# PNG colour type -> (photometric, samples per pixel)
+PNG_COLOUR_TYPES = {0: ("min-is-black", 1), 2: ("RGB", 3), 3: ("palette", 1), 4: ("min-is-black", 2),
+                    6: ("RGB", 4)}
+TIFF_EXTRA_SAMPLES = {0: "unspecified", 1: "associated alpha", 2: "unassociated alpha"}
+
+
+def _encoding(compression: str, photometric: str, bits: int, samples: int, extra: str = "", **more) -> dict:
+    """The technical keys of an original's encoding (named as a master's are, see write_master)."""
+    return {"compression": compression, "photometric": photometric, "bits_per_sample": int(bits),
+            "samples_per_pixel": int(samples), "extra_samples": extra, **more}
+
+
+def _pillow_encoding(im, kind: str, data: bytes) -> dict:
+    if kind == "PNG":
+        return _png_encoding(data)
+    if kind == "TIFF":
+        tags = im.tag_v2
+        return _tiff_encoding(data, tags.get(259, 1), tags.get(262), _values(tags.get(258, 1))[0],
+                              tags.get(277, 1), _values(tags.get(338, ())))
+    if kind == "GIF":   # the bits of an index: the size of the global colour table, else of the first local one
+        entries = len(im.palette.palette) // 3 if im.palette else 256
+        bits = (data[10] & 7) + 1 if data[10] & 0x80 else max(1, (entries - 1).bit_length())
+        return _encoding("LZW", "palette", bits, 1)
+    if kind == "JPEG":
+        return _encoding("JPEG", _jpeg_colour_space(im), getattr(im, "bits", 8), len(im.layer))
+    return _encoding(_webp_codec(data), "RGB", 8, len(im.mode), "unassociated alpha" if im.mode == "RGBA" else "")
+
+
+def _values(value) -> tuple:
+    """A TIFF tag's value as Pillow gives it (one value, or a tuple of them) as a tuple."""
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _png_encoding(data: bytes) -> dict:
+    depth, colour = _png_header(data)
+    photometric, samples = PNG_COLOUR_TYPES[colour]
+    return _encoding("Deflate", photometric, depth, samples, "unassociated alpha" if colour in (4, 6) else "")
+
+
+def _tiff_encoding(data: bytes, compression: int, photometric: int | None, bits: int, samples: int,
+                   extrasamples) -> dict:
+    code = int(compression)
+    extra = TIFF_EXTRA_SAMPLES.get(int(extrasamples[0]), "unspecified") if len(extrasamples) else ""
+    return _encoding(TIFF_COMPRESSIONS.get(code, f"TIFF compression {code}"), PHOTOMETRIC.get(photometric, ""),
+                     bits, samples, extra, byte_order="little endian" if data[:2] == b"II" else "big endian")
+
+
+def _jpeg_colour_space(im) -> str:
+    """As libjpeg decides it: an Adobe marker's transform, else JFIF means YCbCr, else three
+    components named R, G, B are RGB; four components are CMYK (or YCCK, decoded to CMYK)."""
+    if len(im.layer) == 1:
+        return "min-is-black"
+    if len(im.layer) != 3:
+        return "separated (CMYK)"
+    transform = im.info.get("adobe_transform")
+    if transform is not None:
+        return "RGB" if transform == 0 else "YCbCr"
+    named_rgb = bytes(c[0] for c in im.layer) == b"RGB"
+    return "RGB" if named_rgb and "jfif" not in im.info else "YCbCr"
+
+
+def _webp_codec(data: bytes) -> str:
+    """The coding of a WebP's (first) image: its first VP8 or VP8L chunk, inside an ANMF frame too."""
+    at = 12
+    while at + 8 <= len(data):
+        kind, size = data[at:at + 4], int.from_bytes(data[at + 4:at + 8], "little")
+        if kind == b"VP8L":
+            return "WebP lossless (VP8L)"
+        if kind == b"VP8 ":
+            return "WebP lossy (VP8)"
+        at += 8 + (16 if kind == b"ANMF" else size + (size & 1))
+    return "WebP"

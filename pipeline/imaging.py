@@ -166,7 +166,7 @@ class Frame:
     layout: tiff.Layout
     mode: str                       # the source mode as decoded
     steps: list[str]
-    page: Page | None = None        # None: the source's metadata and resolution
+    page: Page                      # its metadata and resolution (every decoder gives each frame its page)
 
 
 @dataclass
@@ -184,6 +184,32 @@ class Source:
     resolution_assumed: bool
     iter_frames: Callable[[], Iterator[Frame]]
     messages: list[str] = field(default_factory=list)
+    # The original's encoding as its header states it (technical keys named as a master's):
+    # compression, photometric, bits_per_sample, samples_per_pixel, extra_samples, byte_order (TIFF)
+    encoding: dict = field(default_factory=dict)
+
+
+def source_technical(source: Source) -> dict:
+    """The original's technical data for its MIX: its encoding, its ICC profile's name, and its
+    resolution where it states one (an assumed default is the master's alone)."""
+    tech = dict(source.encoding)
+    icc = icc_description(source.meta.icc)
+    if icc:
+        tech["icc_profile"] = icc
+    if not source.resolution_assumed:
+        tech.update(resolution_technical(source.resolution))
+    return tech
+
+
+def resolution_technical(resolution: tuple) -> dict:
+    """((xn, xd), (yn, yd), unit) as technical keys."""
+    (xn, xd), (yn, yd), unit = resolution
+    return {"x_resolution": round(xn / xd, 4), "y_resolution": round(yn / yd, 4),
+            "resolution_unit": {1: "none", 2: "inch", 3: "centimeter"}[unit]}
+
+
+# TIFF PhotometricInterpretation -> its name in the technical data (those this pipeline decodes)
+PHOTOMETRIC = {0: "min-is-white", 1: "min-is-black", 2: "RGB", 3: "palette", 5: "separated (CMYK)", 6: "YCbCr"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,7 +309,7 @@ def write_master(source: Source, frame: Frame, dest: Path, compression: str,
     """
     code = tiff.DEFLATE if compression == "deflate" else tiff.NONE
     tmp = dest.with_name(f".{dest.name}.proving")
-    page = frame.page or Page(source.meta, source.resolution, source.resolution_assumed)
+    page = frame.page
     meta = page.meta
     try:
         chunks = tiff.encode(frame.pixels, frame.layout, code, page.resolution,
@@ -314,19 +340,17 @@ def write_master(source: Source, frame: Frame, dest: Path, compression: str,
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    (xn, xd), (yn, yd), unit = page.resolution
     pixels = frame.pixels
     technical = {
         "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
         "bits_per_sample": 1 if pixels.dtype == bool else pixels.dtype.itemsize * 8,
         "samples_per_pixel": int(pixels.shape[2]) if pixels.ndim == 3 else 1,
-        "photometric": {0: "min-is-white", 1: "min-is-black", 2: "RGB", 5: "separated (CMYK)"}[frame.layout.photometric],
+        "photometric": PHOTOMETRIC[frame.layout.photometric], "byte_order": "little endian",
         "extra_samples": "unassociated alpha" if frame.layout.extrasamples else "",
         "compression": "deflate, horizontal predictor" if code == tiff.DEFLATE and pixels.dtype != bool
         else ("deflate" if code == tiff.DEFLATE else "none"),
         "icc_profile": icc_description(meta.icc),
-        "x_resolution": round(xn / xd, 4), "y_resolution": round(yn / yd, 4),
-        "resolution_unit": {1: "none", 2: "inch", 3: "centimeter"}[unit],
+        **resolution_technical(page.resolution),
         "resolution_assumed": page.resolution_assumed,
         "orientation_applied": {"exif_orientation": meta.orientation,
                                 "transform": ORIENTATIONS[meta.orientation][0]},

@@ -154,18 +154,21 @@ def has_mix(technical: Mapping) -> bool:
 
 
 COLOR_SPACES = {"min-is-white": "WhiteIsZero", "min-is-black": "BlackIsZero", "RGB": "RGB",
+                "palette": "PaletteColor",
                 "separated (CMYK)": "CMYK", "1": "BlackIsZero", "L": "BlackIsZero", "LA": "BlackIsZero",
                 "I;16": "BlackIsZero", "RGBA": "RGB", "CMYK": "CMYK", "YCbCr": "YCbCr", "LAB": "CIELab"}
+# A master's compression -> MIX; an original's is recorded by its MIX name already (JPEG, LZW...)
 COMPRESSION = {"none": "Uncompressed", "deflate": "Deflate", "deflate, horizontal predictor": "Deflate"}
 SAMPLING_UNITS = {"inch": "in.", "centimeter": "cm", "none": "no absolute unit of measurement"}
-EXTRA_SAMPLES = {"unassociated alpha": "unassociated alpha data",
+EXTRA_SAMPLES = {"unassociated alpha": "unassociated alpha data", "unspecified": "unspecified data",
                  "associated alpha": "associated alpha data (with pre-multiplied color)"}
 
 
 def mix(technical: Mapping) -> Optional[etree._Element]:
-    """NISO MIX 2.0 from a file's technical data, as the convert stage records it (width, height,
-    photometric or mode, icc_profile, compression, x/y_resolution and unit, bits_per_sample,
-    samples_per_pixel, extra_samples); None without dimensions."""
+    """NISO MIX 2.0 from a file's technical data, as the convert stage records it for a master
+    and for its original (width, height, byte_order, compression, photometric or mode,
+    icc_profile, x/y_resolution and unit, bits_per_sample, samples_per_pixel, extra_samples);
+    what the data does not hold is left out.  None without dimensions."""
     out: list[str] = []
     return parse_markup(out) if mix_markup(out, technical) else None
 
@@ -179,28 +182,29 @@ def mix_markup(out: list[str], technical: Mapping, declare: bool = True) -> bool
     def sub(name, text):
         leaf(out, f"mix:{name}", str(text))
 
+    def group(name: str, *leaves: tuple[tuple[str, ...], str, object]) -> None:
+        """`name` holding each (its wrappers, leaf, value) that has a value, in the order given
+        (the schema's); nothing when none has one."""
+        present = [(wrappers, leaf_name, value) for wrappers, leaf_name, value in leaves if value]
+        if not present:
+            return
+        out.append(f"<mix:{name}>")
+        for wrappers, leaf_name, value in present:
+            out.extend(f"<mix:{w}>" for w in wrappers)
+            sub(leaf_name, value)
+            out.extend(f"</mix:{w}>" for w in reversed(wrappers))
+        out.append(f"</mix:{name}>")
+
     out.append(f'<mix:mix xmlns:mix="{NS["mix"]}">' if declare else "<mix:mix>")
-    compression = COMPRESSION.get(str(technical.get("compression", "")))
-    if compression:
-        out.append("<mix:BasicDigitalObjectInformation>")
-        sub("byteOrder", "little endian")   # the masters are little-endian TIFF
-        out.append("<mix:Compression>")
-        sub("compressionScheme", compression)
-        out.append("</mix:Compression></mix:BasicDigitalObjectInformation>")
+    compression = str(technical.get("compression") or "")
+    group("BasicDigitalObjectInformation", ((), "byteOrder", technical.get("byte_order")),
+          (("Compression",), "compressionScheme", COMPRESSION.get(compression, compression)))
     out.append("<mix:BasicImageInformation><mix:BasicImageCharacteristics>")
     sub("imageWidth", int(technical["width"]))
     sub("imageHeight", int(technical["height"]))
-    space = COLOR_SPACES.get(str(technical.get("photometric") or technical.get("mode") or ""))
-    icc = str(technical.get("icc_profile") or "")
-    if space or icc:
-        out.append("<mix:PhotometricInterpretation>")
-        if space:
-            sub("colorSpace", space)
-        if icc:
-            out.append("<mix:ColorProfile><mix:IccProfile>")
-            sub("iccProfileName", icc)
-            out.append("</mix:IccProfile></mix:ColorProfile>")
-        out.append("</mix:PhotometricInterpretation>")
+    group("PhotometricInterpretation",
+          ((), "colorSpace", COLOR_SPACES.get(str(technical.get("photometric") or technical.get("mode") or ""))),
+          (("ColorProfile", "IccProfile"), "iccProfileName", technical.get("icc_profile")))
     out.append("</mix:BasicImageCharacteristics></mix:BasicImageInformation>")
     bits, samples = technical.get("bits_per_sample"), technical.get("samples_per_pixel")
     xres, yres = technical.get("x_resolution"), technical.get("y_resolution")

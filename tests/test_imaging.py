@@ -81,7 +81,8 @@ def test_proof_catches_a_master_that_cannot_hold_the_pixels(tmp_path):
     data = io.BytesIO()
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(data, "PNG")
     source = decode.open_source(data.getvalue(), "s.png", 10**6)
-    frame = imaging.Frame(np.full((4, 4), -3, np.int8), tiff.Layout(tiff.MINISBLACK), "L", [])
+    page = next(source.iter_frames()).page
+    frame = imaging.Frame(np.full((4, 4), -3, np.int8), tiff.Layout(tiff.MINISBLACK), "L", [], page)
     master = imaging.write_master(source, frame, tmp_path / "m.tif", "none", ("sha256",))
     assert not master.proven and "int8" in master.mismatch
     assert list(tmp_path.iterdir()) == []
@@ -118,3 +119,41 @@ def test_exif_reader_refuses_hostile_structures():
     entry = (270).to_bytes(2, "little") + (2).to_bytes(2, "little") + (100).to_bytes(4, "little") + (9999).to_bytes(4, "little")
     with pytest.raises(ValueError):
         read_metadata(b"II*\0\x08\0\0\0\x01\0" + entry + b"\0\0\0\0")
+
+
+def _encoded(save) -> bytes:
+    buf = io.BytesIO()
+    save(buf)
+    return buf.getvalue()
+
+
+def _four_colour_png(buf) -> None:
+    im = Image.new("P", (4, 3))
+    im.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255])
+    im.putdata([i % 4 for i in range(12)])
+    im.save(buf, "PNG", bits=2)
+
+
+@pytest.mark.parametrize("name, data, expected", [
+    ("rgba.webp", _encoded(lambda b: Image.new("RGBA", (4, 3)).save(b, "WEBP", lossless=True)),
+     {"compression": "WebP lossless (VP8L)", "photometric": "RGB", "bits_per_sample": 8, "samples_per_pixel": 4,
+      "extra_samples": "unassociated alpha"}),
+    ("rgb16.tif", _encoded(lambda b: tifffile.imwrite(b, np.zeros((3, 4, 3), ">u2"), compression="lzw",
+                                                      photometric="rgb", byteorder=">")),
+     {"compression": "LZW", "photometric": "RGB", "bits_per_sample": 16, "samples_per_pixel": 3,
+      "extra_samples": "", "byte_order": "big endian"}),
+    ("two-bit.png", _encoded(_four_colour_png),
+     {"compression": "Deflate", "photometric": "palette", "bits_per_sample": 2, "samples_per_pixel": 1,
+      "extra_samples": ""}),
+    ("cmyk.jpg", _encoded(lambda b: Image.new("CMYK", (4, 3)).save(b, "JPEG", dpi=(72, 72))),
+     {"compression": "JPEG", "photometric": "separated (CMYK)", "bits_per_sample": 8, "samples_per_pixel": 4,
+      "extra_samples": "", "x_resolution": 72.0, "y_resolution": 72.0, "resolution_unit": "inch"}),
+    ("packbits.tif", _encoded(lambda b: Image.new("L", (4, 3)).save(b, "TIFF", compression="packbits")),
+     {"compression": "PackBits", "photometric": "min-is-black", "bits_per_sample": 8, "samples_per_pixel": 1,
+      "extra_samples": "", "byte_order": "little endian"}),
+], ids=lambda value: value if isinstance(value, str) else "-")
+def test_source_technical_is_the_originals_encoding_and_only_a_stated_resolution(name, data, expected):
+    """What the decoder read of the original's header, without opening it again; a source that
+    states no resolution gets none (the assumed default is the master's)."""
+    source = decode.open_source(data, name, 10**6)
+    assert imaging.source_technical(source) == expected

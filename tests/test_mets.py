@@ -4,6 +4,7 @@ Consistency-check cases are named after the problem code each must raise.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ from urllib.parse import unquote
 
 import pytest
 from hypothesis import given, settings, strategies as st
+from lxml import etree
 
 import describe_sample
 from pipeline import mets, premis
@@ -354,3 +356,72 @@ def test_every_describe_code_has_a_test_named_after_it():
     codes = tomllib.loads((root.parent / "pipeline/codes/describe.toml").read_text(encoding="utf-8"))
     text = (root / "test_mets.py").read_text() + (root / "stages/test_describe.py").read_text()
     assert [c for c in codes if f"def test_{c.replace('.', '_')}" not in text] == []
+
+
+# --- the originals' MIX: what each original is, from what its decoder read --------------------------
+
+def _mix_leaves(mix: "etree._Element") -> list[tuple[str, str]]:
+    """Every leaf of a MIX in document order, as (name, text); a rational's parts named by their parent."""
+    out = []
+    for el in mix.iter():
+        if len(el) == 0:
+            name = etree.QName(el).localname
+            if name in ("numerator", "denominator"):
+                name = f"{etree.QName(el.getparent()).localname}/{name}"
+            out.append((name, el.text))
+    return out
+
+
+def _originals_mix(mets_path: Path) -> dict[str, "etree._Element"]:
+    """Each original's MIX, by its file name."""
+    root = parse(mets_path)
+    techmd = {el.get("ID"): el for el in root.iter(q("mets:techMD"))}
+    out = {}
+    for file in root.iterfind(f".//{q('mets:fileGrp')}[@USE='original']/{q('mets:file')}"):
+        name = unquote(file.find(q("mets:FLocat")).get(mets.XLINK_HREF)).rsplit("/", 1)[-1]
+        mix_id = next(i for i in file.get("ADMID").split() if i.startswith("mix-"))
+        out[name] = techmd[mix_id].find(f".//{q('mix:mix')}")
+    return out
+
+
+def test_original_mix_states_compression_colour_space_bits_icc_and_stated_resolution(tmp_path, cli, xsd_dir):
+    """A JPEG with an ICC profile at 300 dpi, a 16-bit grey PNG, a 16-colour GIF and a Group 4
+    bilevel TIFF at 200 dpi: each original's MIX says what the original is, in the schema's
+    order; the PNG and the GIF state no resolution (the assumed 300 dpi is their masters' only)."""
+    import numpy as np
+    from PIL import Image, ImageCms
+
+    import helpers_stages as hs
+    folder = hs.make_collection(tmp_path / "ingest", n=0, name="mixes")
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.new("RGB", (24, 16), (200, 30, 10)).save(folder / "photo.jpg", dpi=(300, 300), icc_profile=srgb)
+    Image.fromarray(np.arange(24 * 16, dtype=np.uint16).reshape(16, 24) * 150).save(folder / "grey16.png")
+    palette = Image.new("P", (24, 16))
+    palette.putpalette([v for i in range(16) for v in (i * 16, 255 - i * 16, 7)])
+    palette.putdata([i % 16 for i in range(24 * 16)])
+    palette.save(folder / "palette.gif")
+    Image.new("1", (24, 16), 1).save(folder / "bilevel.tif", compression="group4", dpi=(200, 200))
+    for name in ("photo.jpg", "grey16.png", "palette.gif", "bilevel.tif"):
+        (folder / name).with_suffix(".json").write_text(json.dumps(
+            {"identifier": name, "date": "1992-02", "place": ["Azerbaijan"]}), encoding="utf-8")
+    out = tmp_path / "output"
+    proc = cli("run", "--ingest", folder.parent, "--output", out, "--until", "describe", "--schemas", xsd_dir,
+               "--quiet", folder.name)
+    assert proc.returncode == 0, proc.stderr
+    path = out / ".staging" / folder.name / mets.METS_PATH
+    assert validation_errors(parse(path), load_schema(xsd_dir)) == []
+    size = [("imageWidth", "24"), ("imageHeight", "16")]
+    bits = lambda *values: [("bitsPerSampleValue", str(v)) for v in values] + [("bitsPerSampleUnit", "integer")]
+    per_inch = lambda dpi: [("samplingFrequencyUnit", "in."), ("xSamplingFrequency/numerator", str(dpi)),
+                            ("xSamplingFrequency/denominator", "1"), ("ySamplingFrequency/numerator", str(dpi)),
+                            ("ySamplingFrequency/denominator", "1")]
+    assert {name: _mix_leaves(mix) for name, mix in _originals_mix(path).items()} == {
+        "photo.jpg": [("compressionScheme", "JPEG"), *size, ("colorSpace", "YCbCr"),
+                      ("iccProfileName", "sRGB built-in"), *per_inch(300), *bits(8, 8, 8), ("samplesPerPixel", "3")],
+        "grey16.png": [("compressionScheme", "Deflate"), *size, ("colorSpace", "BlackIsZero"),
+                       *bits(16), ("samplesPerPixel", "1")],
+        "palette.gif": [("compressionScheme", "LZW"), *size, ("colorSpace", "PaletteColor"),
+                        *bits(4), ("samplesPerPixel", "1")],
+        "bilevel.tif": [("byteOrder", "little endian"), ("compressionScheme", "CCITT Group 4"), *size,
+                        ("colorSpace", "BlackIsZero"), *per_inch(200), *bits(1), ("samplesPerPixel", "1")],
+    }

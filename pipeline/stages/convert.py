@@ -23,14 +23,14 @@ from pathlib import Path, PurePath, PurePosixPath
 from ..errors import ConversionError, PipelineError, Problem, shown
 from ..hashing import hash_bytes, hash_file, write_hashed
 from ..decode import open_source
-from ..imaging import Source, write_master
+from ..imaging import Source, source_technical, write_master
 from .. import publish
 from ..model import ORIGINAL, PRESERVATION, Agent, Event, FileInfo, Item, pipeline_agent, software_agent
 from ..stage import Context, Stage
 
 ORIGINALS = "data/objects/originals"
 PRESERVATION_DIR = "data/objects/preservation"
-RECORD_VERSION = 1
+RECORD_VERSION = 2     # 2: technical data of the original (encoding, ICC name, resolution) and byte order of a master
 
 
 def frame_paths(path: PurePath, frames: int) -> list[PurePath]:
@@ -134,7 +134,7 @@ def _original_info(item: Item, ctx: Context, source: Source, size: int, checksum
         format_version=image.get("format_version") or fmt.version, pronom=image.get("pronom") or fmt.pronom,
         original_name=item.relpath,
         technical={"width": source.width, "height": source.height, "mode": source.mode,
-                   "frames": source.frames, "decoder": " ".join(source.decoder)})
+                   "frames": source.frames, "decoder": " ".join(source.decoder), **source_technical(source)})
 
 
 def _digest_event(item: Item, ctx: Context, original: FileInfo) -> Event:
