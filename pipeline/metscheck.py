@@ -5,10 +5,15 @@
   * every FLocat and mdRef names a file inside the bag that exists, with the SIZE and CHECKSUM
     the METS states (re-hashed here, one read per file; each bag of a split package carries
     its own METS, see pipeline/partmets.py, so this holds for every bag);
+  * with `inventory`, the METS is the package's whole inventory: every regular file under
+    data/ (the METS aside) is named by an FLocat or mdRef, names compared after
+    percent-decoding and NFC (`pipeline verify`; the describe stage leaves it out: staging may
+    still hold an earlier run's leftovers, which the package stage clears before sealing);
   * every ID is unique and every ADMID, DMDID and FILEID reference resolves;
   * with `schemas_dir`, the document is valid against the official schemas (errors with lines).
 
-The consistency pass streams (iterparse, elements cleared as they are read); schema validation
+The consistency pass streams (iterparse, elements cleared as they are read; for `inventory` the
+names the METS gives are kept, one string per file, for the walk of data/); schema validation
 needs the whole tree in memory, which libxml2 requires to report line numbers.
 """
 from __future__ import annotations
@@ -25,7 +30,7 @@ from urllib.parse import unquote
 import numpy as np
 from lxml import etree
 
-from .bag import is_inside
+from .bag import is_inside, nfc
 from .errors import Problem
 from .hashing import hash_file
 from .mets import METS_PATH
@@ -40,7 +45,7 @@ CLEARED = {f"{{{NS['mets']}}}{name}" for name in ("dmdSec", "amdSec", "file", "d
 
 
 def check_mets(bag_root: Path, schemas_dir: Path | None = None, rehash: bool = True,
-               known: Mapping[str, Mapping[str, str]] | None = None) -> list[Problem]:
+               known: Mapping[str, Mapping[str, str]] | None = None, inventory: bool = False) -> list[Problem]:
     """Every problem of the METS of the bag at `bag_root` (empty when consistent and valid).
 
     With `rehash` every file the METS names is read and its CHECKSUM compared.  Without it a
@@ -48,13 +53,14 @@ def check_mets(bag_root: Path, schemas_dir: Path | None = None, rehash: bool = T
     -> digest) where that has it: `pipeline verify` passes the bag's manifests, whose digests its
     fixity pass has just checked against the files; the describe stage passes nothing (the
     METS's checksums are the ones computed while each file was written, and reading it back from
-    the page cache would prove nothing more).
+    the page cache would prove nothing more).  With `inventory` a payload file the METS does not
+    name is a problem too (mets.undescribed).
     """
     bag_root = Path(bag_root)
     mets = bag_root / METS_PATH
     if not mets.is_file():
         return [Problem("describe.mets_missing", METS_PATH, "the package has no METS document")]
-    problems = _consistency(bag_root, mets, rehash, known or {})
+    problems = _consistency(bag_root, mets, rehash, known or {}, inventory)
     if schemas_dir is not None and not any(p.code == "describe.mets_unreadable" for p in problems):
         problems += schema_problems(mets, Path(schemas_dir))
     if schemas_dir is not None:
@@ -117,16 +123,19 @@ def _reference_keys(el: etree._Element) -> list[int]:
     return keys
 
 
-def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping) -> list[Problem]:
+def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping, inventory: bool) -> list[Problem]:
     """Files, IDs and ID references.  Memory stays flat in the size of the document: the first
     pass keeps a 64-bit key per ID and per reference (not the strings; a 100,000-photograph
     METS has millions of IDs); only when the keys show a repeated ID or a reference to no ID
-    does a second pass collect the strings concerned and report them exactly, with lines."""
+    does a second pass collect the strings concerned and report them exactly, with lines.  With
+    `inventory`, the bag paths the hrefs name are kept (one string per file), then data/ is
+    walked against them."""
     problems: list[Problem] = []
     ids, refs = array("q"), array("q")
     base = PurePosixPath(METS_PATH).parent.as_posix()
     root = str(bag_root)
     folders: dict[str, bool] = {}       # folder -> really inside the bag (no link on the way)
+    described: set[str] = set()         # the bag paths the METS names, NFC
     try:
         for tag, el in _mets_elements(mets):
             ident = el.get("ID")
@@ -135,13 +144,20 @@ def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping) -> li
             refs.extend(_reference_keys(el))
             if tag in LOCATED:
                 holder = el.getparent() if tag.endswith("FLocat") else el
-                problems += _located(bag_root, root, base, el.get(HREF, ""), holder, el.sourceline or 0, rehash,
+                href = el.get(HREF, "")
+                target = os.path.normpath(posixpath.join(base, unquote(href))) if href else ""
+                if inventory:
+                    described.add(nfc(target))
+                problems += _located(bag_root, root, target, href, holder, el.sourceline or 0, rehash,
                                      known, folders)
     except etree.XMLSyntaxError as exc:
         return problems + [Problem("describe.mets_unreadable", METS_PATH, f"not well-formed XML: {exc.msg}",
                                    f"line {exc.lineno}")]
     except OSError as exc:
         return problems + [Problem("describe.mets_unreadable", METS_PATH, f"cannot be read: {exc}")]
+    if inventory:
+        problems += _undescribed(root, described)
+    del described
     keys = np.frombuffer(ids, dtype=np.int64).copy()
     del ids
     keys.sort()
@@ -181,13 +197,34 @@ def _really_inside(bag_root: Path, folder: str, folders: dict[str, bool]) -> boo
     return folders[folder]
 
 
-def _located(bag_root: Path, root: str, base: str, href: str, holder: etree._Element,
+def _undescribed(root: str, described: set[str]) -> list[Problem]:
+    """The payload files no FLocat or mdRef names (the METS itself aside): data/ walked with
+    os.scandir, links neither followed nor counted (verify reports them), a folder that cannot
+    be listed skipped (verify reports it); only what is found is kept, then sorted."""
+    found: list[str] = []
+    stack = ["data/"]
+    while stack:
+        prefix = stack.pop()
+        try:
+            with os.scandir(os.path.join(root, prefix)) as entries:
+                for entry in entries:
+                    rel = prefix + entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(rel + "/")
+                    elif entry.is_file(follow_symlinks=False) and rel != METS_PATH and nfc(rel) not in described:
+                        found.append(rel)
+        except OSError:
+            continue
+    return [Problem("mets.undescribed", rel, f"in the payload but named by no FLocat or mdRef of "
+                    f"{METS_PATH}: the METS does not describe it") for rel in sorted(found)]
+
+
+def _located(bag_root: Path, root: str, target: str, href: str, holder: etree._Element,
              line: int, rehash: bool, known: Mapping, folders: dict[str, bool]) -> list[Problem]:
     """The file an FLocat/mdRef points at: inside the bag, present, right size and checksum.
-    `root` is `bag_root` as a string, `base` the METS's folder in the bag (paths are handled as
-    strings here: this runs once per file of the bag)."""
+    `root` is `bag_root` as a string, `target` the bag path `href` names relative to the METS's
+    folder (paths are handled as strings here: this runs once per file of the bag)."""
     where = f"line {line}"
-    target = os.path.normpath(posixpath.join(base, unquote(href))) if href else ""
     if not href or "://" in href or not is_inside(bag_root, target) or target.startswith(".."):
         return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r} does not name a file inside the bag", where)]
     path = os.path.join(root, target)

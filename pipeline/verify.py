@@ -551,7 +551,8 @@ def _check_mets(checker: Checker, source, schemas: Optional[Path]) -> None:
         for e in m.entries:
             if e.path not in checker.mismatched:
                 known.setdefault(e.path, {})[m.algorithm] = e.digest
-    checker.report.problems.extend(check_mets(source.path, schemas, rehash=False, known=known))
+    checker.report.problems.extend(check_mets(source.path, schemas, rehash=False, known=known,
+                                                inventory=True))
 
 
 def verify_bag(path: Path | str, *, fast: bool = False, workers: int = 0, schemas: Optional[Path] = None,
