@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 from . import __version__
 from .bag import encode_path
 from .filetable import BATCH, FileTable
-from .hashing import write_hashed
+from .hashing import hash_bytes, write_hashed
 from .model import FileInfo
 from .xmlio import hashed_output
 
@@ -44,6 +44,25 @@ def tag_value(value: Any) -> str:
 def manifest_line(f: FileInfo, algorithm: str) -> str:
     """`checksum  path` of one file, the path percent-encoded."""
     return f"{f.checksums[algorithm].lower()}  {encode_path(f.bagpath)}\n"
+
+
+def manifest_bytes(f: FileInfo, algorithms: Sequence[str]) -> int:
+    """The bytes `f`'s lines take in the payload manifests."""
+    return sum(len(manifest_line(f, alg).encode("utf-8")) for alg in algorithms)
+
+
+INFO_SLACK = 16     # bag-info.txt bytes a bag's own Payload-Oxum and Bag-Size may take beyond another's
+
+
+def tag_bytes_bound(info: Sequence[tuple[str, str]], algorithms: Sequence[str]) -> int:
+    """The most bytes bagit.txt, bag-info.txt and the tag manifests (every tag file but the
+    payload manifests) take in a bag whose bag-info is `info` but for its Payload-Oxum and
+    Bag-Size (the values of another payload: INFO_SLACK covers a digit more or less)."""
+    names = ["bagit.txt", "bag-info.txt"] + [f"manifest-{alg}.txt" for alg in algorithms]
+    digests = hash_bytes(b"", algorithms)
+    tag_manifests = sum(len(f"{digests[alg]}  {encode_path(name)}\n".encode("utf-8"))
+                        for alg in algorithms for name in names)
+    return len(BAGIT_TXT.encode("utf-8")) + len(tag_text(info).encode("utf-8")) + INFO_SLACK + tag_manifests
 
 
 def payload_oxum(files: FileTable) -> str:

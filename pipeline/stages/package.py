@@ -11,7 +11,8 @@ with the number of files.  The stage
   2. checks, by stat alone, that the staging payload is exactly the package's files;
   3. splits the items over several bags when --max-bag-size asks for it (each bag: its items'
      originals and masters, hard-linked from the staging folder, plus a copy of all the metadata
-     with a METS of its own; groups are ranges of item indexes; each item is loaded when linked);
+     with a METS of its own; groups are ranges of item indexes, made by plan() so that each
+     bag, payload and tag files, stays within the limit; each item is loaded when linked);
   4. writes bagit.txt, bag-info.txt, the manifests (from the recorded checksums) and the tag
      manifests; reads the sealed bag back (all but the payload's bytes: see check_sealed);
   5. moves the sealed bag(s) to output/.staging/<name>.sealed/, writes the serialized copies
@@ -28,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from itertools import islice, zip_longest
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from .. import bagwrite, durable, publish, serialize
 from ..bag import decode_path, find_manifests, parse_manifest, parse_tags
@@ -38,8 +39,7 @@ from ..hashing import hash_file, write_hashed
 from ..itemstore import store_folder
 from ..mets import METS_PATH
 from ..model import METADATA, FileInfo, Package
-from ..partmets import write_part_mets
-from ..report import items_bytes
+from ..partmets import object_shares, write_part_mets
 from ..stage import Context, Stage
 from .convert import ORIGINALS, PRESERVATION_DIR
 
@@ -124,22 +124,44 @@ def check_payload(staging: Path, files: FileTable, algorithms: Sequence[str]) ->
     return problems
 
 
-def split(package: Package, meta: int, limit: int) -> tuple[list[range], list[Problem]]:
-    """Items grouped in order so that each bag (its items plus all `meta` bytes of metadata)
-    stays under `limit`: ranges of item indexes (the items are not loaded, but to name one)."""
+def plan(package: Package, ctx: Context, files: FileTable) -> tuple[list[range], list[Problem]]:
+    """The items' groups, one per bag, each bag within --max-bag-size: its payload and its tag
+    files, as split() counts them.  Every bag has the fixed part: its copy of every metadata
+    file but the METS, its METS without any object (partmets.object_shares), their manifest
+    lines, and the tag files but the payload manifests (their bag-info the longest a part can
+    have).  Each item adds its originals and masters, their manifest lines and their share of
+    the METS: its files, pointers and administrative sections."""
+    limit, algorithms = ctx.settings.max_bag_size, ctx.settings.algorithms
+    tags = bagwrite.tag_bytes_bound(_info(package, ctx, files, (ctx.collection_id, len(package.items),
+                                                                len(package.items))), algorithms)
+    if limit <= 0 or tags + sum(f.size + bagwrite.manifest_bytes(f, algorithms) for f in files) <= limit:
+        return [range(len(package.items))], []
+    base, shares = object_shares(ctx.staging / METS_PATH) if METS_PATH in files else (0, {})
+    fixed = tags + base + sum((f.size if f.bagpath != METS_PATH else 0) + bagwrite.manifest_bytes(f, algorithms)
+                              for f in files.files(METADATA))
+
+    def cost(index: int) -> int:
+        return sum(f.size + bagwrite.manifest_bytes(f, algorithms) + shares.get(f.bagpath, 0)
+                   for f in package.items[index].objects())
+    return split(package, fixed, limit, cost)
+
+
+def split(package: Package, fixed: int, limit: int,
+          cost: Callable[[int], int]) -> tuple[list[range], list[Problem]]:
+    """Items grouped in order so that each bag (the `fixed` bytes of every bag plus
+    `cost(index)` bytes for each of its items) stays within `limit`: ranges of item indexes.
+    An item over the limit on its own gets a bag of its own (package.oversize)."""
     items = package.items
-    if limit <= 0 or meta + items_bytes(items) <= limit:
-        return [range(len(items))], []
-    kept = getattr(items, "object_bytes", None)     # an ItemStore answers without loading
-    starts, used, warnings = [0], meta, []
+    starts, used, warnings = [0], fixed, []
     for index in range(len(items)):
-        size = kept(index) if kept else sum(f.size for f in items[index].objects())
-        if meta + size > limit:
+        size = cost(index)
+        if fixed + size > limit:
             warnings.append(Problem("package.oversize", items[index].relpath,
-                                    f"{size + meta} bytes with the metadata, over --max-bag-size {limit}"))
+                                    f"a bag of its own is {fixed + size} bytes with its metadata and tag "
+                                    f"files, over --max-bag-size {limit}"))
         if index > starts[-1] and used + size > limit:
             starts.append(index)
-            used = meta
+            used = fixed
         used += size
     return [range(a, b) for a, b in zip(starts, starts[1:] + [len(items)])], warnings
 
@@ -251,14 +273,18 @@ def _description(record: dict, name: str) -> str:
     return str(record.get("description") or record.get("title") or f"Photographs of the collection {name}")
 
 
-def seal(bag: Path, package: Package, ctx: Context, files: FileTable,
-         group: Optional[tuple[str, int, int]] = None) -> None:
+def _info(package: Package, ctx: Context, files: FileTable,
+          group: Optional[tuple[str, int, int]]) -> list[tuple[str, str]]:
     record = dict(package.collection.data) if package.collection else {}
-    info = bagwrite.bag_info(collection=record, identifier=ctx.collection_id,
+    return bagwrite.bag_info(collection=record, identifier=ctx.collection_id,
                              description=_description(record, package.name),
                              date=ctx.started.strftime("%Y-%m-%d"), files=files,
                              organization=ctx.settings.organization, group=group)
-    bagwrite.write_tag_files(bag, files, info, ctx.settings.algorithms)
+
+
+def seal(bag: Path, package: Package, ctx: Context, files: FileTable,
+         group: Optional[tuple[str, int, int]] = None) -> None:
+    bagwrite.write_tag_files(bag, files, _info(package, ctx, files, group), ctx.settings.algorithms)
     problems = check_sealed(bag, files, ctx.settings.algorithms)
     if problems:
         raise PackagingError(f"{package.name}: the sealed bag failed its checks; nothing was published",
@@ -299,7 +325,7 @@ def _package(package: Package, ctx: Context) -> Package:
         if errors_in(problems):
             raise PackagingError(f"{package.name}: the staging folder does not hold exactly the package's "
                                  "files; nothing was published", problems)
-        groups, warnings = split(package, files.total_size(METADATA), ctx.settings.max_bag_size)
+        groups, warnings = plan(package, ctx, files)
         sealed = publish.sealed_dir(ctx.output, package.name)
         sealed.mkdir(parents=True)
         bags: list[Path] = []
