@@ -116,13 +116,17 @@ def test_usage_error_without_json_leaves_stdout_empty(tmp_path):
     assert proc.returncode == 2 and proc.stdout == "" and "'--workers'" in proc.stderr
 
 
-def test_run_output_that_is_a_file_with_json_names_the_usage_problem_usage_option(tmp_path):
-    """Found while running (run reports it in the collection's place): its problems were empty."""
+def test_run_output_that_is_a_file_with_json_names_the_usage_problem_usage_path(tmp_path):
+    """Found while running (run reports it in the collection's place): its problems were empty,
+    then coded usage.option; the output folder is a path named on the command line."""
     (tmp_path / "out").write_text("not a folder")
     proc = run_cli("run", "--ingest", ROOT / "ingest", "--output", tmp_path / "out", "--json")
     assert proc.returncode == 2 and no_traceback(proc), proc.stderr
     report = json.loads(proc.stdout)
     assert report["ok"] is False and report["exit_code"] == 2
     [collection] = report["collections"]
-    assert [p["code"] for p in collection["problems"]] == ["usage.option"]
-    assert collection["problems"][0]["reason"] == collection["error"]
+    assert [p["code"] for p in collection["problems"]] == ["usage.path"]
+    assert collection["problems"][0]["path"] == str(tmp_path / "out")
+    assert collection["error"] == f"{tmp_path / 'out'}: {collection['problems'][0]['reason']}"
+    said = [line for line in proc.stderr.splitlines() if line.startswith("pipeline: error: ")]
+    assert len(proc.stderr.splitlines()) == 1 and said == [f"pipeline: error: {collection['error']}"]
