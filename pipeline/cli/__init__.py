@@ -115,61 +115,70 @@ def echo_problems(problems: Iterable[Problem], err: bool = False, shown: Optiona
                        f"(--json lists every one) [{code}]", err=err)
 
 
+def echo_error(exc: PipelineError, problems: bool = True) -> None:
+    """An error on stderr: its problems (with `problems`), then one line saying it.  A usage error's
+    message says it all: that one line."""
+    if problems and exc.exit_code != EXIT_USAGE:
+        echo_problems(exc.problems, err=True, shown=WARNINGS_SHOWN)
+    click.echo(f"pipeline: error: {exc}", err=True)
+
+
 def echo_json(data: Any) -> None:
+    """Write the command's one JSON document on stdout (and mark it written: see error_json)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and isinstance(ctx.obj, dict):
+        ctx.obj["reported"] = True
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False))
 
 
-# Each command's --json report when a usage error stopped it before it began: its outcome false,
-# its list of results empty (the rest of the report is the same for every command: see usage_json).
+# Each command's --json report when an error stopped it before it wrote one: its outcome false,
+# its list of results empty (the rest of the report is the same for every command: see error_json).
 NOTHING_DONE = {"run": {"ok": False, "collections": []}, "validate": {"valid": False, "collections": []},
                 "convert": {"source": None, "proven": False, "masters": []},
                 "verify": {"ok": False, "bags": []}, "fixity": {"ok": False, "bags": []}}
 
 
-def usage_problems(message: str, problems: Iterable[Problem] = ()) -> tuple[Problem, ...]:
-    """A usage error's problems: those it names, else one `usage.option` saying `message`."""
-    return tuple(problems) or (Problem("usage.option", "", message),)
+def message_of(exc: PipelineError | click.ClickException) -> str:
+    return exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
 
 
-def problems_of(exc: PipelineError) -> tuple[Problem, ...]:
-    """The problems an error carries, a usage error at least one (see usage_problems)."""
-    return usage_problems(str(exc), exc.problems) if exc.exit_code == EXIT_USAGE else exc.problems
+def problems_of(exc: PipelineError | click.ClickException) -> tuple[Problem, ...]:
+    """The problems an error carries; for one that carries none, one problem saying its message,
+    coded `usage.option` for a usage error, else `command.failed`."""
+    code = "usage.option" if exc.exit_code == EXIT_USAGE else "command.failed"
+    return tuple(getattr(exc, "problems", ())) or (Problem(code, "", message_of(exc)),)
 
 
-def usage_json(args: list[str], message: str, problems: tuple[Problem, ...]) -> None:
-    """With --json anywhere on the command line (before a `--`), a usage error is also a JSON
-    report on stdout, shaped as the command's other reports, so that a script can always parse
-    stdout.  The command is the first word that is no option: the group itself has only flags."""
+def error_json(args: list[str], state: dict, exc: PipelineError | click.ClickException) -> None:
+    """With --json anywhere on the command line (before a `--`), an error that ends the command is
+    also a JSON report on stdout, shaped as the command's other reports, so that a script can always
+    parse stdout -- unless the command wrote its report already (`state`, see echo_json): one
+    document, never two.  The command is the first word that is no option: the group has only flags."""
     words = args[:args.index("--")] if "--" in args else args
-    if "--json" not in words:
+    if "--json" not in words or state.get("reported"):
         return
     command = next((w for w in words if not w.startswith("-")), None)
     command = command if command in NOTHING_DONE else None
-    echo_json({"command": command, **NOTHING_DONE.get(command, {"ok": False}), "exit_code": EXIT_USAGE,
-               "error": message, "problems": [p.as_dict() for p in problems]})
+    echo_json({"command": command, **NOTHING_DONE.get(command, {"ok": False}), "exit_code": exc.exit_code,
+               "error": message_of(exc), "problems": [p.as_dict() for p in problems_of(exc)]})
 
 
 def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
+    state: dict = {}    # the commands' shared context object: echo_json marks it "reported"
     try:
-        rv = cli.main(args=args, prog_name="pipeline", standalone_mode=False)
-    except click.exceptions.UsageError as exc:  # click's own: unknown option, bad value, missing argument
-        exc.show()
-        usage_json(args, exc.format_message(), usage_problems(exc.format_message()))
-        sys.exit(EXIT_USAGE)
+        rv = cli.main(args=args, prog_name="pipeline", standalone_mode=False, obj=state)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # an Abort may say what the interruption left
         signal.signal(signal.SIGINT, signal.SIG_IGN)    # a second Ctrl-C cannot cut this line short
         click.echo(f"pipeline: interrupted ({exc.args[0] if exc.args else 'a rerun of pipeline run reuses the work already in staging'})", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
+    except click.ClickException as exc:     # click's own usage errors (unknown option, bad value...) among them
         exc.show()
+        error_json(args, state, exc)
         sys.exit(exc.exit_code)
     except PipelineError as exc:
-        if exc.exit_code == EXIT_USAGE:     # the message says it all: one line
-            usage_json(args, str(exc), problems_of(exc))
-        elif exc.problems:
-            echo_problems(exc.problems, err=True)
-        click.echo(f"pipeline: error: {exc}", err=True)
+        error_json(args, state, exc)
+        echo_error(exc)
         sys.exit(exc.exit_code)
     sys.exit(rv if isinstance(rv, int) else EXIT_OK)
 

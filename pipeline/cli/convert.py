@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .. import durable
-from ..errors import ConversionError, errors_in
+from ..errors import ConversionError, Problem, errors_in
 from ..model import Item
 from ..stage import Context, Settings
 from ..stages.convert import convert_item, frame_paths
@@ -21,6 +21,21 @@ def destinations(dst: Path, frames: int) -> list[Path]:
     """DST for one frame (as named, .tif or .tiff); the stage's frame names next to it for
     multi-frame sources."""
     return [dst] if frames == 1 else frame_paths(dst, frames)
+
+
+def exists(path: Path) -> Problem:
+    return Problem("output.exists", str(path), "already exists; not overwritten")
+
+
+def failed(src: Path, where: Path, problems: list[Problem], as_json: bool) -> int:
+    """Nothing converted: the JSON report of the failure (exit 1), else one line naming `where` and
+    the first error (ConversionError)."""
+    if as_json:
+        echo_json({"command": "convert", "source": str(src), "proven": False, "masters": [],
+                   "exit_code": EXIT_INVALID, "problems": [p.as_dict() for p in problems]})
+        return EXIT_INVALID
+    first = errors_in(problems)[0]
+    raise ConversionError(f"{where}: {first.reason} [{first.code}]")
 
 
 @cli.command()
@@ -43,7 +58,7 @@ def convert(src, dst, compression, pixel_limit, as_json):
     if not dst.parent.is_dir():
         raise path_error(dst.parent, "no such folder for the master")
     if dst.exists():
-        raise ConversionError(f"{dst}: already exists; not overwritten")
+        return failed(src, dst, [exists(dst)], as_json)
     try:
         work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     except OSError as exc:
@@ -53,17 +68,12 @@ def convert(src, dst, compression, pixel_limit, as_json):
         # absolute, not resolved: a SRC that is a symbolic link is read under its own name
         ctx = Context.create(settings, src.absolute().parent, work, "convert")
         item = convert_item(Item(id=ctx.make_id(src.name), relpath=src.name, record=None), ctx)
-        errors = errors_in(item.problems)
-        if errors and as_json:
-            echo_json({"command": "convert", "source": str(src), "proven": False, "masters": [],
-                       "exit_code": EXIT_INVALID, "problems": [p.as_dict() for p in item.problems]})
-            return EXIT_INVALID
-        if errors:
-            raise ConversionError(f"{src}: {errors[0].reason} [{errors[0].code}]")
+        if errors_in(item.problems):
+            return failed(src, src, item.problems, as_json)
         targets = destinations(dst, len(item.masters))
         taken = [t for t in targets if t.exists()]
         if taken:
-            raise ConversionError(f"{taken[0]}: already exists; not overwritten")
+            return failed(src, taken[0], [exists(t) for t in taken], as_json)
         done: list[Path] = []
         try:
             for master, target in zip(item.masters, targets):

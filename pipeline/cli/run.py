@@ -12,8 +12,8 @@ from ..errors import ClusterError, PipelineError, UsageError, shown
 from ..executor import STAGE_NAMES, RunResult, run as run_collection
 from ..report import StageReport
 from ..stage import Settings
-from . import (EXIT_OK, WARNINGS_SHOWN, ProgressBar, cli, echo_json, echo_problems, json_option, problems_of,
-               quiet_option)
+from . import (EXIT_OK, WARNINGS_SHOWN, ProgressBar, cli, echo_error, echo_json, echo_problems, json_option,
+               problems_of, quiet_option)
 from .options import Size, collections_in, ingest_option, pixel_limit_option, workers_option
 
 
@@ -70,9 +70,7 @@ def run(collections, ingest, output, until, compression, algorithms, schemas, ma
         except PipelineError as exc:
             worst = max(worst, exc.exit_code)
             reports.append(collection_report(name, stages, started, error=exc))
-            if not as_json:
-                echo_problems(exc.problems, err=True, shown=WARNINGS_SHOWN)
-            click.echo(f"pipeline: error: {exc}", err=True)
+            echo_error(exc, problems=not as_json)
             if isinstance(exc, (ClusterError, UsageError)):
                 break  # the same for every collection: stop here
             continue

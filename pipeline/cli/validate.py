@@ -7,7 +7,8 @@ import click
 from ..errors import RejectedError, errors_in, shown
 from ..executor import validate_collection
 from ..stage import Settings
-from . import EXIT_INVALID, EXIT_OK, WARNINGS_SHOWN, ProgressBar, cli, echo_json, echo_problems, json_option, quiet_option
+from . import (EXIT_INVALID, EXIT_OK, WARNINGS_SHOWN, ProgressBar, cli, echo_json, echo_problems, json_option,
+               problems_of, quiet_option)
 from .options import collections_in, ingest_option, pixel_limit_option, workers_option
 
 
@@ -36,7 +37,7 @@ def validate(collections, ingest, pixel_limit, workers, as_json, quiet):
             bar.close()
             worst = EXIT_INVALID
             reports.append({"collection": name, "items": 0, "valid": False, "errors": 1, "warnings": 0,
-                            "error": str(exc), "problems": [p.as_dict() for p in exc.problems]})
+                            "error": str(exc), "problems": [p.as_dict() for p in problems_of(exc)]})
             if not as_json:
                 click.echo(f"pipeline: error: {exc}", err=True)
             continue

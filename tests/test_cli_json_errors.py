@@ -1,0 +1,118 @@
+"""With --json, stdout is one JSON document whatever the exit code: also when a command fails
+(exit 1) or cannot run, not only on a usage error (tests/test_cli.py) or a success."""
+import fcntl
+import json
+import os
+
+import pytest
+
+from conftest import no_traceback, run_cli
+from convert_fixtures import png
+from pipeline.cli import cli, echo_json, json_option, main
+from pipeline.errors import ProcessingError, UsageError
+from pipeline.executor import run as run_collection
+
+
+def one_report(proc, exit_code: int) -> dict:
+    """The one JSON document on stdout (json.loads of all of it: never two), and its exit code."""
+    assert proc.returncode == exit_code and no_traceback(proc), proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["exit_code"] == exit_code
+    return report
+
+
+def test_convert_to_an_existing_destination_json_report_output_exists(tmp_path):
+    """The refusal left stdout empty (exit 1, a line on stderr only)."""
+    (tmp_path / "a.png").write_bytes(png("L"))
+    (tmp_path / "a.tif").write_bytes(b"keep")
+    proc = run_cli("convert", tmp_path / "a.png", tmp_path / "a.tif", "--json")
+    report = one_report(proc, 1)
+    assert report["command"] == "convert" and report["proven"] is False and report["masters"] == []
+    assert [(p["code"], p["path"]) for p in report["problems"]] == [("output.exists", str(tmp_path / "a.tif"))]
+    assert (tmp_path / "a.tif").read_bytes() == b"keep" and sorted(os.listdir(tmp_path)) == ["a.png", "a.tif"]
+    human = run_cli("convert", tmp_path / "a.png", tmp_path / "a.tif")
+    assert human.returncode == 1 and human.stdout == ""
+    assert human.stderr == f"pipeline: error: {tmp_path / 'a.tif'}: already exists; not overwritten [output.exists]\n"
+
+
+def test_convert_of_a_corrupt_file_json_report_convert_undecodable(tmp_path):
+    (tmp_path / "cut.png").write_bytes(png("L")[:40])
+    proc = run_cli("convert", tmp_path / "cut.png", tmp_path / "cut.tif", "--json")
+    report = one_report(proc, 1)
+    assert report["proven"] is False and [p["code"] for p in report["problems"]] == ["convert.undecodable"]
+    assert os.listdir(tmp_path) == ["cut.png"]
+
+
+def test_run_with_the_output_locked_json_report_output_locked(sample_collection, tmp_path):
+    """Another run's lock, held here for real: the collection's problems were empty."""
+    lock = tmp_path / "output" / ".staging" / f"{sample_collection.name}.lock"
+    lock.parent.mkdir(parents=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc = run_cli("run", sample_collection, "--output", tmp_path / "output", "--json")
+    finally:
+        os.close(fd)
+    report = one_report(proc, 1)
+    [collection] = report["collections"]
+    assert report["ok"] is False and collection["ok"] is False
+    assert [(p["code"], p["path"]) for p in collection["problems"]] == [("output.locked", str(lock))]
+    assert "another run is working on this collection" in collection["error"]
+    assert sorted(p.name for p in (tmp_path / "output").rglob("*")) == [".staging", lock.name]
+
+
+def test_fixity_that_cannot_open_its_registry_json_report_command_failed(tmp_path):
+    """--db in a 'folder' that is a file: exit 1, could not run; stdout was empty."""
+    (tmp_path / "file").write_text("x")
+    db = tmp_path / "file" / "fixity.sqlite"
+    proc = run_cli("fixity", tmp_path, "--db", db, "--json")
+    report = one_report(proc, 1)
+    assert report["command"] == "fixity" and report["ok"] is False and report["bags"] == []
+    [problem] = report["problems"]
+    assert problem["code"] == "command.failed" and problem["reason"] == report["error"]
+    assert str(db) in report["error"] and report["error"] in proc.stderr
+
+
+def test_fixity_with_a_db_that_is_not_sqlite_json_report_usage_option(tmp_path):
+    (tmp_path / "notes.db").write_text("not SQLite")
+    proc = run_cli("fixity", tmp_path, "--db", tmp_path / "notes.db", "--json")
+    report = one_report(proc, 2)
+    assert [p["code"] for p in report["problems"]] == ["usage.option"] and "not a fixity registry" in report["error"]
+    assert (tmp_path / "notes.db").read_text() == "not SQLite"
+
+
+def test_validate_of_a_collection_it_refuses_names_a_problem_command_failed(tmp_path):
+    """A collection folder whose name cannot be a bag's: its report's problems were empty."""
+    (tmp_path / ".hidden").mkdir()
+    proc = run_cli("validate", tmp_path / ".hidden", "--json")
+    report = one_report(proc, 1)
+    [collection] = report["collections"]
+    assert [p["code"] for p in collection["problems"]] == ["command.failed"]
+    assert collection["problems"][0]["reason"] == collection["error"]
+
+
+def test_run_of_no_collection_folder_is_a_usage_path_error(tmp_path):
+    """The library's own path errors are coded as the command line's are (it was usage.option)."""
+    with pytest.raises(UsageError) as raised:
+        run_collection(tmp_path / "nowhere", tmp_path / "output")
+    assert [(p.code, p.path) for p in raised.value.problems] == [("usage.path", str(tmp_path / "nowhere"))]
+    assert not (tmp_path / "output").exists()
+
+
+def test_a_command_that_wrote_its_report_and_then_failed_leaves_one_document(capsys):
+    """main adds its error report only when the command wrote none: never two documents."""
+    @cli.command("reported-then-failed")
+    @json_option
+    def reported_then_failed(as_json):
+        echo_json({"command": "reported-then-failed", "ok": True})
+        raise ProcessingError("failed after its report")
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main(["reported-then-failed", "--json"])
+    finally:
+        cli.commands.pop("reported-then-failed")
+    assert exited.value.code == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"command": "reported-then-failed", "ok": True}
+    assert err == "pipeline: error: failed after its report\n"
+
