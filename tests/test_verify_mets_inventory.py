@@ -103,3 +103,16 @@ def test_mets_undescribed_a_photograph_of_the_other_bag_of_a_split_package(made,
     shutil.copy(moved, first / "data" / "objects" / "preservation" / moved.name)
     _rebag(first)
     assert _problems(first, "mets.undescribed") == [f"data/objects/preservation/{moved.name}"]
+
+
+def test_mets_undescribed_not_for_a_name_that_differs_only_by_normalization(bag):
+    """The original renamed on disk to its NFD spelling (as some copies through macOS leave it)
+    and re-bagged: the href (NFC) no longer finds it, said once, by describe.mets_flocat; the
+    file is not also called undescribed (names are compared NFC)."""
+    import unicodedata
+    originals = bag / "data" / "objects" / "originals"
+    nfd = unicodedata.normalize("NFD", f"{ODD}.jpg")
+    (originals / f"{ODD}.jpg").rename(originals / nfd)
+    _rebag(bag)
+    problems = [p for p in verify_bag(bag, workers=1).problems if p.is_error]
+    assert [p.code for p in problems] == ["describe.mets_flocat"]
