@@ -69,10 +69,6 @@ class ItemStore(Sequence[Item]):
         """The size of every item's original and masters, without loading the items."""
         return sum(self._payload)
 
-    def object_bytes(self, index: int) -> int:
-        """The size of one item's original and masters, without loading it."""
-        return self._payload[index]
-
     def metadata_bytes(self) -> int:
         """The size of every item's own metadata files, without loading the items."""
         return sum(self._metadata)

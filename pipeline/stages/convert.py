@@ -268,8 +268,8 @@ def _claim(dest: Path, bagpath: str, item: Item, ctx: Context) -> None:
                 break
             if (ctx.ingest / owner).is_file():
                 raise ConversionError(f"{item.relpath}: master name taken", [_clash(item, bagpath, owner)]) from None
-            (ctx.staging / ORIGINALS / owner).unlink(missing_ok=True)   # stale: the gone original's
-            claim.unlink(missing_ok=True)   # copy and claim removed, then claimed anew (or lost to a live claim)
+            claim.unlink(missing_ok=True)   # stale: removed, then claimed anew (or lost to a live claim);
+            # the gone original's staged copy is left to the package stage (package.stale)
     dest.unlink(missing_ok=True)   # this item's own master, or a stale claim's, from an earlier run
 
 
