@@ -18,9 +18,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import SAMPLE, no_traceback, run_cli
+from conftest import ROOT, SAMPLE, no_traceback, run_cli
 from pipeline.errors import UsageError
 from pipeline.fixity import audit
+
+# run in another folder, `python -m pipeline` must still be this tree (not an installed copy)
+TREE = {"PYTHONPATH": str(ROOT)}
 
 PAYLOAD = {
     "data/a.txt": b"alpha\n",
@@ -291,7 +294,7 @@ def test_default_is_every_bag_in_output_skipping_dot_folders(tmp_path):
     write_bag(out / "two")
     write_bag(out / ".staging" / "half")
     (out / ".staging" / "half" / "data" / "a.txt").write_bytes(b"damaged")
-    proc, report = fixity_json(cwd=tmp_path)
+    proc, report = fixity_json(cwd=tmp_path, env=TREE)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [b["bag"] for b in report["bags"]] == ["one", "two"]
     assert (out / "fixity.sqlite").is_file()
@@ -391,13 +394,13 @@ def test_pipeline_bag_end_to_end_bagit_valid_then_flip_one_byte(tmp_path):
         pytest.skip(f"the pipeline does not produce a bag yet: {run.stderr[-300:]}")
     bag = out / "khojaly-1992"
     assert subprocess.run([sys.executable, "-m", "bagit", "--validate", str(bag)], capture_output=True).returncode == 0
-    proc, report = fixity_json(cwd=tmp_path)
+    proc, report = fixity_json(cwd=tmp_path, env=TREE)
     assert proc.returncode == 0, proc.stdout
     victim = sorted((bag / "data").rglob("*.tif"))[0]
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
-    proc, report = fixity_json(cwd=tmp_path)
+    proc, report = fixity_json(cwd=tmp_path, env=TREE)
     assert proc.returncode == 3
     rel = victim.relative_to(bag).as_posix()
     assert {c for c in problems_of(report)} == {("fixity.mismatch", rel)}

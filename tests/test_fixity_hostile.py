@@ -16,7 +16,7 @@ from conftest import no_traceback, run_cli
 from pipeline.errors import UsageError
 from pipeline.fixity import audit
 from pipeline.xmlio import parse
-from test_fixity import audit_json, problems_of, write_bag
+from test_fixity import TREE, audit_json, problems_of, write_bag
 
 import pytest
 
@@ -178,21 +178,21 @@ def test_fixity_vanished_bag_the_registry_knows_is_reported(tmp_path, fate):
     store '100% verified'; with it the last bag gone, the audit still says so."""
     out = tmp_path / "output"
     one, two = write_bag(out / "one"), write_bag(out / "two")
-    assert run_cli("fixity", cwd=tmp_path).returncode == 0
+    assert run_cli("fixity", cwd=tmp_path, env=TREE).returncode == 0
     if fate == "deleted":
         shutil.rmtree(two)
     else:
         two.rename(out / "three")
-    proc = run_cli("fixity", "--json", cwd=tmp_path)
+    proc = run_cli("fixity", "--json", cwd=tmp_path, env=TREE)
     assert proc.returncode == 3 and no_traceback(proc), proc.stderr
     report = json.loads(proc.stdout)
     vanished = [(b["bag"], p["code"]) for b in report["bags"] for p in b["problems"] if p["code"] == "fixity.vanished"]
     assert vanished == [("two", "fixity.vanished")]
-    history = run_cli("fixity", "--history", "two", cwd=tmp_path)
+    history = run_cli("fixity", "--history", "two", cwd=tmp_path, env=TREE)
     assert "no longer found" in history.stdout
     shutil.rmtree(one)
     shutil.rmtree(out / "three", ignore_errors=True)
-    proc = run_cli("fixity", out, cwd=tmp_path)
+    proc = run_cli("fixity", out, cwd=tmp_path, env=TREE)
     assert proc.returncode == 3 and no_traceback(proc), proc.stderr
     assert "one: PROBLEMS" in proc.stdout and "two: PROBLEMS" in proc.stdout
 

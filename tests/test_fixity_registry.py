@@ -20,7 +20,7 @@ from pipeline.fixity.premis_export import premis_document
 from pipeline.fixity.registry import Registry
 from pipeline.fixity.report import summary_lines
 from pipeline.xmlio import NS, load_schema, validation_errors
-from test_fixity import write_bag
+from test_fixity import TREE, write_bag
 
 DAY0 = datetime(2030, 3, 1, 2, 0, tzinfo=timezone.utc)
 TEN = {f"data/f{i}.bin": bytes([i]) * 1000 for i in range(10)}   # ten payload files, 1000 bytes each
@@ -187,7 +187,7 @@ def test_history_of_a_removed_bag_by_relative_path(store):
     # deleted bag was 'no audit of this bag' by ./ten, and found only by its absolute path
     audit(output=store, clock=frozen(DAY0))
     shutil.rmtree(store / "ten")
-    proc = run_cli("fixity", "--history", "./ten", "--db", "fixity.sqlite", cwd=store)
+    proc = run_cli("fixity", "--history", "./ten", "--db", "fixity.sqlite", cwd=store, env=TREE)
     assert proc.returncode == 0 and f"ten ({(store / 'ten').resolve()}): 1 audit(s)" in proc.stdout, proc.stderr
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError, shown
-from ..fixity import audit, history
+from ..fixity import audit, history, retire
 from ..fixity.registry import Registry
 from ..fixity.report import CSV_HEADER, summary_lines
 from ..fixity.select import MAX_WINDOW_DAYS, Budget, parse_percent
@@ -26,6 +26,7 @@ def _history(db: Path, bag: str, as_json: bool, premis: bool) -> int:
     rows = history(db, bag)
     with Registry(db, readonly=True) as registry:     # history never writes
         problems = {r.id: registry.problem_checks(r.id) for r in rows if r.problems}
+        retirements = registry.retirements(rows[0].location)
     if premis:
         from ..fixity.premis_export import premis_document  # lxml only when asked
         from ..xmlio import to_bytes
@@ -34,14 +35,34 @@ def _history(db: Path, bag: str, as_json: bool, premis: bool) -> int:
     if as_json:
         echo_json({"command": "fixity history", "bag": rows[0].name, "location": rows[0].location,
                    "audits": [{**r.__dict__, "outcome": r.status,
-                               "problems_found": [c._asdict() for c in problems.get(r.id, [])]} for r in rows]})
+                               "problems_found": [c._asdict() for c in problems.get(r.id, [])]} for r in rows],
+                   "retirements": [{"retired": when, "reason": reason, "revived": revived}
+                                   for when, reason, revived in retirements]})
         return 0
     click.echo(shown(f"{rows[0].name} ({rows[0].location}): {len(rows)} audit(s)"))
-    for r in rows:
+    # in time order; within one second a retirement follows the audits, a revival precedes its audit
+    events = [(r.started, 1, r) for r in rows] + [(when, 2, f"  {when}  retired: {reason}")
+                                                  for when, reason, _ in retirements]
+    events += [(revived, 0, f"  {revived}  found again at its location: audited from here as a new life")
+               for _, _, revived in retirements if revived]
+    for _, _, r in sorted(events, key=lambda e: e[:2]):
+        if isinstance(r, str):
+            click.echo(shown(r))
+            continue
         click.echo(f"  {r.started}  {r.mode:<7}  {r.status:<11}  {r.files_checked}/{r.files_total} files  "
                    f"{r.bytes_checked} bytes  {r.problems} problem(s)  [{r.algorithms}]")
         for c in problems.get(r.id, []):
             click.echo(shown(f"      {c.path or '.'}: {c.reason} [{c.code}]"))
+    return 0
+
+
+def _retire(db: Path, bag: str, reason: str, as_json: bool) -> int:
+    location, name, when = retire(db, bag, reason)
+    if as_json:
+        echo_json({"command": "fixity retire", "bag": name, "location": location, "retired": when,
+                   "reason": reason})
+    else:
+        click.echo(shown(f"{name} ({location}): retired {when}: {reason}"))
     return 0
 
 
@@ -62,12 +83,15 @@ def _history(db: Path, bag: str, as_json: bool, premis: bool) -> int:
                    "[default: 100/PCT with --budget, else 30].")
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="Hashing threads (default: one per core).")
 @click.option("--history", "history_of", metavar="BAG", help="Show the audit history of BAG (path or name).")
+@click.option("--retire", "retire_bag", metavar="BAG", help="Record that BAG (path or name) was deliberately "
+              "deleted or moved (with --reason): no longer reported vanished; its history is kept.")
+@click.option("--reason", metavar="TEXT", help="With --retire: why the bag was retired.")
 @click.option("--premis", is_flag=True, help="With --history: write it as PREMIS 3 fixity-check events (XML).")
 @click.option("--csv", "as_csv", is_flag=True, help="Write the report as CSV (one row per problem and per bag).")
 @json_option
 @quiet_option
-def fixity(paths, output, db, fast, budget, max_bytes, max_seconds, window_days, workers, history_of, premis,
-           as_csv, as_json, quiet):
+def fixity(paths, output, db, fast, budget, max_bytes, max_seconds, window_days, workers, history_of, retire_bag,
+           reason, premis, as_csv, as_json, quiet):
     """Re-hash stored bags against all their manifests and record every check.
 
     PATHS are bags, serialized bags (.tar, .tar.gz, .zip) or folders of bags; default: every bag
@@ -83,6 +107,14 @@ def fixity(paths, output, db, fast, budget, max_bytes, max_seconds, window_days,
         raise click.UsageError("--premis goes with --history BAG")
     db = db or output / "fixity.sqlite"
     budgeted = any(v is not None for v in (budget, max_bytes, max_seconds))   # '' is a value, never "none"
+    if reason is not None and not retire_bag:
+        raise click.UsageError("--reason goes with --retire BAG")
+    if retire_bag:
+        if paths or fast or budgeted or history_of or premis or as_csv or window_days:
+            raise click.UsageError("--retire takes no PATH, no audit option and no --history")
+        if reason is None:
+            raise click.UsageError("--retire BAG needs --reason TEXT (why it was deleted or moved)")
+        return _retire(db, retire_bag, reason, as_json)
     if history_of:
         if paths or fast or budgeted:
             raise click.UsageError("--history takes no PATH and no audit option")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
@@ -33,7 +33,7 @@ from .registry import AuditRow, Check, Registry
 from .report import AuditReport, BagReport
 from .select import MAX_WINDOW_DAYS, Budget, choose
 
-__all__ = ["audit", "history", "Budget", "AuditReport", "BagReport", "Finding", "utc_now"]
+__all__ = ["audit", "history", "retire", "Budget", "AuditReport", "BagReport", "Finding", "utc_now"]
 
 AGENT = f"preservation-pipeline {__version__}"
 COMMIT_EVERY = 2000        # results per registry transaction ...
@@ -88,14 +88,15 @@ def _compare(run: _Run, task: FileTask, size: Optional[int], digests: Optional[d
     rep.bytes_checked += size or 0
     if digests == task.expected:  # the common case, in one C comparison
         return Check(task.key, "intact", size, digests)
+    key = "" if task.key == task.rel else task.key
     if error:
-        f = Finding("fixity.unreadable", task.rel, f"could not be read: {error}")
+        f = Finding("fixity.unreadable", task.rel, f"could not be read: {error}", key=key)
         rep.findings.append(f)
         return Check(task.key, "unreadable", size, None, task.expected, f.code, f.reason)
     bad = [alg for alg in sorted(task.expected) if digests.get(alg) != task.expected[alg]]
     for alg in bad:
         rep.findings.append(Finding("fixity.mismatch", task.rel, f"{alg} differs from the manifest: the file changed",
-                                    alg, task.expected[alg], digests.get(alg, "")))
+                                    alg, task.expected[alg], digests.get(alg, ""), key=key))
     seen = {alg: digests[alg] for alg in task.expected if alg in digests}
     if bad:
         return Check(task.key, "changed", size, seen, task.expected, "fixity.mismatch",
@@ -253,10 +254,25 @@ def _close(run: Optional[_Run], report: AuditReport, registry: Registry, clock: 
     cutoff = stamp(now - timedelta(days=report.window_days))
     report.verified_bytes_in_window += registry.verified_bytes(run.bag_id, cutoff,
                                                                ((t.key, t.size) for t in run.tasks()))
+    _compare_with_before(run, registry)
     registry.finish_audit(rep.audit_id, stamp(now), rep.outcome, rep.files_checked, rep.bytes_checked,
                           rep.files_total, rep.bytes_total, len(rep.errors))
     run.plan.close()
     run.plan = None
+
+
+def _compare_with_before(run: _Run, registry: Registry) -> None:
+    """Mark each error new or known by the file's check before this audit, and list the files
+    found intact again (one query per batch of this bag's errors, one for the recovered)."""
+    rep = run.report
+    before = dict(registry.since(run.bag_id, {f.key or f.path for f in rep.findings if f.is_error}))
+
+    def since(f: Finding) -> str:
+        prior = before.get(f.key or f.path)
+        return "" if prior is None else ("known" if f.code in prior.split() else "new")
+
+    rep.findings = [replace(f, since=since(f)) if f.is_error else f for f in rep.findings]
+    rep.recovered = registry.recovered(run.bag_id, rep.audit_id)
 
 
 def _rehash(runs: list[_Run], registry: Registry, budget: Budget, clock: Clock, progress: Optional[Progress],
@@ -310,14 +326,40 @@ def _rehash(runs: list[_Run], registry: Registry, budget: Budget, clock: Clock, 
 
 def history(db: Path | str, bag: str) -> list[AuditRow]:
     """Every audit of one bag (a path to it, or its name when that is unique), oldest first."""
+    with _registry(db, readonly=True) as registry:
+        return registry.audits(_find(registry, db, bag)[0])
+
+
+def retire(db: Path | str, bag: str, reason: str, *, clock: Clock = utc_now) -> tuple[str, str, str]:
+    """Record that a bag (a path to it, or its name when unique) was deliberately deleted or moved,
+    and why: it is no longer reported vanished, and its history is kept.  A bag found at its
+    location again is audited as a new life.  Returns (location, name, when)."""
+    if not reason.strip():
+        raise UsageError("--reason: say why the bag is retired")
+    with _registry(db) as registry:
+        location, name = _find(registry, db, bag)
+        if os.path.lexists(location):
+            raise UsageError(f"{location}: the bag is still there; retire it once it is deleted or moved away")
+        if any(revived is None for _, _, revived in registry.retirements(location)):
+            raise UsageError(f"{bag}: already retired")
+        when = stamp(clock())
+        registry.retire(location, when, reason)
+        return location, name, when
+
+
+def _registry(db: Path | str, readonly: bool = False) -> Registry:
     if not Path(db).is_file():
         raise UsageError(f"{db}: no such fixity registry")
-    with Registry(Path(db), readonly=True) as registry:
-        ref = text_name(os.path.realpath(bag))    # a bag since removed too (it has a history)
-        found = registry.find_bag(ref) or registry.find_bag(text_name(bag))
-        if not found:
-            raise UsageError(f"{bag}: no audit of this bag in {db}")
-        if len(found) > 1:
-            raise UsageError(f"{bag}: several bags have this name in {db}; name one by its path: "
-                             + ", ".join(loc for loc, _ in found))
-        return registry.audits(found[0][0])
+    return Registry(Path(db), readonly=readonly)
+
+
+def _find(registry: Registry, db: Path | str, bag: str) -> tuple[str, str]:
+    """(location, name) of the one bag `bag` names: its path, or its name when that is unique."""
+    ref = text_name(os.path.realpath(bag))    # a bag since removed too (it has a history)
+    found = registry.find_bag(ref) or registry.find_bag(text_name(bag))
+    if not found:
+        raise UsageError(f"{bag}: no audit of this bag in {db}")
+    if len(found) > 1:
+        raise UsageError(f"{bag}: several bags have this name in {db}; name one by its path: "
+                         + ", ".join(loc for loc, _ in found))
+    return found[0]

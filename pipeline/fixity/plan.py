@@ -44,6 +44,8 @@ class Finding:
     actual: str = ""
     field: str = ""           # e.g. "manifest-sha256.txt line 4"
     severity: str = ""        # "" means: the registry's severity for this code
+    since: str = ""           # an error, by the file's check before this audit: new | known ("" first check)
+    key: str = ""             # the registry's path of the file, where it is not `path` (its NFC name)
 
     @property
     def level(self) -> str:
@@ -59,7 +61,7 @@ class Finding:
     def as_dict(self) -> dict:
         return {"code": self.code, "severity": self.level, "path": self.path,
                 "algorithm": self.algorithm, "expected": self.expected, "actual": self.actual,
-                "field": self.field, "reason": self.reason}
+                "field": self.field, "reason": self.reason, "since": self.since or None}
 
 
 @dataclass(slots=True)

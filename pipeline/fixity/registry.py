@@ -1,6 +1,6 @@
 """The fixity registry: every audit, and every file it checked, in one SQLite database.
 
-Schema (version 1):
+Schema (version 2; a version-1 registry is migrated when opened for writing, see MIGRATIONS):
 
     bags    (id, location UNIQUE, name, first_seen)
     audits  (id, bag_id, started, finished, mode, outcome, files_checked, bytes_checked,
@@ -13,7 +13,13 @@ Schema (version 1):
              differs from what was seen: for an intact file it is the same)
     files   (bag_id, path, size, last_checked, last_outcome, last_verified)   latest state per file;
              last_verified is the last time the file was found intact (rolling audits pick the
-             oldest first, never-verified first)
+             oldest first, never-verified first);
+             state_audit, state, prior_state: the error codes the latest audit that checked the
+             file found for it ('' none: intact), and what the audit before that one found (NULL:
+             never checked before), so a report tells new damage from known and recovered files
+    retirements (bag_id, retired, reason, revived)   a bag deliberately deleted or moved: no
+             longer reported vanished; `revived` is when a bag was found again at its location
+             (audited from then on as a new life: its files' latest state starts afresh)
 
 Times are ISO 8601 UTC with a Z.  The database runs in WAL mode with a busy timeout, and writes in
 short IMMEDIATE transactions, so two audits can run at once; each batch of results is committed as
@@ -29,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple, Optional
 
-from ..errors import ProcessingError, UsageError
+from ..errors import CODES, ProcessingError, UsageError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 BUSY_TIMEOUT_MS = 120_000
 VERIFIED_BATCH = 5000      # files per query of verified_bytes
 
@@ -54,8 +60,34 @@ CREATE INDEX IF NOT EXISTS checks_audit ON checks(audit_id);
 CREATE TABLE IF NOT EXISTS files (
     bag_id INTEGER NOT NULL REFERENCES bags(id), path TEXT NOT NULL, size INTEGER,
     last_checked TEXT, last_outcome TEXT, last_verified TEXT,
+    state_audit INTEGER, state TEXT, prior_state TEXT,
     PRIMARY KEY (bag_id, path)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS retirements (
+    id INTEGER PRIMARY KEY, bag_id INTEGER NOT NULL REFERENCES bags(id), retired TEXT NOT NULL,
+    reason TEXT NOT NULL, revived TEXT);
 """
+RETIREMENTS = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS retirements"):]
+
+# version -> the statements that bring a registry of that version to the next (in one transaction)
+MIGRATIONS = {
+    "1": ["ALTER TABLE files ADD COLUMN state_audit INTEGER",
+          "ALTER TABLE files ADD COLUMN state TEXT",
+          "ALTER TABLE files ADD COLUMN prior_state TEXT",
+          # the latest state version 1 knew: what its hashing found (other problems were not kept per file)
+          "UPDATE files SET state = CASE last_outcome WHEN 'intact' THEN '' WHEN 'changed' THEN 'fixity.mismatch'"
+          " WHEN 'unreadable' THEN 'fixity.unreadable' END",
+          RETIREMENTS],
+}
+
+# A file's state after a check: the previous audit's state moves to prior_state when a new audit
+# first checks the file; within one audit the error codes found accumulate ('' is intact).
+STATE_UPDATE = (
+    " prior_state = CASE WHEN files.state_audit IS excluded.state_audit THEN files.prior_state ELSE files.state END,"
+    " state = CASE WHEN files.state_audit IS NOT excluded.state_audit OR coalesce(files.state, '') = ''"
+    " THEN excluded.state WHEN excluded.state = '' OR instr(' ' || files.state || ' ', ' ' || excluded.state || ' ')"
+    " THEN files.state ELSE files.state || ' ' || excluded.state END,"
+    " state_audit = excluded.state_audit")
+
 
 
 def _digests_json(digests: Optional[dict]) -> str:
@@ -149,15 +181,33 @@ class Registry:
                 row = None
             if row is None:
                 raise self._foreign()
-            if row[0] != SCHEMA_VERSION:
+            self.version = row[0]
+            if self.version in MIGRATIONS and create:
+                self._migrate()
+            elif self.version not in (SCHEMA_VERSION, *MIGRATIONS):
                 raise ProcessingError(f"{self.path}: registry schema {row[0]}, this version reads {SCHEMA_VERSION}")
         elif not create:
             raise self._foreign()
+        else:
+            self.version = SCHEMA_VERSION
         if create:
             with self.transaction() as db:
                 for statement in filter(str.strip, SCHEMA.split(";")):
                     db.execute(statement)
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+
+    def _migrate(self) -> None:
+        """Bring an older registry to SCHEMA_VERSION, one version at a time, each step in one
+        transaction (another process may have done it meanwhile: the version is read again)."""
+        while self.version != SCHEMA_VERSION:
+            with self.transaction() as db:
+                self.version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
+                if self.version == SCHEMA_VERSION:
+                    break
+                for statement in MIGRATIONS[self.version]:
+                    db.execute(statement)
+                self.version = str(int(self.version) + 1)
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (self.version,))
 
     def __enter__(self) -> "Registry":
         return self
@@ -197,17 +247,22 @@ class Registry:
             db.execute("INSERT OR IGNORE INTO bags (location, name, first_seen) VALUES (?, ?, ?)",
                        (location, name, started))
             bag_id = db.execute("SELECT id FROM bags WHERE location = ?", (location,)).fetchone()[0]
+            if db.execute("UPDATE retirements SET revived = ? WHERE bag_id = ? AND revived IS NULL",
+                          (started, bag_id)).rowcount:    # back at a retired location: a new life
+                db.execute("DELETE FROM files WHERE bag_id = ?", (bag_id,))
             cur = db.execute("INSERT INTO audits (bag_id, started, mode, algorithms, agent) VALUES (?, ?, ?, ?, ?)",
                              (bag_id, started, mode, ",".join(algorithms), agent))
             return bag_id, cur.lastrowid
 
     def record(self, bag_id: int, audit_id: int, checked: str, checks: Iterable[Check],
                verification: bool = True) -> None:
-        """Record one batch of checks and commit it.  `verification=False` (a completeness check)
-        leaves each file's last verification untouched."""
+        """Record one batch of checks and commit it.  `verification=False` (problems found without
+        hashing) leaves each file's size and last verification untouched; its errors still make
+        the file's state (warnings do not)."""
         # The batch goes in as one JSON array expanded by SQL (json_each): one statement step per
         # batch instead of one per row, so the hashing threads do not convoy on the GIL, which
         # the sqlite3 module releases and takes back around every step.
+        checks = list(checks)
         rows = json.dumps([(c.path, c.outcome, c.size, _digests_json(c.seen), _digests_json(c.expected),
                             c.code, c.reason) for c in checks], ensure_ascii=False)
         with self.transaction() as db:
@@ -216,13 +271,18 @@ class Registry:
                        " FROM json_each(?)", (audit_id, checked, rows))
             if verification:
                 db.execute(
-                    "INSERT INTO files (bag_id, path, size, last_checked, last_outcome, last_verified)"
-                    " SELECT ?, value->>0, value->>2, ?, value->>1, CASE WHEN value->>1 = 'intact' THEN ? END"
-                    " FROM json_each(?) WHERE true"
+                    "INSERT INTO files (bag_id, path, size, last_checked, last_outcome, last_verified, state_audit, state)"
+                    " SELECT ?, value->>0, value->>2, ?, value->>1, CASE WHEN value->>1 = 'intact' THEN ? END, ?,"
+                    " value->>5 FROM json_each(?) WHERE true"
                     " ON CONFLICT (bag_id, path) DO UPDATE SET size = excluded.size,"
                     " last_checked = excluded.last_checked, last_outcome = excluded.last_outcome,"
-                    " last_verified = COALESCE(excluded.last_verified, files.last_verified)",
-                    (bag_id, checked, checked, rows))
+                    " last_verified = COALESCE(excluded.last_verified, files.last_verified)," + STATE_UPDATE,
+                    (bag_id, checked, checked, audit_id, rows))
+                return
+            errors = [(c.path, c.code) for c in checks if CODES[c.code].severity == "error"]
+            db.execute("INSERT INTO files (bag_id, path, state_audit, state) SELECT ?, value->>0, ?, value->>1"
+                       " FROM json_each(?) WHERE true ON CONFLICT (bag_id, path) DO UPDATE SET" + STATE_UPDATE,
+                       (bag_id, audit_id, json.dumps(errors, ensure_ascii=False)))
 
     def finish_audit(self, audit_id: int, finished: str, outcome: str, files_checked: int, bytes_checked: int,
                      files_total: int, bytes_total: int, problems: int) -> None:
@@ -252,10 +312,39 @@ class Registry:
         return total
 
     def bags_in(self, folder: str) -> list[tuple[str, str]]:
-        """(location, name) of the bags directly in `folder` (an absolute location)."""
+        """(location, name) of the bags directly in `folder` (an absolute location), retired ones left out."""
         prefix = folder.rstrip("/") + "/"
         return self._query("SELECT location, name FROM bags WHERE substr(location, 1, length(?1)) = ?1"
-                           " AND instr(substr(location, length(?1) + 1), '/') = 0 ORDER BY location", (prefix,))
+                           " AND instr(substr(location, length(?1) + 1), '/') = 0 AND NOT EXISTS"
+                           " (SELECT 1 FROM retirements r WHERE r.bag_id = bags.id AND r.revived IS NULL)"
+                           " ORDER BY location", (prefix,))
+
+    def since(self, bag_id: int, paths: Iterable[str]) -> Iterator[tuple[str, Optional[str]]]:
+        """(path, what the check before this audit's found: its error codes, '' intact, None
+        never checked) of each of `paths` (batched: memory holds one batch, not the bag)."""
+        paths = iter(paths)
+        while batch := list(itertools.islice(paths, VERIFIED_BATCH)):
+            yield from self._query("SELECT value, f.prior_state FROM json_each(?) LEFT JOIN files f"
+                                   " ON f.bag_id = ? AND f.path = value",
+                                   (json.dumps(batch, ensure_ascii=False), bag_id))
+
+    def recovered(self, bag_id: int, audit_id: int) -> list[tuple[str, str]]:
+        """(path, error codes found before) of files this audit found intact after a check that
+        found them damaged."""
+        return self._query("SELECT path, prior_state FROM files WHERE bag_id = ? AND state_audit = ?"
+                           " AND state = '' AND prior_state != '' ORDER BY path", (bag_id, audit_id))
+
+    def retire(self, location: str, when: str, reason: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO retirements (bag_id, retired, reason) SELECT id, ?, ? FROM bags WHERE location = ?",
+                       (when, reason, location))
+
+    def retirements(self, location: str) -> list[tuple[str, str, Optional[str]]]:
+        """(retired, reason, revived) of a bag, oldest first (none in a version-1 registry read as it is)."""
+        if self.version == "1":
+            return []
+        return self._query("SELECT r.retired, r.reason, r.revived FROM retirements r JOIN bags b ON b.id = r.bag_id"
+                           " WHERE b.location = ? ORDER BY r.id", (location,))
 
     def find_bag(self, ref: str) -> list[tuple[str, str]]:
         """(location, name) of bags whose location or name is `ref`."""

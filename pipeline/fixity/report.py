@@ -11,7 +11,7 @@ from ..errors import shown
 from .plan import Finding
 
 EXIT_INTACT, EXIT_NOT_RUN, EXIT_PROBLEMS = 0, 1, 3
-CSV_HEADER = ("bag", "path", "code", "severity", "algorithm", "expected", "actual", "reason")
+CSV_HEADER = ("bag", "path", "code", "severity", "algorithm", "expected", "actual", "reason", "since")
 
 
 @dataclass
@@ -29,6 +29,7 @@ class BagReport:
     bytes_total: int = 0
     bytes_listed: int = 0              # bytes of every file the manifests list, present or not
     normalized: int = 0
+    recovered: list[tuple[str, str]] = field(default_factory=list)   # (path, error codes found before)
 
     @property
     def audited(self) -> bool:
@@ -54,7 +55,8 @@ class BagReport:
                 "files_total": self.files_total, "bytes_total": self.bytes_total,
                 "bytes_listed": self.bytes_listed,
                 "normalized_names": self.normalized,
-                "problems": [f.as_dict() for f in self.findings]}
+                "problems": [f.as_dict() for f in self.findings],
+                "recovered": [{"path": p, "before": codes.split()} for p, codes in self.recovered]}
 
 
 @dataclass
@@ -107,10 +109,12 @@ class AuditReport:
         """CSV_HEADER rows: one per finding, and one per bag (path empty, code = its outcome)."""
         for b in self.bags:
             yield (b.name, "", b.outcome, "", ",".join(b.algorithms), "", "",
-                   f"{b.files_checked} of {b.files_total} files checked ({b.mode})")
+                   f"{b.files_checked} of {b.files_total} files checked ({b.mode})", "")
             for f in b.findings:
                 d = f.as_dict()
-                yield (b.name, f.path, f.code, d["severity"], f.algorithm, f.expected, f.actual, f.reason)
+                yield (b.name, f.path, f.code, d["severity"], f.algorithm, f.expected, f.actual, f.reason, f.since)
+            for path, codes in b.recovered:
+                yield (b.name, path, "recovered", "info", "", "", "", recovered_text(codes), "")
 
 
 def size_text(n: int) -> str:
@@ -131,7 +135,12 @@ def finding_text(f: Finding) -> str:
     elif f.expected and f.code == "fixity.missing":
         detail = f"{f.reason} ({f.algorithm} {f.expected})"
     prefix = "" if f.is_error else "warning: "
-    return f"{prefix}{where}: {detail} [{f.code}]"
+    since = {"new": " (new since the check before)", "known": " (known: the check before found it too)"}
+    return f"{prefix}{where}: {detail} [{f.code}]{since.get(f.since, '')}"
+
+
+def recovered_text(codes: str) -> str:
+    return f"verified intact again (the check before found {', '.join(codes.split())})"
 
 
 def summary_lines(report: AuditReport) -> Iterator[str]:
@@ -155,6 +164,8 @@ def _summary_lines(report: AuditReport) -> Iterator[str]:
                    f"against {', '.join(b.manifests) or 'no manifest'}")
         for f in b.findings:
             yield f"  {finding_text(f)}"
+        for path, codes in b.recovered:
+            yield f"  info: {path}: {recovered_text(codes)} [recovered]"
         if b.normalized:
             yield (f"  note: {b.normalized} file name(s) differ from the manifest only in Unicode "
                    f"normalization (NFC/NFD); they were matched and checked")
@@ -164,6 +175,11 @@ def _summary_lines(report: AuditReport) -> Iterator[str]:
            f"({size_text(sum(b.bytes_checked for b in report.bags))}) checked; "
            f"{errors} problem(s), {changed} changed file(s)"
            + ("; stopped by the budget" if report.stopped_by_budget else ""))
+    found = [f.since for b in report.bags for f in b.errors]
+    recovered = sum(len(b.recovered) for b in report.bags)
+    if found.count("new") or found.count("known") or recovered:
+        yield (f"since the check before: {found.count('new')} new problem(s), {found.count('known')} known, "
+               f"{recovered} file(s) recovered")
     unknown = (f"; {report.unreadable_bags} bag(s) could not be read, their size is unknown and not counted"
                if report.unreadable_bags else "")
     if report.mode != "fast" and not report.store_bytes:
