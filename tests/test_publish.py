@@ -229,7 +229,7 @@ def test_output_exists_only_for_this_collections_own_parts(tmp_path):
     box, ctx = build(output, name="box")
     assert package_collection(box, ctx).published == ("box",)
     mine = tmp_path / "mine" / "output"
-    split, ctx = build(mine, name="box", settings=Settings(max_bag_size=5500))
+    split, ctx = build(mine, name="box", settings=Settings(max_bag_size=7500))
     assert package_collection(split, ctx).published == ("box-1-of-2", "box-2-of-2")
     with pytest.raises(PackagingError) as err:
         publish.preflight(mine, "box")

@@ -270,7 +270,8 @@ def test_path_encoding_cr_lf_percent_only(tmp_path):
     assert pipeline_valid(bag)  # bagit-python 1.9 cannot validate these names (its known defects)
 
 
-name_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00")
+# no backslash: discovery refuses it (name.backslash) and so does the METS check in an href
+name_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00\\")
 names = st.text(name_chars, min_size=1, max_size=12).filter(lambda n: n not in (".", "..") and not is_leftover(n))
 
 
@@ -300,10 +301,11 @@ def test_source_date_epoch_gives_byte_identical_bags(tmp_path, monkeypatch):
 
 
 def test_split_by_max_bag_size(tmp_path):
-    """Two items a bag: each item (1000 + 1004 bytes, their manifest lines, no METS share: the
-    METS is a stand-in) is about 2.5 KB, every bag's metadata and tag files about 2.3 KB."""
+    """Two items a bag: each item (1000 + 1004 bytes, their manifest lines, their two files'
+    share of the stand-in METS) is about 2.8 KB, every bag's metadata and tag files about 2.5 KB
+    (8,000 bytes makes five bags, 11,500 two)."""
     originals = {f"p{i}.jpg": bytes([i]) * 1000 for i in range(5)}
-    result, ctx = package(tmp_path, originals=originals, settings=Settings(max_bag_size=8000))
+    result, ctx = package(tmp_path, originals=originals, settings=Settings(max_bag_size=9000))
     assert result.published == ("coll-1-of-3", "coll-2-of-3", "coll-3-of-3")
     seen = []
     for number, name in enumerate(result.published, start=1):
@@ -315,7 +317,7 @@ def test_split_by_max_bag_size(tmp_path):
         assert {f.bagpath for f in result.metadata_files} <= payload, "every bag has all the metadata"
         originals_here = sorted(p for p in payload if p.startswith("data/objects/originals/"))
         seen += originals_here
-        assert sum(p.stat().st_size for p in bag.rglob("*") if p.is_file()) <= 8000, "payload and tag files"
+        assert sum(p.stat().st_size for p in bag.rglob("*") if p.is_file()) <= 9000, "payload and tag files"
         for p in originals_here:
             master = p.replace("/originals/", "/preservation/") + ".tif"
             assert master in payload, "an item's master travels with its original"
