@@ -316,7 +316,7 @@ def test_record_keeps_every_field_of_awkward_names_in_one_batch(tmp_path):
     from pipeline.fixity.registry import Check
     names = ['data/a "quoted".bin', "data/back\\slash.bin", "data/été 写真.tif", "data/line\nbreak.bin"]
     with Registry(tmp_path / "r.sqlite") as reg:
-        bag_id, audit_id = reg.begin_audit("/bags/x", "x", "full", "2030-03-01T02:00:00Z", ["sha256"], "me")
+        bag_id, audit_id, _ = reg.begin_audit("/bags/x", "x", "full", "2030-03-01T02:00:00Z", ["sha256"], "me")
         checks = [Check(n, "intact", 7, {"sha256": "ab" * 32}) for n in names]
         checks.append(Check(names[0], "changed", None, {"sha256": "cd" * 32}, {"sha256": "ab" * 32},
                             "fixity.mismatch", 'sha256 "differs"\nfrom the manifest'))

@@ -73,6 +73,8 @@ def test_a_bag_back_at_a_retired_location_is_audited_as_a_new_life(tmp_path):
     report = json.loads(proc.stdout)
     assert proc.returncode == 3
     assert {p["since"] for p in report["bags"][0]["problems"]} == {None}   # nothing compared with the old life
+    assert report["bags"][0]["revived"]["reason"] == "deaccessioned"
+    assert "info: found at a location retired 20" not in fixity(cwd=tmp_path).stdout  # said once, when it was
     history = fixity("--history", "two", cwd=tmp_path).stdout
     assert "retired: deaccessioned" in history and "found again at its location" in history
     assert fixity("--history", "two", "--json", cwd=tmp_path).stdout.count('"revived": "20') == 1

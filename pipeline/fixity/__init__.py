@@ -236,8 +236,8 @@ def _open(plan: BagPlan, report: AuditReport, registry: Registry, mode: str,
         plan.close()
         return None
     run = _Run(plan, rep)
-    run.bag_id, rep.audit_id = registry.begin_audit(plan.location, plan.name, mode, stamp(began),
-                                                    plan.algorithms, AGENT)
+    run.bag_id, rep.audit_id, rep.revived = registry.begin_audit(plan.location, plan.name, mode, stamp(began),
+                                                                 plan.algorithms, AGENT)
     registry.record(run.bag_id, rep.audit_id, stamp(began), [_check_of(f) for f in plan.findings],
                     verification=False)
     if plan.store is not None:   # a missing file counts at the size the registry or Payload-Oxum knew

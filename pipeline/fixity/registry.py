@@ -241,18 +241,20 @@ class Registry:
     # -- writing --------------------------------------------------------------------------------
 
     def begin_audit(self, location: str, name: str, mode: str, started: str, algorithms: Iterable[str],
-                    agent: str) -> tuple[int, int]:
-        """Register the bag if new and open an audit row; returns (bag_id, audit_id)."""
+                    agent: str) -> tuple[int, int, Optional[tuple[str, str]]]:
+        """Register the bag if new and open an audit row; returns (bag_id, audit_id, revived):
+        revived is (retired, reason) of the retirement of its location this audit ends, or None."""
         with self.transaction() as db:
             db.execute("INSERT OR IGNORE INTO bags (location, name, first_seen) VALUES (?, ?, ?)",
                        (location, name, started))
             bag_id = db.execute("SELECT id FROM bags WHERE location = ?", (location,)).fetchone()[0]
-            if db.execute("UPDATE retirements SET revived = ? WHERE bag_id = ? AND revived IS NULL",
-                          (started, bag_id)).rowcount:    # back at a retired location: a new life
+            revived = db.execute("UPDATE retirements SET revived = ? WHERE bag_id = ? AND revived IS NULL"
+                                 " RETURNING retired, reason", (started, bag_id)).fetchall()   # every row stepped
+            if revived:    # back at a retired location: a new life
                 db.execute("DELETE FROM files WHERE bag_id = ?", (bag_id,))
             cur = db.execute("INSERT INTO audits (bag_id, started, mode, algorithms, agent) VALUES (?, ?, ?, ?, ?)",
                              (bag_id, started, mode, ",".join(algorithms), agent))
-            return bag_id, cur.lastrowid
+            return bag_id, cur.lastrowid, tuple(revived[-1]) if revived else None
 
     def record(self, bag_id: int, audit_id: int, checked: str, checks: Iterable[Check],
                verification: bool = True) -> None:

@@ -30,6 +30,7 @@ class BagReport:
     bytes_listed: int = 0              # bytes of every file the manifests list, present or not
     normalized: int = 0
     recovered: list[tuple[str, str]] = field(default_factory=list)   # (path, error codes found before)
+    revived: Optional[tuple[str, str]] = None   # (retired, reason): found at a retired location, a new life
 
     @property
     def audited(self) -> bool:
@@ -56,7 +57,8 @@ class BagReport:
                 "bytes_listed": self.bytes_listed,
                 "normalized_names": self.normalized,
                 "problems": [f.as_dict() for f in self.findings],
-                "recovered": [{"path": p, "before": codes.split()} for p, codes in self.recovered]}
+                "recovered": [{"path": p, "before": codes.split()} for p, codes in self.recovered],
+                "revived": self.revived and {"retired": self.revived[0], "reason": self.revived[1]}}
 
 
 @dataclass
@@ -110,6 +112,8 @@ class AuditReport:
         for b in self.bags:
             yield (b.name, "", b.outcome, "", ",".join(b.algorithms), "", "",
                    f"{b.files_checked} of {b.files_total} files checked ({b.mode})", "")
+            if b.revived:
+                yield (b.name, "", "revived", "info", "", "", "", revived_text(b.revived), "")
             for f in b.findings:
                 d = f.as_dict()
                 yield (b.name, f.path, f.code, d["severity"], f.algorithm, f.expected, f.actual, f.reason, f.since)
@@ -139,6 +143,10 @@ def finding_text(f: Finding) -> str:
     return f"{prefix}{where}: {detail} [{f.code}]{since.get(f.since, '')}"
 
 
+def revived_text(revived: tuple[str, str]) -> str:
+    return f"found at a location retired {revived[0]} ({revived[1]}): audited as a new life"
+
+
 def recovered_text(codes: str) -> str:
     return f"verified intact again (the check before found {', '.join(codes.split())})"
 
@@ -162,6 +170,8 @@ def _summary_lines(report: AuditReport) -> Iterator[str]:
             scope = "" if b.files_checked == b.files_total else f" of {b.files_total}"
             yield (f"{head} - {b.files_checked}{scope} files ({size_text(b.bytes_checked)}) re-hashed "
                    f"against {', '.join(b.manifests) or 'no manifest'}")
+        if b.revived:
+            yield f"  info: {revived_text(b.revived)}"
         for f in b.findings:
             yield f"  {finding_text(f)}"
         for path, codes in b.recovered:
