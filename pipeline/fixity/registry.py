@@ -89,7 +89,6 @@ STATE_UPDATE = (
     " state_audit = excluded.state_audit")
 
 
-
 def _digests_json(digests: Optional[dict]) -> str:
     """{"sha256": "hex", ...}.  Written by hand (6x faster than json.dumps, one call per file):
     algorithm names match [A-Za-z0-9]+ (manifest names) and digests are hex, so nothing needs
