@@ -113,6 +113,12 @@ class UsageError(PipelineError):
     exit_code = 2
 
 
+def path_error(path, reason: str) -> UsageError:
+    """A path the caller named (on the command line or to the API) that cannot be used:
+    `path: reason` [usage.path]."""
+    return UsageError(f"{path}: {reason}", [Problem("usage.path", str(path), reason)])
+
+
 class InputError(PipelineError):
     pass
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
 from .errors import (PackagingError, PipelineError, ProcessingError, Problem, RejectedError, UsageError, errors_in,
-                     shown)
+                     path_error, shown)
 from .itemstore import ItemStore, store_folder
 from .model import Item, Package
 from .pools import shut, worker_pool
@@ -177,18 +177,12 @@ def run_stage(stage: Stage, handed: list[Package], ctx: Context,
 COLLECTION_NAME_BYTES = 200
 
 
-def _path_error(path: Path, reason: str) -> UsageError:
-    """A folder the caller named that cannot be used: `path: reason` [usage.path] (as the command
-    line's own path errors are)."""
-    return UsageError(f"{path}: {reason}", [Problem("usage.path", str(path), reason)])
-
-
 def _check_collection(collection: Path) -> Path:
     """The collection folder, resolved (`.` and `..` have no name of their own): its name
     becomes the bag's, so it must be one a bag can carry (RejectedError otherwise)."""
     collection = Path(collection)
     if not collection.is_dir():
-        raise _path_error(collection, "not a collection folder")
+        raise path_error(collection, "not a collection folder")
     collection = collection.resolve()
     name = collection.name
     fault = name_fault(name)            # the rules of every name in the collection, and a few more
@@ -216,7 +210,7 @@ def collection_lock(output: Path, name: str) -> Iterator[None]:
         locks.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise _path_error(locks, f"cannot hold the run's work area there ({exc.strerror or exc})") from exc
+        raise path_error(locks, f"cannot hold the run's work area there ({exc.strerror or exc})") from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -300,7 +294,7 @@ def _run_locked(collection: Path, output: Path, settings: Settings, until: Optio
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _path_error(output, f"cannot be used as the output folder ({exc.strerror})") from exc
+        raise path_error(output, f"cannot be used as the output folder ({exc.strerror})") from exc
     ctx = Context.create(settings, collection, output.resolve(), collection.name)
     result = RunResult(package=_empty_package(collection))
     with collection_lock(output, collection.name):

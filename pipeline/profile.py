@@ -18,7 +18,7 @@ from typing import Any
 
 from .archive import MIME
 from .bag import Listing, Manifest
-from .errors import Problem, UsageError
+from .errors import Problem, UsageError, path_error
 
 LISTS = ("Manifests-Required", "Manifests-Allowed", "Tag-Manifests-Required", "Tag-Manifests-Allowed",
          "Tag-Files-Required", "Tag-Files-Allowed", "Payload-Files-Required", "Payload-Files-Allowed",
@@ -35,11 +35,11 @@ def load_profile(path: Path | str) -> dict:
     try:
         profile = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise UsageError(f"{path}: cannot read the profile: {exc.strerror or exc}") from exc
+        raise path_error(path, f"cannot read the profile: {exc.strerror or exc}") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: not a JSON BagIt profile: {exc}") from exc
+        raise path_error(path, f"not a JSON BagIt profile: {exc}") from exc
     if not isinstance(profile, dict):
-        raise UsageError(f"{path}: a BagIt profile is a JSON object")
+        raise path_error(path, "a BagIt profile is a JSON object")
     _check_shape(path, profile)
     return profile
 

@@ -17,7 +17,7 @@ from typing import Iterator
 from lxml import etree
 
 from . import durable
-from .errors import UsageError
+from .errors import path_error
 from .hashing import new_hashers
 
 NS = {
@@ -116,7 +116,7 @@ def load_schema(xsd_dir: Path) -> etree.XMLSchema:
             return _cache[xsd_dir]
         missing = [n for n in DRIVER_ORDER if not (xsd_dir / n).is_file()]
         if missing:
-            raise UsageError(f"{xsd_dir}: not a folder of the official schemas (missing {', '.join(missing)})")
+            raise path_error(xsd_dir, f"not a folder of the official schemas (missing {', '.join(missing)})")
         imports = "".join(f'<xs:import namespace="{_TARGETS[n]}" schemaLocation="{n}"/>' for n in DRIVER_ORDER)
         # The driver also declares the container of a standalone qualified DC record, as DCMI's
         # XML guidelines (2008) ask an application to do: an element of the official type
@@ -135,7 +135,7 @@ def load_schema(xsd_dir: Path) -> etree.XMLSchema:
             schema = etree.XMLSchema(etree.ElementTree(doc))
         except etree.XMLSchemaParseError as exc:
             refused = f" (remote schemas refused: {', '.join(resolver.refused)})" if resolver.refused else ""
-            raise UsageError(f"{xsd_dir}: the schemas cannot be loaded offline: {exc}{refused}") from exc
+            raise path_error(xsd_dir, f"the schemas cannot be loaded offline: {exc}{refused}") from exc
         _cache[xsd_dir] = schema
         return schema
 

@@ -73,11 +73,13 @@ def test_fixity_that_cannot_open_its_registry_json_report_command_failed(tmp_pat
     assert str(db) in report["error"] and report["error"] in proc.stderr
 
 
-def test_fixity_with_a_db_that_is_not_sqlite_json_report_usage_option(tmp_path):
+def test_fixity_with_a_db_that_is_not_sqlite_json_report_usage_path(tmp_path):
+    """A path named on the command line (it was coded usage.option)."""
     (tmp_path / "notes.db").write_text("not SQLite")
     proc = run_cli("fixity", tmp_path, "--db", tmp_path / "notes.db", "--json")
     report = one_report(proc, 2)
-    assert [p["code"] for p in report["problems"]] == ["usage.option"] and "not a fixity registry" in report["error"]
+    assert [(p["code"], p["path"]) for p in report["problems"]] == [("usage.path", str(tmp_path / "notes.db"))]
+    assert "not a fixity registry" in report["error"]
     assert (tmp_path / "notes.db").read_text() == "not SQLite"
 
 
@@ -116,3 +118,21 @@ def test_a_command_that_wrote_its_report_and_then_failed_leaves_one_document(cap
     assert json.loads(out) == {"command": "reported-then-failed", "ok": True}
     assert err == "pipeline: error: failed after its report\n"
 
+
+
+def test_missing_db_unusable_schemas_and_profile_paths_json_report_usage_path(tmp_path):
+    """A --db that does not exist, a --schemas folder without the schemas, a --profile that is no
+    profile: each was coded usage.option; each is a path named on the command line."""
+    from test_fixity import TREE, write_bag
+    write_bag(tmp_path / "bag")
+    (tmp_path / "coll").mkdir()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "profile.json").write_text("[1]\n")
+    cases = [(("fixity", "--history", "bag", "--db", "nowhere.sqlite"), "nowhere.sqlite"),
+             (("run", "coll", "--schemas", "empty", "--output", "out"), str(tmp_path / "empty")),
+             (("verify", "bag", "--profile", "profile.json"), "profile.json")]
+    for args, path in cases:
+        report = one_report(run_cli(*args, "--json", cwd=tmp_path, env=TREE), 2)
+        problems = report["collections"][0]["problems"] if args[0] == "run" else report["problems"]
+        assert [(p["code"], p["path"]) for p in problems] == [("usage.path", path)], args
+    assert sorted(os.listdir(tmp_path)) == ["bag", "coll", "empty", "profile.json"]

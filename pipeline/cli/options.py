@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import Problem, UsageError
+from ..errors import UsageError, path_error  # noqa: F401  (path_error: the subcommands import it from here)
 from ..stage import DEFAULT_PIXEL_LIMIT
 
 SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -42,11 +42,6 @@ class Size(click.ParamType):
             return parse_size(value)
         except UsageError as exc:
             self.fail(str(exc), param, ctx)
-
-
-def path_error(path, reason: str) -> UsageError:
-    """A path named on the command line that cannot be used: `path: reason` [usage.path]."""
-    return UsageError(f"{path}: {reason}", [Problem("usage.path", str(path), reason)])
 
 
 def collections_in(ingest: Path, names: tuple[str, ...]) -> list[Path]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from .. import __version__
-from ..errors import UsageError
+from ..errors import UsageError, path_error
 from ..hashing import hash_many
 from .plan import BagPlan, FileTask, Finding, disk_path, find_targets, is_bag_folder, plan_bag, text_name
 from .registry import AuditRow, Check, Registry
@@ -349,7 +349,7 @@ def retire(db: Path | str, bag: str, reason: str, *, clock: Clock = utc_now) -> 
 
 def _registry(db: Path | str, readonly: bool = False) -> Registry:
     if not Path(db).is_file():
-        raise UsageError(f"{db}: no such fixity registry")
+        raise path_error(db, "no such fixity registry")
     return Registry(Path(db), readonly=readonly)
 
 

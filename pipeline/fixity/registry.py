@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple, Optional
 
-from ..errors import CODES, ProcessingError, UsageError
+from ..errors import CODES, ProcessingError, UsageError, path_error
 
 SCHEMA_VERSION = "2"
 BUSY_TIMEOUT_MS = 120_000
@@ -167,8 +167,8 @@ class Registry:
             raise ProcessingError(f"{self.path}: the registry cannot use WAL mode (journal mode {mode})")
 
     def _foreign(self) -> UsageError:
-        return UsageError(f"{self.path}: not a fixity registry (another file or database; name the registry "
-                          "with --db, or a new file)")
+        return path_error(self.path, "not a fixity registry (another file or database; name the registry "
+                                     "with --db, or a new file)")
 
     def _check_schema(self, create: bool = False) -> None:
         """A database with no table becomes a registry (`create`); one with tables is a registry
