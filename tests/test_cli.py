@@ -84,6 +84,7 @@ JSON_USAGE_ERRORS = {
     "convert-missing-path": (["convert", "{tmp}/nowhere.jpg", "{tmp}/out.tif", "--json"], "usage.path"),
     "verify-missing-path": (["verify", "--json", "{tmp}/nowhere"], "usage.path"),
     "fixity-json-with-csv": (["fixity", "--csv", "--json"], "usage.option"),
+    "fixity-premis-with-json": (["fixity", "--history", "bag", "--premis", "--json"], "usage.option"),
     "unknown-command": (["frobnicate", "--json"], "usage.option"),
 }
 # The outcome and the list of results each command's --json report has.

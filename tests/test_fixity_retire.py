@@ -131,3 +131,38 @@ def test_registry_of_schema_1_is_migrated_keeping_its_history_and_file_states(tm
     assert "2 audit(s)" in history and "v1" not in history and "sha256 differ from the manifest" in history
     shutil.rmtree(bag)
     assert fixity("--retire", "old", "--reason", "moved", cwd=tmp_path).returncode == 0
+
+
+def test_premis_export_of_history_holds_the_retirement_as_a_deaccession_event(tmp_path, xsd_dir):
+    """--history --premis left the retirement out: now a deaccession event (id.loc.gov URI), its
+    detail the reason, after the bag's fixity checks, valid, the same at every export."""
+    from pipeline.xmlio import NS, load_schema, parse, validation_errors
+    out = tmp_path / "output"
+    write_bag(out / "two")
+    audit(output=out, clock=lambda: DAY0)
+    shutil.rmtree(out / "two")
+    assert fixity("--retire", "two", "--reason", "moved to <tape> & gone", cwd=tmp_path).returncode == 0
+    proc = fixity("--history", "two", "--premis", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout == fixity("--history", "two", "--premis", cwd=tmp_path).stdout
+    doc = parse(proc.stdout.encode())
+    assert validation_errors(doc, load_schema(xsd_dir)) == []
+    p = f"{{{NS['premis']}}}"
+    events = doc.findall(f"{p}event")
+    assert [e.findtext(f"{p}eventType") for e in events] == ["fixity check", "deaccession"]
+    retired = events[1]
+    assert retired.find(f"{p}eventType").get("valueURI") == "http://id.loc.gov/vocabulary/preservation/eventType/dea"
+    assert retired.findtext(f".//{p}eventDetail") == "moved to <tape> & gone"
+    assert retired.findtext(f".//{p}eventOutcome") == "success"
+    assert "retirement recorded" in retired.findtext(f".//{p}eventOutcomeDetailNote")
+    assert retired.findtext(f"{p}eventDateTime") >= "2025-03-02"    # when it was retired, not audited
+    assert retired.findtext(f".//{p}linkingObjectIdentifierValue") == doc.findtext(f".//{p}objectIdentifierValue")
+
+
+def test_premis_with_json_is_a_usage_error_exit_2_one_line(tmp_path):
+    """--history --premis --json wrote the PREMIS XML, exit 0 (as --csv with --json, they exclude each other)."""
+    out = tmp_path / "output"
+    write_bag(out / "two")
+    audit(output=out, clock=lambda: DAY0)
+    proc = fixity("--history", "two", "--premis", "--json", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--premis" in proc.stderr
+    assert json.loads(proc.stdout)["problems"][0]["code"] == "usage.option" and "<premis" not in proc.stdout

@@ -30,7 +30,8 @@ def _history(db: Path, bag: str, as_json: bool, premis: bool) -> int:
     if premis:
         from ..fixity.premis_export import premis_document  # lxml only when asked
         from ..xmlio import to_bytes
-        sys.stdout.buffer.write(to_bytes(premis_document(rows[0].location, rows[0].name, rows, problems)))
+        sys.stdout.buffer.write(to_bytes(premis_document(rows[0].location, rows[0].name, rows, problems,
+                                                         retirements)))
         return 0
     if as_json:
         echo_json({"command": "fixity history", "bag": rows[0].name, "location": rows[0].location,
@@ -103,6 +104,8 @@ def fixity(paths, output, db, fast, budget, max_bytes, max_seconds, window_days,
     """
     if as_json and as_csv:
         raise click.UsageError("--json and --csv exclude each other")
+    if as_json and premis:
+        raise UsageError("--json and --premis exclude each other")
     if premis and not history_of:
         raise click.UsageError("--premis goes with --history BAG")
     db = db or output / "fixity.sqlite"

@@ -1,20 +1,23 @@
-"""A bag's audit history as PREMIS 3: one `fixity check` event per finished fixity audit.
+"""A bag's audit history as PREMIS 3: one `fixity check` event per finished fixity audit, one
+`deaccession` event per retirement.
 
 The document holds the bag as an intellectual entity, one event per full or rolling audit
 (eventType "fixity check" with its id.loc.gov URI, outcome success or failure, a note per problem),
-and the software agent.  Completeness-only (`--fast`) audits computed no checksum, and interrupted
-ones did not finish: neither is exported as a fixity check.  Identifiers are UUIDv5 over the bag's
-location and the audit's number and start, so exporting twice gives the same document.
+one per retirement recorded by `pipeline fixity --retire` (eventType "deaccession", its detail the
+reason given), in time order, and the software agent.  Completeness-only (`--fast`) audits
+computed no checksum, and interrupted ones did not finish: neither is exported as a fixity check.
+Identifiers are UUIDv5 over the bag's location and the audit's number and start (a retirement's
+time), so exporting twice gives the same document.
 """
 from __future__ import annotations
 
 import uuid
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Optional
 
 from lxml import etree
 
 from ..model import Event, pipeline_agent
-from ..premis import OBJECT_ID_TYPE, PREMIS_VERSION, agent_element, event_element
+from ..premis import OBJECT_ID_TYPE, PREMIS_VERSION, VOCAB, agent_element, event_element
 from ..stage import ID_NAMESPACE
 from ..xmlio import NS, xml_safe
 from .registry import AuditRow, Check
@@ -41,9 +44,23 @@ def _event(row: AuditRow, problems: Iterable[Check], agent) -> Event:
                  agents=((agent, "executing program"),), objects=((bag_object_id(row.location), "source"),))
 
 
-def premis_document(location: str, name: str, audits: Iterable[AuditRow],
-                    problems: Mapping[int, list[Check]]) -> etree._ElementTree:
-    """`premis:premis` with the bag object, its fixity-check events and the agent."""
+def _retirement(location: str, name: str, when: str, reason: str, revived: Optional[str], agent) -> Event:
+    note = f"retirement recorded by pipeline fixity --retire: bag {name} no longer expected at {location}"
+    if revived:
+        note += f"; found there again {revived} and audited from then on as a new life"
+    return Event(id=_id("retirement", location, when), type="deaccession", datetime=when, detail=xml_safe(reason),
+                 outcome="success", outcome_detail=xml_safe(note),
+                 agents=((agent, "executing program"),), objects=((bag_object_id(location), "source"),))
+
+
+# "deaccession" in the id.loc.gov eventType vocabulary, which premis.EVENT_TYPES does not hold
+DEACCESSION = {"authority": "eventType", "authorityURI": f"{VOCAB}eventType", "valueURI": f"{VOCAB}eventType/dea"}
+
+
+def premis_document(location: str, name: str, audits: Iterable[AuditRow], problems: Mapping[int, list[Check]],
+                    retirements: Iterable[tuple[str, str, Optional[str]]] = ()) -> etree._ElementTree:
+    """`premis:premis` with the bag object, its fixity-check and deaccession events (`retirements`:
+    (retired, reason, revived) as Registry.retirements gives them) and the agent."""
     q = lambda tag: f"{{{NS['premis']}}}{tag}"  # noqa: E731
     root = etree.Element(q("premis"), {"version": PREMIS_VERSION}, nsmap={"premis": NS["premis"], "xsi": NS["xsi"]})
     obj = etree.SubElement(root, q("object"), {f"{{{NS['xsi']}}}type": "premis:intellectualEntity"})
@@ -53,10 +70,16 @@ def premis_document(location: str, name: str, audits: Iterable[AuditRow],
     alt = etree.SubElement(obj, q("originalName"))
     alt.text = xml_safe(name)     # a name may hold control characters XML cannot
     agent = pipeline_agent()
-    for row in audits:
-        if row.mode == "fast" or row.outcome is None:
-            continue
-        root.append(event_element(_event(row, problems.get(row.id, []), agent)))
+    # in time order; within one second a retirement follows the audits (as --history shows them)
+    events = [(row.started, 0, _event(row, problems.get(row.id, []), agent)) for row in audits
+              if row.mode != "fast" and row.outcome is not None]
+    events += [(when, 1, _retirement(location, name, when, reason, revived, agent))
+               for when, reason, revived in retirements]
+    for _, _, event in sorted(events, key=lambda e: e[:2]):
+        element = event_element(event)
+        if event.type == "deaccession":
+            element.find(q("eventType")).attrib.update(DEACCESSION)
+        root.append(element)
     root.append(agent_element(agent))
     return etree.ElementTree(root)
 
