@@ -24,7 +24,7 @@ import stat
 from array import array
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 from urllib.parse import unquote
 
 import numpy as np
@@ -45,7 +45,8 @@ CLEARED = {f"{{{NS['mets']}}}{name}" for name in ("dmdSec", "amdSec", "file", "d
 
 
 def check_mets(bag_root: Path, schemas_dir: Path | None = None, rehash: bool = True,
-               known: Mapping[str, Mapping[str, str]] | None = None, inventory: bool = False) -> list[Problem]:
+               known: Mapping[str, Mapping[str, str]] | None = None,
+               inventory: Iterable[str] | None = None) -> list[Problem]:
     """Every problem of the METS of the bag at `bag_root` (empty when consistent and valid).
 
     With `rehash` every file the METS names is read and its CHECKSUM compared.  Without it a
@@ -53,8 +54,9 @@ def check_mets(bag_root: Path, schemas_dir: Path | None = None, rehash: bool = T
     -> digest) where that has it: `pipeline verify` passes the bag's manifests, whose digests its
     fixity pass has just checked against the files; the describe stage passes nothing (the
     METS's checksums are the ones computed while each file was written, and reading it back from
-    the page cache would prove nothing more).  With `inventory` a payload file the METS does not
-    name is a problem too (mets.undescribed).
+    the page cache would prove nothing more).  `inventory`: the bag's regular files (bag paths,
+    as `pipeline verify` has listed them); one under data/ the METS does not name is a problem
+    too (mets.undescribed).
     """
     bag_root = Path(bag_root)
     mets = bag_root / METS_PATH
@@ -123,13 +125,14 @@ def _reference_keys(el: etree._Element) -> list[int]:
     return keys
 
 
-def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping, inventory: bool) -> list[Problem]:
+def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping,
+                 inventory: Iterable[str] | None) -> list[Problem]:
     """Files, IDs and ID references.  Memory stays flat in the size of the document: the first
     pass keeps a 64-bit key per ID and per reference (not the strings; a 100,000-photograph
     METS has millions of IDs); only when the keys show a repeated ID or a reference to no ID
     does a second pass collect the strings concerned and report them exactly, with lines.  With
-    `inventory`, the bag paths the hrefs name are kept (one string per file), then data/ is
-    walked against them."""
+    `inventory`, the bag paths the hrefs name are kept (one string per file), then the
+    inventory's payload files are checked against them."""
     problems: list[Problem] = []
     ids, refs = array("q"), array("q")
     base = PurePosixPath(METS_PATH).parent.as_posix()
@@ -146,7 +149,7 @@ def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping, inven
                 holder = el.getparent() if tag.endswith("FLocat") else el
                 href = el.get(HREF, "")
                 target = os.path.normpath(posixpath.join(base, unquote(href))) if href else ""
-                if inventory:
+                if inventory is not None:
                     described.add(nfc(target))
                 problems += _located(bag_root, root, target, href, holder, el.sourceline or 0, rehash,
                                      known, folders)
@@ -155,8 +158,8 @@ def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping, inven
                                    f"line {exc.lineno}")]
     except OSError as exc:
         return problems + [Problem("describe.mets_unreadable", METS_PATH, f"cannot be read: {exc}")]
-    if inventory:
-        problems += _undescribed(root, described)
+    if inventory is not None:
+        problems += _undescribed(inventory, described)
     del described
     keys = np.frombuffer(ids, dtype=np.int64).copy()
     del ids
@@ -197,26 +200,12 @@ def _really_inside(bag_root: Path, folder: str, folders: dict[str, bool]) -> boo
     return folders[folder]
 
 
-def _undescribed(root: str, described: set[str]) -> list[Problem]:
-    """The payload files no FLocat or mdRef names (the METS itself aside): data/ walked with
-    os.scandir, links neither followed nor counted (verify reports them), a folder that cannot
-    be listed skipped (verify reports it); only what is found is kept, then sorted."""
-    found: list[str] = []
-    stack = ["data/"]
-    while stack:
-        prefix = stack.pop()
-        try:
-            with os.scandir(os.path.join(root, prefix)) as entries:
-                for entry in entries:
-                    rel = prefix + entry.name
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(rel + "/")
-                    elif entry.is_file(follow_symlinks=False) and rel != METS_PATH and nfc(rel) not in described:
-                        found.append(rel)
-        except OSError:
-            continue
+def _undescribed(inventory: Iterable[str], described: set[str]) -> list[Problem]:
+    """The payload files of `inventory` no FLocat or mdRef names (the METS itself aside)."""
+    found = sorted(rel for rel in inventory
+                   if rel.startswith("data/") and rel != METS_PATH and nfc(rel) not in described)
     return [Problem("mets.undescribed", rel, f"in the payload but named by no FLocat or mdRef of "
-                    f"{METS_PATH}: the METS does not describe it") for rel in sorted(found)]
+                    f"{METS_PATH}: the METS does not describe it") for rel in found]
 
 
 def _located(bag_root: Path, root: str, target: str, href: str, holder: etree._Element,

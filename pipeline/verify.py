@@ -552,7 +552,7 @@ def _check_mets(checker: Checker, source, schemas: Optional[Path]) -> None:
             if e.path not in checker.mismatched:
                 known.setdefault(e.path, {})[m.algorithm] = e.digest
     checker.report.problems.extend(check_mets(source.path, schemas, rehash=False, known=known,
-                                                inventory=True))
+                                                inventory=source.listing.files))
 
 
 def verify_bag(path: Path | str, *, fast: bool = False, workers: int = 0, schemas: Optional[Path] = None,
