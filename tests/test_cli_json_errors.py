@@ -136,3 +136,30 @@ def test_missing_db_unusable_schemas_and_profile_paths_json_report_usage_path(tm
         problems = report["collections"][0]["problems"] if args[0] == "run" else report["problems"]
         assert [(p["code"], p["path"]) for p in problems] == [("usage.path", path)], args
     assert sorted(os.listdir(tmp_path)) == ["bag", "coll", "empty", "profile.json"]
+
+
+def test_ctrl_c_of_a_run_with_json_is_one_report_command_interrupted(tmp_path):
+    """A real SIGINT to `pipeline run --json` mid-convert: stdout was empty (exit 130)."""
+    import signal
+    import subprocess
+    import sys
+
+    import helpers_stages as hs
+    hs.make_busy_collection(tmp_path / "ingest", n=8, size=(1200, 900))
+    output = tmp_path / "output"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--ingest", tmp_path / "ingest",
+                             "--output", output, "--workers", "1", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        proofs = output / ".staging" / "busy.proofs"
+        assert hs.wait_for(lambda: proofs.is_dir() and any(proofs.glob("*.json"))), proc.communicate()
+        os.killpg(proc.pid, signal.SIGINT)      # what Ctrl-C on a terminal does: the whole group
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in out + err, err
+    report = json.loads(out)
+    assert report["command"] == "run" and report["ok"] is False and report["collections"] == []
+    assert report["exit_code"] == 130 and err.strip() == f"pipeline: {report['error']}"
+    assert [p["code"] for p in report["problems"]] == ["command.interrupted"]
+    assert os.listdir(output) == [".staging"]   # no bag published

@@ -4,7 +4,7 @@ One module per subcommand (run, validate, convert, verify, fixity) so that each 
 this module holds the group, the shared options and the renderers.  Only this package catches
 exceptions, and only `PipelineError`: anything else is a bug and keeps its traceback.
 
-Exit codes: 0 success, 1 rejected or failed, 2 usage, 3 fixity problems found.
+Exit codes: 0 success, 1 rejected or failed, 2 usage, 3 fixity problems found, 130 interrupted.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import click
 from .. import __version__
 from ..errors import PipelineError, Problem
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FIXITY = 0, 1, 2, 3
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FIXITY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -144,8 +144,8 @@ def message_of(exc: PipelineError | click.ClickException) -> str:
 
 def problems_of(exc: PipelineError | click.ClickException) -> tuple[Problem, ...]:
     """The problems an error carries; for one that carries none, one problem saying its message,
-    coded `usage.option` for a usage error, else `command.failed`."""
-    code = "usage.option" if exc.exit_code == EXIT_USAGE else "command.failed"
+    coded `usage.option` for a usage error, `command.interrupted` for a Ctrl-C, else `command.failed`."""
+    code = {EXIT_USAGE: "usage.option", EXIT_INTERRUPTED: "command.interrupted"}.get(exc.exit_code, "command.failed")
     return tuple(getattr(exc, "problems", ())) or (Problem(code, "", message_of(exc)),)
 
 
@@ -163,6 +163,12 @@ def error_json(args: list[str], state: dict, exc: PipelineError | click.ClickExc
                "error": message_of(exc), "problems": [p.as_dict() for p in problems_of(exc)]})
 
 
+class Interrupted(PipelineError):
+    """A Ctrl-C (SIGINT) that ended the command, as main reports it."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     state: dict = {}    # the commands' shared context object: echo_json marks it "reported"
@@ -170,8 +176,11 @@ def main(argv: Optional[list[str]] = None) -> None:
         rv = cli.main(args=args, prog_name="pipeline", standalone_mode=False, obj=state)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # an Abort may say what the interruption left
         signal.signal(signal.SIGINT, signal.SIG_IGN)    # a second Ctrl-C cannot cut this line short
-        click.echo(f"pipeline: interrupted ({exc.args[0] if exc.args else 'a rerun of pipeline run reuses the work already in staging'})", err=True)
-        sys.exit(130)
+        why = exc.args[0] if exc.args else "a rerun of pipeline run reuses the work already in staging"
+        interrupted = Interrupted(f"interrupted ({why})")
+        click.echo(f"pipeline: {interrupted}", err=True)
+        error_json(args, state, interrupted)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:     # click's own usage errors (unknown option, bad value...) among them
         exc.show()
         error_json(args, state, exc)
