@@ -11,6 +11,7 @@ are percent-encoded with `bag.encode_path` (CR, LF and `%` only); unicode names 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
@@ -46,9 +47,15 @@ def manifest_line(f: FileInfo, algorithm: str) -> str:
     return f"{f.checksums[algorithm].lower()}  {encode_path(f.bagpath)}\n"
 
 
-def manifest_bytes(f: FileInfo, algorithms: Sequence[str]) -> int:
-    """The bytes `f`'s lines take in the payload manifests."""
-    return sum(len(manifest_line(f, alg).encode("utf-8")) for alg in algorithms)
+def manifest_bytes(bagpath: str, algorithms: Sequence[str]) -> int:
+    """The bytes the lines of the file `bagpath` take in the payload manifests (a checksum is
+    as long as the empty input's, in hex)."""
+    return len(algorithms) * (len(encode_path(bagpath).encode("utf-8")) + 3) + _hex_width(tuple(algorithms))
+
+
+@lru_cache(maxsize=None)
+def _hex_width(algorithms: tuple[str, ...]) -> int:
+    return sum(len(digest) for digest in hash_bytes(b"", algorithms).values())
 
 
 INFO_SLACK = 16     # bag-info.txt bytes a bag's own Payload-Oxum and Bag-Size may take beyond another's

@@ -21,6 +21,13 @@ from .errors import ProcessingError
 from .model import Item
 
 EMPTY = 2**64 - 1
+Outline = tuple[str, tuple[tuple[str, int], ...]]
+
+
+def outline(item: Item) -> Outline:
+    """What the split of a package into bags needs of an item: its relpath and each of its
+    objects (original and masters) as (bag path, size)."""
+    return item.relpath, tuple((f.bagpath, f.size) for f in item.objects())
 
 
 class ItemStore(Sequence[Item]):
@@ -40,6 +47,10 @@ class ItemStore(Sequence[Item]):
         self._problems: list[tuple] = [()] * length
         self._payload = array("Q", [0]) * length
         self._metadata = array("Q", [0]) * length
+        # And what splitting the package into bags (package.plan) needs of each item, so that it
+        # loads none: its relpath, its objects' bag paths and sizes, as one string (NUL, which
+        # no path holds, between the fields: about 100 bytes an object).
+        self._outlines: list[str] = [""] * length
 
     @classmethod
     def of(cls, folder: Path, items: Iterable[Item], length: int) -> "ItemStore":
@@ -60,6 +71,13 @@ class ItemStore(Sequence[Item]):
         self._problems[index] = item.problems
         self._payload[index] = sum(f.size for f in item.objects())
         self._metadata[index] = sum(f.size for f in item.metadata)
+        relpath, objects = outline(item)
+        self._outlines[index] = "\0".join([relpath, *(f"{path}\0{size}" for path, size in objects)])
+
+    def outline(self, index: int) -> Outline:
+        """`outline(self[index])`, from memory."""
+        relpath, *fields = self._outlines[index].split("\0")
+        return relpath, tuple((path, int(size)) for path, size in zip(fields[::2], fields[1::2]))
 
     def item_problems(self) -> Iterator[tuple]:
         """Each item's problems, in order, without loading the items."""

@@ -13,7 +13,7 @@ import tarfile
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Optional
 
 from . import durable
 from .errors import PackagingError
@@ -56,18 +56,25 @@ def bag_entries(bag: Path) -> list[tuple[str, Path]]:
     return sorted(out, key=lambda e: e[0].split("/"))
 
 
+def _tar_info(name: str, mtime: int, size: Optional[int]) -> tarfile.TarInfo:
+    """The entry of a file of `size` bytes (None: a folder) named `name`."""
+    info = tarfile.TarInfo(name)
+    info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
+    if size is None:
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+    else:
+        info.mode, info.size = 0o644, size
+    return info
+
+
 def _write_tar(entries, root: str, out: BinaryIO, mtime: int) -> None:
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8") as tar:
         for rel, path in [("", None), *entries]:
-            info = tarfile.TarInfo(f"{root}/{rel}".rstrip("/"))
-            info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
             if path is None or path.is_dir():
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
+                tar.addfile(_tar_info(f"{root}/{rel}".rstrip("/"), mtime, None))
                 continue
-            info.mode, info.size = 0o644, path.stat().st_size
             with open(path, "rb") as f:
-                tar.addfile(info, f)
+                tar.addfile(_tar_info(f"{root}/{rel}", mtime, path.stat().st_size), f)
 
 
 def _write_zip(entries, root: str, out: BinaryIO, when: datetime) -> None:
@@ -87,6 +94,89 @@ def _write_zip(entries, root: str, out: BinaryIO, when: datetime) -> None:
             with open(path, "rb") as fin, zf.open(info, "w", force_zip64=size >= zipfile.ZIP64_LIMIT) as fout:
                 while chunk := fin.read(CHUNK):
                     fout.write(chunk)
+
+
+# The most a zip entry adds beyond its name (twice: local header and central directory) and its
+# data: local header 30, ZIP64 extra field 20, data descriptor 24 (ZIP64 sizes), central
+# directory header 46, ZIP64 extra field 28 (sizes and offset); and the end of the central
+# directory: 22, with its ZIP64 record 56 and locator 20.  zipfile writes no other field.
+ZIP_ENTRY, ZIP_END_RECORDS = 30 + 20 + 24 + 46 + 28, 22 + 56 + 20
+GZIP_FRAME = 10 + 8         # gzip header (no file name, no extra field) and trailer (CRC, size)
+MAX_TAR_OCTAL = 0o77777777777   # the largest size a ustar header holds; past it a PAX record does
+DEFLATE_BLOCKS = 13         # zlib's deflateBound constant (with its 6-byte zlib frame: a raw stream has less)
+
+
+def deflate_bound(n: int) -> int:
+    """The most bytes deflate makes of `n` bytes, whatever they hold: zlib's deflateBound() for
+    its default window and memory level (zipfile and gzip use both; level 6), which zlib
+    guarantees for a stream compressed with Z_NO_FLUSH and ended with Z_FINISH, as both write."""
+    return n + (n >> 12) + (n >> 14) + (n >> 25) + DEFLATE_BLOCKS
+
+
+class Bound:
+    """An upper bound of the size of a bag as `fmt` writes it (None: the bag folder, counted by
+    its files' bytes), counted entry by entry: the sum of file(), folder() and grown() of every
+    entry, plus the bytes of the files grown() counts, gives total() its bound.  `root` is the
+    longest top-level folder the archive may have, `when` the run's time (tar headers hold it).
+
+    tar: each entry's header exactly as _write_tar writes it (a PAX header before it for a long
+    or non-ASCII name), its data padded to 512 bytes; the two zero blocks of the end, and the
+    whole padded to tarfile's 10240-byte records.  zip: ZIP_ENTRY and the name twice per entry,
+    the data deflate_bound() (folders are stored, empty), the end records; deflate_bound of
+    the sum is at least the sum of its parts' bounds.  tar.gz: the tar's bound deflated in one
+    stream, with the gzip header and trailer.  Nothing is ever counted smaller than the bag
+    folder's bytes, so the bound holds for the folder as well."""
+
+    def __init__(self, fmt: Optional[str], root: str = "", when: Optional[datetime] = None) -> None:
+        self.fmt, self.root = fmt, root
+        self.mtime = int(when.timestamp()) if when else 0
+        self._tar_headers: dict[tuple, int] = {}
+
+    def _header(self, rel: str, size: Optional[int]) -> int:
+        name = f"{self.root}/{rel}".rstrip("/")
+        length = len(name.encode("utf-8"))
+        if self.fmt == "zip":
+            return ZIP_ENTRY + 2 * (length + (size is None))
+        # A tar header's length depends on no more than this (a PAX record's on its value's
+        # length): each shape is made once (tobuf takes some 100 us)
+        shape = (length, name.isascii(), size is None, size if size and size > MAX_TAR_OCTAL else 0)
+        if shape not in self._tar_headers:
+            self._tar_headers[shape] = len(_tar_info(name, self.mtime, size).tobuf(
+                tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        return self._tar_headers[shape]
+
+    def file(self, rel: str, size: int) -> int:
+        """The bytes the file `rel` (bag path) of `size` bytes adds, before total()."""
+        if not self.fmt:
+            return size
+        return self._header(rel, size) + self._data(size)
+
+    def folder(self, rel: str) -> int:
+        """The bytes the folder `rel` ("": the top one) adds, before total()."""
+        return self._header(rel, None) if self.fmt else 0
+
+    def grown(self, rel: str, most: int) -> int:
+        """The bytes a file of at most `most` bytes adds but its bytes (counted apart): a tag
+        file, the METS, a manifest, whose size is known only when written."""
+        if not self.fmt:
+            return 0
+        return self._header(rel, most) + self._data(0) + (tarfile.BLOCKSIZE - 1 if self.fmt != "zip" else 0)
+
+    def _data(self, size: int) -> int:
+        """A file's data as counted: zip, its bytes and deflate's constant (total() adds the
+        rest of deflate_bound); tar, its bytes padded to 512."""
+        if self.fmt == "zip":
+            return size + DEFLATE_BLOCKS
+        return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+
+    def total(self, counted: int) -> int:
+        """The bound of the whole, from the sum of its entries' counts."""
+        if not self.fmt:
+            return counted
+        if self.fmt == "zip":
+            return deflate_bound(counted) - DEFLATE_BLOCKS + ZIP_END_RECORDS
+        records = -(-(counted + 2 * tarfile.BLOCKSIZE) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+        return records if self.fmt == "tar" else deflate_bound(records) + GZIP_FRAME
 
 
 def write_archive(bag: Path, dest: Path, fmt: str, when: datetime, root: str = "") -> str:

@@ -7,8 +7,11 @@ left the tag files out.  The stages before `package` run once (`--until describe
 packages a copy of that staging folder."""
 from __future__ import annotations
 
+import os
 import random
+import re
 import shutil
+import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from conftest import run_cli
 from helpers_stages import make_collection
 from package_helpers import bagit_valid
 from pipeline.partmets import object_shares, write_part_mets
+from pipeline.serialize import EXTENSIONS, Bound, bag_entries, write_archive
 
 ITEMS = 6
 
@@ -31,12 +35,13 @@ def described(tmp_path_factory) -> tuple[Path, Path]:
     return collection, root / "output"
 
 
-def _packaged(described, tmp_path: Path, limit: int) -> tuple[list[Path], str]:
-    """The bags `pipeline run --max-bag-size LIMIT` publishes from a copy of the described staging."""
+def _packaged(described, tmp_path: Path, limit: int, *options) -> tuple[list[Path], str]:
+    """The bags `pipeline run --max-bag-size LIMIT [OPTIONS]` publishes from a copy of the
+    described staging (their archives, if any, beside them)."""
     collection, output = described
-    out = tmp_path / f"out-{limit}"
+    out = tmp_path / "-".join(["out", str(limit), *options])
     shutil.copytree(output, out, symlinks=True)
-    proc = run_cli("run", collection, "--output", out, "-q", "--max-bag-size", limit)
+    proc = run_cli("run", collection, "--output", out, "-q", "--max-bag-size", limit, *options)
     assert proc.returncode == 0, proc.stderr
     return sorted(p for p in out.iterdir() if p.is_dir() and p.name != ".staging"), proc.stdout + proc.stderr
 
@@ -77,3 +82,58 @@ def test_object_shares_bound_each_part_mets_closely(described, tmp_path):
         size, _ = write_part_mets(mets, tmp_path / "part.xml", kept + metadata, ("sha256",))
         estimate = base + sum(shares[o] for o in kept)
         assert size <= estimate <= size + 1024 * len(kept), (len(kept), size, estimate)
+
+
+def test_every_serialized_part_is_within_max_bag_size(described, tmp_path):
+    """With --serialize the limit bounds each archive (tar: headers, padding, end blocks and
+    10240-byte records; zip: headers twice, descriptors, end records; compressed: deflate's
+    worst case), and its bag folder, for each format: at the smallest limit no item is over
+    (the largest bound `package.oversize` gives an item alone) and at 2.5 times that."""
+    def run(fmt: str, limit: int) -> tuple[list[Path], str]:
+        return _packaged(described, tmp_path, limit, "--serialize", fmt)
+
+    formats = sorted(EXTENSIONS)
+    with ThreadPoolExecutor(2 * len(formats)) as runs:      # a few processes at once: the test's time
+        alone = {}
+        for fmt, (singles, output) in zip(formats, runs.map(run, formats, [1] * len(formats))):
+            alone[fmt] = [int(n) for n in re.findall(r"own is (?:up to )?(\d+) bytes", output)]
+            assert len(singles) == len(alone[fmt]) == ITEMS, output
+            archives = [b.with_name(b.name + EXTENSIONS[fmt]).stat().st_size for b in singles]
+            assert all(size <= bound for size, bound in zip(archives, alone[fmt]))
+            if fmt == "tar":    # the bound is close: a record and a block per file whose size it cannot know
+                assert max(alone[fmt]) <= max(archives) + tarfile.RECORDSIZE + 16 * tarfile.BLOCKSIZE
+        cases = [(fmt, max(alone[fmt]) * k // 2) for fmt in formats for k in (2, 5)]
+        results = list(runs.map(lambda case: run(*case), cases))
+    for (fmt, limit), (bags, output) in zip(cases, results):
+        assert "package.oversize" not in output, f"--serialize {fmt} --max-bag-size {limit}: {output}"
+        sizes = {b.name: (b.with_name(b.name + EXTENSIONS[fmt]).stat().st_size, _on_disk(b)) for b in bags}
+        assert {name: s for name, s in sizes.items() if max(s) > limit} == {}, (fmt, limit)
+        if limit >= 2 * max(alone[fmt]):
+            assert len(bags) <= -(-ITEMS // 2), f"two items fit in {limit} bytes: {len(bags)} bags"
+        originals = [p.name for b in bags for p in (b / "data/objects/originals").iterdir()]
+        assert sorted(originals) == sorted(f"img{i:04d}.jpg" for i in range(ITEMS))
+
+
+@pytest.mark.parametrize("fmt", sorted(EXTENSIONS))
+def test_archive_bound_holds_for_long_names_padding_and_incompressible_bytes(tmp_path, fmt):
+    """serialize.Bound against the archive write_archive makes of a bag that tests it: names
+    past tar's 100 bytes, not ASCII (PAX headers), sizes about a 512-byte block, random bytes
+    (deflate expands them), deep folders; files counted by size or, as the tag files, apart."""
+    from datetime import datetime, timezone
+    bag = tmp_path / "b-1-of-1"
+    deep = bag / "data" / "objects" / ("ü" * 60) / ("ş" * 70)
+    deep.mkdir(parents=True)
+    rnd = random.Random(13)
+    for n, size in enumerate((0, 1, 511, 512, 513, 70_000)):
+        (deep / f"{'фото' * 20}-{n}.bin").write_bytes(rnd.randbytes(size))
+    (bag / "bag-info.txt").write_bytes(rnd.randbytes(900))
+    when = datetime(2023, 11, 14, tzinfo=timezone.utc)
+    bound = Bound(fmt, bag.name, when)
+    counted = bound.folder("") + sum(
+        bound.folder(rel) if path.is_dir() else bound.grown(rel, 10**6) + path.stat().st_size if rel == "bag-info.txt"
+        else bound.file(rel, path.stat().st_size) for rel, path in bag_entries(bag))
+    write_archive(bag, tmp_path / "b.archive", fmt, when)
+    actual = os.path.getsize(tmp_path / "b.archive")
+    assert _on_disk(bag) <= bound.total(counted) and actual <= bound.total(counted)
+    if fmt != "tar.gz":     # close, but for what deflate makes of the tar's zero padding
+        assert bound.total(counted) - actual <= (tarfile.RECORDSIZE if fmt == "tar" else actual // 100 + 2048)

@@ -12,7 +12,8 @@ with the number of files.  The stage
   3. splits the items over several bags when --max-bag-size asks for it (each bag: its items'
      originals and masters, hard-linked from the staging folder, plus a copy of all the metadata
      with a METS of its own; groups are ranges of item indexes, made by plan() so that each
-     bag, payload and tag files, stays within the limit; each item is loaded when linked);
+     bag, payload and tag files, and its archive (--serialize) stay within the limit, from what
+     the ItemStore keeps of each item in memory; each item is loaded when linked);
   4. writes bagit.txt, bag-info.txt, the manifests (from the recorded checksums) and the tag
      manifests; reads the sealed bag back (all but the payload's bytes: see check_sealed);
   5. moves the sealed bag(s) to output/.staging/<name>.sealed/, writes the serialized copies
@@ -36,7 +37,7 @@ from ..bag import decode_path, find_manifests, parse_manifest, parse_tags
 from ..errors import PackagingError, Problem, errors_in
 from ..filetable import LOOKUP, FileTable
 from ..hashing import hash_file, write_hashed
-from ..itemstore import store_folder
+from ..itemstore import outline, store_folder
 from ..mets import METS_PATH
 from ..model import METADATA, FileInfo, Package
 from ..partmets import object_shares, write_part_mets
@@ -126,44 +127,70 @@ def check_payload(staging: Path, files: FileTable, algorithms: Sequence[str]) ->
 
 def plan(package: Package, ctx: Context, files: FileTable) -> tuple[list[range], list[Problem]]:
     """The items' groups, one per bag, each bag within --max-bag-size: its payload and its tag
-    files, as split() counts them.  Every bag has the fixed part: its copy of every metadata
-    file but the METS, its METS without any object (partmets.object_shares), their manifest
-    lines, and the tag files but the payload manifests (their bag-info the longest a part can
-    have).  Each item adds its originals and masters, their manifest lines and their share of
-    the METS: its files, pointers and administrative sections."""
-    limit, algorithms = ctx.settings.max_bag_size, ctx.settings.algorithms
-    tags = bagwrite.tag_bytes_bound(_info(package, ctx, files, (ctx.collection_id, len(package.items),
-                                                                len(package.items))), algorithms)
-    if limit <= 0 or tags + sum(f.size + bagwrite.manifest_bytes(f, algorithms) for f in files) <= limit:
-        return [range(len(package.items))], []
+    files, or with --serialize the archive made of it, as serialize.Bound counts them (a
+    bound).  Every bag has the fixed part: its copy of every metadata file but the METS, its
+    METS without any object (partmets.object_shares), their manifest lines, the tag files but
+    the payload manifests (their bag-info the longest a part can have) and their folders.  Each
+    item adds its originals and masters, their manifest lines, their share of the METS (its
+    files, pointers and administrative sections) and the folders they are in that the bag has
+    not yet.  The items are not loaded: an ItemStore keeps what this needs of each (outline)."""
+    limit, algorithms, count = ctx.settings.max_bag_size, ctx.settings.algorithms, len(package.items)
+    measure = serialize.Bound(ctx.settings.serialize, publish.part_name(package.name, count, count), ctx.started)
+    names = ["bagit.txt", "bag-info.txt", *(f"{kind}manifest-{alg}.txt" for kind in ("", "tag") for alg in algorithms)]
+    tags = (bagwrite.tag_bytes_bound(_info(package, ctx, files, (ctx.collection_id, count, count)), algorithms)
+            + measure.folder("") + sum(measure.grown(name, limit) for name in names))
+
+    def counted(f: FileInfo) -> int:
+        return measure.file(f.bagpath, f.size) + bagwrite.manifest_bytes(f.bagpath, algorithms)
+    if limit <= 0 or measure.total(tags + sum(map(counted, files)) + sum(
+            map(measure.folder, {d for f in files for d in _folders(f.bagpath)}))) <= limit:
+        return [range(count)], []
     base, shares = object_shares(ctx.staging / METS_PATH) if METS_PATH in files else (0, {})
-    fixed = tags + base + sum((f.size if f.bagpath != METS_PATH else 0) + bagwrite.manifest_bytes(f, algorithms)
-                              for f in files.files(METADATA))
+    common = {d: measure.folder(d) for f in files.files(METADATA) for d in _folders(f.bagpath)}
+    fixed = tags + base + sum(common.values()) + sum(
+        counted(f) if f.bagpath != METS_PATH else measure.grown(METS_PATH, limit)
+        + bagwrite.manifest_bytes(METS_PATH, algorithms) for f in files.files(METADATA))
+    outlined = getattr(package.items, "outline", None) or (lambda index: outline(package.items[index]))
+    folders: dict[str, int] = {}
 
-    def cost(index: int) -> int:
-        return sum(f.size + bagwrite.manifest_bytes(f, algorithms) + shares.get(f.bagpath, 0)
-                   for f in package.items[index].objects())
-    return split(package, fixed, limit, cost)
+    def cost(index: int) -> tuple[str, int, dict[str, int]]:
+        relpath, objects = outlined(index)
+        size = sum(measure.file(path, n) + bagwrite.manifest_bytes(path, algorithms) + shares.get(path, 0)
+                   for path, n in objects)
+        own = {d: folders.get(d) or folders.setdefault(d, measure.folder(d))
+               for path, _ in objects for d in _folders(path) if d not in common}
+        return relpath, size, own
+    return split(count, fixed, limit, cost, measure.total)
 
 
-def split(package: Package, fixed: int, limit: int,
-          cost: Callable[[int], int]) -> tuple[list[range], list[Problem]]:
-    """Items grouped in order so that each bag (the `fixed` bytes of every bag plus
-    `cost(index)` bytes for each of its items) stays within `limit`: ranges of item indexes.
-    An item over the limit on its own gets a bag of its own (package.oversize)."""
-    items = package.items
-    starts, used, warnings = [0], fixed, []
-    for index in range(len(items)):
-        size = cost(index)
-        if fixed + size > limit:
-            warnings.append(Problem("package.oversize", items[index].relpath,
-                                    f"a bag of its own is {fixed + size} bytes with its metadata and tag "
-                                    f"files, over --max-bag-size {limit}"))
-        if index > starts[-1] and used + size > limit:
+def _folders(bagpath: str) -> list[str]:
+    """The folders `bagpath` is in, from the bag's top: data, data/objects, ..."""
+    parts = bagpath.split("/")
+    return ["/".join(parts[:n]) for n in range(1, len(parts))]
+
+
+def split(count: int, fixed: int, limit: int, cost: Callable[[int], tuple[str, int, dict[str, int]]],
+          total: Callable[[int], int] = int) -> tuple[list[range], list[Problem]]:
+    """Items 0..count-1 grouped in order so that each bag stays within `limit`: ranges of item
+    indexes.  A bag counts `total(n)` bytes, n its `fixed` bytes plus, for each of its items
+    (`cost(index)`: relpath, bytes, the folders it needs with theirs), the item's bytes and
+    those of its folders that no item before it in the bag needed.  An item over the limit on
+    its own gets a bag of its own (package.oversize)."""
+    starts, used, held, warnings = [0], fixed, set(), []
+    for index in range(count):
+        relpath, size, folders = cost(index)
+        alone = size + sum(folders.values())
+        if total(fixed + alone) > limit:
+            warnings.append(Problem("package.oversize", relpath,
+                                    f"a bag of its own is up to {total(fixed + alone)} bytes with its metadata "
+                                    f"and tag files (or its archive, with --serialize), over --max-bag-size {limit}"))
+        more = size + sum(n for folder, n in folders.items() if folder not in held)
+        if index > starts[-1] and total(used + more) > limit:
             starts.append(index)
-            used = fixed
-        used += size
-    return [range(a, b) for a, b in zip(starts, starts[1:] + [len(items)])], warnings
+            used, held, more = fixed, set(), alone
+        used += more
+        held.update(folders)
+    return [range(a, b) for a, b in zip(starts, starts[1:] + [count])], warnings
 
 
 def link_bag(staging: Path, bag: Path, files: FileTable) -> None:

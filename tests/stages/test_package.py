@@ -447,22 +447,27 @@ def test_sample_collection_split_and_serialized(sample_collection, tmp_path, cli
 
 
 @hsettings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(min_value=0, max_value=1000), min_size=2, max_size=12),
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=1000), st.sampled_from(["", "a", "b"])),
+                min_size=2, max_size=12),
        st.integers(min_value=0, max_value=300), st.integers(min_value=1, max_value=2500))
 def test_split_keeps_every_item_once_in_order_within_the_limit(sizes, fixed, limit):
-    from pipeline.model import Item, Package
+    """Items of sizes [(bytes, folder)]: a folder ("a", "b": 100 bytes) counts once per bag."""
     from pipeline.stages.package import split
 
-    items = tuple(Item(id=str(i), relpath=f"{i}.jpg", record=None) for i in range(len(sizes)))
-    pkg = Package(name="p", source=Path("."), collection=None, items=items)
-    groups, warnings = split(pkg, fixed, limit, sizes.__getitem__)
-    assert [items[i] for g in groups for i in g] == list(items) and all(groups)
+    def cost(index: int) -> tuple[str, int, dict[str, int]]:
+        n, folder = sizes[index]
+        return f"{index}.jpg", n, {folder: 100} if folder else {}
+
+    def bag(group) -> int:
+        return fixed + sum(sizes[i][0] for i in group) + 100 * len({sizes[i][1] for i in group} - {""})
+
+    groups, warnings = split(len(sizes), fixed, limit, cost)
+    assert [i for g in groups for i in g] == list(range(len(sizes))) and all(groups)
     oversize = {p.path for p in warnings}
-    assert oversize == {items[i].relpath for i, n in enumerate(sizes) if fixed + n > limit}
+    assert oversize == {f"{i}.jpg" for i in range(len(sizes)) if bag([i]) > limit}
     for group in groups:
-        total = fixed + sum(sizes[i] for i in group)
-        assert total <= limit or (len(group) == 1 and items[group[0]].relpath in oversize)
-        assert group.stop == len(items) or total + sizes[group.stop] > limit, "no bag closed early"
+        assert bag(group) <= limit or (len(group) == 1 and f"{group[0]}.jpg" in oversize)
+        assert group.stop == len(sizes) or bag(range(group.start, group.stop + 1)) > limit, "no bag closed early"
 
 
 def test_payload_manifest_read_back_line_by_line(tmp_path):
@@ -501,3 +506,36 @@ def test_package_stale_original_and_master_of_a_photograph_taken_out_are_removed
     bag = out / "coll"
     assert sorted(p.name for p in (bag / "data" / "objects" / "originals").iterdir()) == ["img0000.jpg", "img0002.jpg"]
     assert bagit_valid(bag) and pipeline_valid(bag)
+
+
+def test_plan_loads_no_item_it_splits(tmp_path):
+    """The split is planned from what the ItemStore keeps of each item in memory (relpath, its
+    objects' bag paths and sizes), never by loading (unpickling) an item: it plans the same
+    groups, and the same package.oversize, with the store's file closed (no item can be read)
+    as from the items themselves."""
+    from package_helpers import staged_file, stand_in_mets
+    from pipeline.itemstore import ItemStore, store_folder
+    from pipeline.mets import METS_PATH
+    from pipeline.model import METADATA, ORIGINAL, PRESERVATION, Item, Package
+    from pipeline.stage import Context
+    from pipeline.stages.package import plan
+
+    ctx = Context.create(Settings(max_bag_size=30720, serialize="tar"), tmp_path / "ingest" / "p",
+                         tmp_path / "output", "p", "p-1")
+    items = tuple(Item(id=str(i), relpath=f"box/p{i}.jpg", record=None,   # the last one over the limit
+                       original=staged_file(ctx, ORIGINAL, f"data/objects/originals/box/p{i}.jpg",
+                                            b"j" * (900 * i + 40000 * (i == 11))),
+                       masters=(staged_file(ctx, PRESERVATION, f"data/objects/preservation/box/p{i}.tif",
+                                            b"t" * 700),)) for i in range(12))
+    mets = staged_file(ctx, METADATA, METS_PATH, stand_in_mets([f for item in items for f in item.objects()]))
+    store = ItemStore.of(store_folder(ctx.output), items, len(items))
+    planned = []
+    for held in (items, store):
+        pkg = Package(name="p", source=ctx.ingest, collection=None, items=held, metadata_files=(mets,))
+        with FileTable(store_folder(ctx.output)) as files:
+            files.add(replace(pkg, items=items).payload())
+            store._file.close()         # the tuple's plan first; then no item of the store can be loaded
+            groups, warnings = plan(pkg, ctx, files)
+            planned.append((groups, [p.render() for p in warnings]))
+    assert planned[0] == planned[1]
+    assert 2 < len(planned[0][0]) < len(items) and planned[0][1], planned[0]
