@@ -7,8 +7,12 @@ import sqlite3
 from contextlib import closing
 from datetime import datetime, timezone
 
+import pytest
+
 from conftest import no_traceback, run_cli
+from pipeline.errors import UsageError
 from pipeline.fixity import audit
+from pipeline.fixity.registry import Registry
 from test_fixity import TREE, write_bag
 
 DAY0 = datetime(2025, 3, 1, 2, 0, tzinfo=timezone.utc)
@@ -18,6 +22,10 @@ def fixity(*args, cwd):
     proc = run_cli("fixity", *args, cwd=cwd, env=TREE)
     assert no_traceback(proc), proc.stderr
     return proc
+
+
+def indexes(con) -> set[str]:
+    return {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
 
 
 def test_retired_bag_is_no_longer_vanished_and_its_history_shows_audits_and_retirement(tmp_path):
@@ -127,6 +135,7 @@ def test_registry_of_schema_1_is_migrated_keeping_its_history_and_file_states(tm
     assert problems == {("data/a.txt", "known"), ("data/photos/b.jpg", "new")}
     with closing(sqlite3.connect(db)) as con:
         assert con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+        assert "retirements_open" in indexes(con)
     history = fixity("--history", "old", cwd=tmp_path).stdout
     assert "2 audit(s)" in history and "v1" not in history and "sha256 differ from the manifest" in history
     shutil.rmtree(bag)
@@ -166,3 +175,33 @@ def test_premis_with_json_is_a_usage_error_exit_2_one_line(tmp_path):
     proc = fixity("--history", "two", "--premis", "--json", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--premis" in proc.stderr
     assert json.loads(proc.stdout)["problems"][0]["code"] == "usage.option" and "<premis" not in proc.stdout
+
+
+def test_two_retirements_of_one_bag_at_once_only_one_is_kept(tmp_path):
+    # before: `already retired` was checked outside the transaction, so two --retire at once both
+    # passed it and the bag had two open retirements; the unique index retirements_open decides
+    out = tmp_path / "output"
+    write_bag(out / "two")
+    audit(output=out, clock=lambda: DAY0)
+    location = str((out / "two").resolve())
+    with Registry(out / "fixity.sqlite") as first, Registry(out / "fixity.sqlite") as second:
+        first.retire(location, "2025-03-02T00:00:00Z", "moved")      # both passed the check before
+        with pytest.raises(UsageError, match="already retired"):
+            second.retire(location, "2025-03-02T00:00:01Z", "moved too")
+    with closing(sqlite3.connect(out / "fixity.sqlite")) as con:
+        assert con.execute("SELECT reason FROM retirements").fetchall() == [("moved",)]
+
+
+def test_a_schema_2_registry_without_the_open_retirement_index_gets_it_when_opened(tmp_path):
+    out = tmp_path / "output"
+    write_bag(out / "one")
+    audit(output=out, clock=lambda: DAY0)
+    with closing(sqlite3.connect(out / "fixity.sqlite")) as con:   # as this version's first schema 2 made it
+        con.execute("DROP INDEX retirements_open")
+        assert "retirements_open" not in indexes(con)
+    assert fixity(cwd=tmp_path).returncode == 0
+    with closing(sqlite3.connect(out / "fixity.sqlite")) as con:
+        assert "retirements_open" in indexes(con)
+        plan = " ".join(row[-1] for row in con.execute(
+            "EXPLAIN QUERY PLAN SELECT 1 FROM retirements r WHERE r.bag_id = 1 AND r.revived IS NULL"))
+        assert "retirements_open" in plan     # bags_in and begin_audit no longer scan every retirement

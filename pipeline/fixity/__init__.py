@@ -340,8 +340,6 @@ def retire(db: Path | str, bag: str, reason: str, *, clock: Clock = utc_now) -> 
         location, name = _find(registry, db, bag)
         if os.path.lexists(location):
             raise UsageError(f"{location}: the bag is still there; retire it once it is deleted or moved away")
-        if any(revived is None for _, _, revived in registry.retirements(location)):
-            raise UsageError(f"{bag}: already retired")
         when = stamp(clock())
         registry.retire(location, when, reason)
         return location, name, when

@@ -19,7 +19,8 @@ Schema (version 2; a version-1 registry is migrated when opened for writing, see
              never checked before), so a report tells new damage from known and recovered files
     retirements (bag_id, retired, reason, revived)   a bag deliberately deleted or moved: no
              longer reported vanished; `revived` is when a bag was found again at its location
-             (audited from then on as a new life: its files' latest state starts afresh)
+             (audited from then on as a new life: its files' latest state starts afresh); at
+             most one open (not revived) retirement per bag (index retirements_open)
 
 Times are ISO 8601 UTC with a Z.  The database runs in WAL mode with a busy timeout, and writes in
 short IMMEDIATE transactions, so two audits can run at once; each batch of results is committed as
@@ -65,8 +66,10 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS retirements (
     id INTEGER PRIMARY KEY, bag_id INTEGER NOT NULL REFERENCES bags(id), retired TEXT NOT NULL,
     reason TEXT NOT NULL, revived TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS retirements_open ON retirements(bag_id) WHERE revived IS NULL;
 """
-RETIREMENTS = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS retirements"):]
+# (a version-2 registry made before retirements_open gets it when opened: SCHEMA runs at every open)
+RETIREMENTS = list(filter(str.strip, SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS retirements"):].split(";")))
 
 # version -> the statements that bring a registry of that version to the next (in one transaction)
 MIGRATIONS = {
@@ -76,7 +79,7 @@ MIGRATIONS = {
           # the latest state version 1 knew: what its hashing found (other problems were not kept per file)
           "UPDATE files SET state = CASE last_outcome WHEN 'intact' THEN '' WHEN 'changed' THEN 'fixity.mismatch'"
           " WHEN 'unreadable' THEN 'fixity.unreadable' END",
-          RETIREMENTS],
+          *RETIREMENTS],
 }
 
 # A file's state after a check: the previous audit's state moves to prior_state when a new audit
@@ -336,9 +339,14 @@ class Registry:
                            " AND state = '' AND prior_state != '' ORDER BY path", (bag_id, audit_id))
 
     def retire(self, location: str, when: str, reason: str) -> None:
+        """Retire the bag at `location`; UsageError when it is retired already (the unique index
+        retirements_open decides, in the transaction: two at once cannot both retire it)."""
         with self.transaction() as db:
-            db.execute("INSERT INTO retirements (bag_id, retired, reason) SELECT id, ?, ? FROM bags WHERE location = ?",
-                       (when, reason, location))
+            try:
+                db.execute("INSERT INTO retirements (bag_id, retired, reason) SELECT id, ?, ? FROM bags"
+                           " WHERE location = ?", (when, reason, location))
+            except sqlite3.IntegrityError:
+                raise UsageError(f"{location}: already retired") from None
 
     def retirements(self, location: str) -> list[tuple[str, str, Optional[str]]]:
         """(retired, reason, revived) of a bag, oldest first (none in a version-1 registry read as it is)."""
