@@ -35,7 +35,7 @@ EVENT_TYPES = {
     "capture": "cap", "creation": "cre", "ingestion": "ing", "message digest calculation": "mes",
     "format identification": "for", "validation": "val", "normalization": "nor",
     "migration": "mig", "fixity check": "fix", "virus check": "vir", "replication": "rep",
-    "metadata extraction": "mee", "deletion": "del", "unpacking": "unp",
+    "metadata extraction": "mee", "deletion": "del", "unpacking": "unp", "deaccession": "dea",
 }
 EVENT_OUTCOMES = {"success": "suc", "failure": "fai", "warning": "war"}
 AGENT_ROLES = {"executing program": "exe", "implementer": "imp", "authorizer": "aut"}

@@ -17,7 +17,7 @@ from typing import Iterable, Mapping, Optional
 from lxml import etree
 
 from ..model import Event, pipeline_agent
-from ..premis import OBJECT_ID_TYPE, PREMIS_VERSION, VOCAB, agent_element, event_element
+from ..premis import OBJECT_ID_TYPE, PREMIS_VERSION, agent_element, event_element
 from ..stage import ID_NAMESPACE
 from ..xmlio import NS, xml_safe
 from .registry import AuditRow, Check
@@ -53,10 +53,6 @@ def _retirement(location: str, name: str, when: str, reason: str, revived: Optio
                  agents=((agent, "executing program"),), objects=((bag_object_id(location), "source"),))
 
 
-# "deaccession" in the id.loc.gov eventType vocabulary, which premis.EVENT_TYPES does not hold
-DEACCESSION = {"authority": "eventType", "authorityURI": f"{VOCAB}eventType", "valueURI": f"{VOCAB}eventType/dea"}
-
-
 def premis_document(location: str, name: str, audits: Iterable[AuditRow], problems: Mapping[int, list[Check]],
                     retirements: Iterable[tuple[str, str, Optional[str]]] = ()) -> etree._ElementTree:
     """`premis:premis` with the bag object, its fixity-check and deaccession events (`retirements`:
@@ -76,10 +72,7 @@ def premis_document(location: str, name: str, audits: Iterable[AuditRow], proble
     events += [(when, 1, _retirement(location, name, when, reason, revived, agent))
                for when, reason, revived in retirements]
     for _, _, event in sorted(events, key=lambda e: e[:2]):
-        element = event_element(event)
-        if event.type == "deaccession":
-            element.find(q("eventType")).attrib.update(DEACCESSION)
-        root.append(element)
+        root.append(event_element(event))
     root.append(agent_element(agent))
     return etree.ElementTree(root)
 
