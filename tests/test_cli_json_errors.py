@@ -163,3 +163,11 @@ def test_ctrl_c_of_a_run_with_json_is_one_report_command_interrupted(tmp_path):
     assert report["exit_code"] == 130 and err.strip() == f"pipeline: {report['error']}"
     assert [p["code"] for p in report["problems"]] == ["command.interrupted"]
     assert os.listdir(output) == [".staging"]   # no bag published
+
+
+def test_json_as_the_value_of_another_option_asks_for_no_json_report(tmp_path):
+    """`--scheduler --json`: the word is --scheduler's value, so the user asked for no report."""
+    proc = run_cli("run", "--executor", "dask", "--scheduler", "--json", "--ingest", tmp_path / "none")
+    assert proc.returncode == 2 and no_traceback(proc) and proc.stdout == ""
+    assert "no such ingest folder" in proc.stderr
+    one_report(run_cli("run", "--json", "--ingest", tmp_path / "none"), 2)

@@ -52,7 +52,15 @@ def cli() -> None:
     """
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Write a machine-readable JSON report to stdout.")
+def _remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """Keep what the parser made of --json in the shared context object (see error_json)."""
+    if isinstance(ctx.obj, dict):
+        ctx.obj["json"] = value
+    return value
+
+
+json_option = click.option("--json", "as_json", is_flag=True, callback=_remember_json,
+                           help="Write a machine-readable JSON report to stdout.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 
 
@@ -153,9 +161,11 @@ def error_json(args: list[str], state: dict, exc: PipelineError | click.ClickExc
     """With --json anywhere on the command line (before a `--`), an error that ends the command is
     also a JSON report on stdout, shaped as the command's other reports, so that a script can always
     parse stdout -- unless the command wrote its report already (`state`, see echo_json): one
-    document, never two.  The command is the first word that is no option: the group has only flags."""
+    document, never two.  Whether --json was given is what the parser made of it (`state`) once
+    it got that far; before, the word on the command line (before a `--`) decides.  The command
+    is the first word that is no option: the group has only flags."""
     words = args[:args.index("--")] if "--" in args else args
-    if "--json" not in words or state.get("reported"):
+    if not state.get("json", "--json" in words) or state.get("reported"):
         return
     command = next((w for w in words if not w.startswith("-")), None)
     command = command if command in NOTHING_DONE else None
