@@ -3,15 +3,17 @@
 Earlier audits run through the library with a frozen clock in the past (the module's clock
 injection); the audit under test runs as `pipeline fixity` (now)."""
 import csv
+import hashlib
 import io
 import json
+import shutil
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from conftest import no_traceback, run_cli
 from pipeline.fixity import Budget, audit
-from test_fixity import PAYLOAD, write_bag
+from test_fixity import PAYLOAD, _tar, write_bag
 
 DAY0 = datetime(2025, 3, 1, 2, 0, tzinfo=timezone.utc)
 
@@ -66,19 +68,21 @@ def test_problems_say_new_or_known_and_a_restored_file_is_recovered_in_json_text
         ("data/notes/%percent.txt", "known")}
 
 
+def damaged_audited_restored(store, content: bytes, day: float):
+    """bag1's data/a.txt damaged (`content`), found so by an audit on `day`, then restored from backup."""
+    (store / "bag1" / "data/a.txt").write_bytes(content)
+    audit(output=store, clock=at(day))
+    (store / "bag1" / "data/a.txt").write_bytes(PAYLOAD["data/a.txt"])
+
+
 def test_recovered_file_is_an_info_line_in_text_and_csv_not_a_problem(store):
-    bag = store / "bag1"
     audit(output=store, clock=at(0))
-    (bag / "data/a.txt").write_bytes(b"ALPHA\n")
-    audit(output=store, clock=at(1))
-    (bag / "data/a.txt").write_bytes(PAYLOAD["data/a.txt"])
+    damaged_audited_restored(store, b"ALPHA\n", 1)
     proc = run_cli("fixity", "--output", store)
     assert proc.returncode == 0 and no_traceback(proc), proc.stdout + proc.stderr   # exit codes unchanged
     assert ("  info: data/a.txt: verified intact again (the check before found fixity.mismatch) [recovered]"
             in proc.stdout.splitlines())
-    (bag / "data/a.txt").write_bytes(b"ALPHA\n")
-    audit(output=store, clock=at(2))
-    (bag / "data/a.txt").write_bytes(PAYLOAD["data/a.txt"])
+    damaged_audited_restored(store, b"ALPHA\n", 2)
     proc = run_cli("fixity", "--output", store, "--csv")
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert proc.returncode == 0
@@ -97,3 +101,65 @@ def test_rolling_audit_compares_a_file_with_its_own_last_check_not_the_last_nigh
     report = json.loads(proc.stdout)
     assert proc.returncode == 3 and no_traceback(proc), proc.stderr
     assert since_of(report, "ten")[0] == {("data/f0.bin", "fixity.mismatch", "known")}
+
+
+def test_a_bag_vanished_again_after_a_clean_audit_is_new_again_fixity_vanished(store):
+    # before: only hashed paths had a state; the bag's "" path never cleared, so it was "known"
+    write_bag(store / "bag2", algorithms=("sha256",))
+    audit(output=store, clock=at(0))
+    away = store.parent / "away"
+    shutil.move(store / "bag2", away)
+    (vanished,) = [b for b in audit(output=store, clock=at(1)).bags if b.name == "bag2"]
+    assert [f.code for f in vanished.findings] == ["fixity.vanished"]
+    shutil.move(away, store / "bag2")
+    assert audit(output=store, clock=at(2)).exit_code == 0               # back: clean
+    shutil.move(store / "bag2", away)
+    proc = run_cli("fixity", "--output", store, "--json")
+    assert proc.returncode == 3 and no_traceback(proc), proc.stderr
+    assert since_of(json.loads(proc.stdout), "bag2") == ({("", "fixity.vanished", "new")}, [])
+
+
+def test_payload_oxum_cleared_is_not_recovered_and_found_again_is_new_fixity_oxum(store):
+    # before: bag-info.txt took fixity.oxum as its state though it is never hashed for it: "recovered"
+    # when the payload was restored, and the oxum found again later was "known"
+    audit(output=store, clock=at(0))
+    damaged_audited_restored(store, b"longer content here\n", 1)
+    assert audit(output=store, clock=at(2)).bags[0].recovered == [("data/a.txt", "fixity.mismatch")]
+    (store / "bag1" / "data/a.txt").write_bytes(b"longer content here\n")
+    proc = run_cli("fixity", "--output", store, "--json")
+    assert proc.returncode == 3 and no_traceback(proc), proc.stderr
+    assert since_of(json.loads(proc.stdout), "bag1") == (
+        {("bag-info.txt", "fixity.oxum", "new"), ("data/a.txt", "fixity.mismatch", "new")}, [])
+
+
+def test_first_damage_is_new_though_a_second_audit_of_the_bag_records_it_meanwhile(store):
+    # two audits of one bag at once (cron's rolling and a manual full one): the second records
+    # a.txt while the first is still open; before, the first read the labels when it closed and
+    # called its own first finding "known"
+    audit(output=store, clock=at(0))
+    (store / "bag1" / "data/a.txt").write_bytes(b"ALPHA\n")
+    inner = []
+
+    def meanwhile(name, done, total):    # the outer audit has recorded every file (commit_every=1)
+        if done == total and not inner:
+            inner.append(audit(output=store, budget=Budget(max_bytes=10**6), clock=at(1)))
+
+    outer = audit(output=store, clock=at(1), progress=meanwhile, commit_every=1)
+    assert inner, "the second audit ran while the first was open"
+    assert [(f.path, f.since) for f in outer.bags[0].findings if f.code == "fixity.mismatch"] == [
+        ("data/a.txt", "new")]
+
+
+def test_an_error_after_a_warning_of_the_same_code_is_new_archive_sidecar(tmp_path):
+    # plan_archive keeps archive.py's warnings (severity="warning"); before, record() judged them
+    # by the code's severity (error), so the real error found later was "known"
+    out = tmp_path / "output"
+    tar = _tar(write_bag(tmp_path / "src" / "bag1", algorithms=("sha256",)), out / "bag1.tar", "w")
+    sidecar = out / "bag1.tar.sha256"
+    sidecar.write_text(f"{hashlib.sha256(tar.read_bytes()).hexdigest()}  other.tar\n")    # names another: a warning
+    (bag,) = audit([tar], db=out / "fixity.sqlite", clock=at(0)).bags
+    assert [(f.code, f.level) for f in bag.findings] == [("archive.sidecar", "warning")]
+    sidecar.write_text(f"{'0' * 64}  bag1.tar\n")                                         # wrong checksum: an error
+    proc = run_cli("fixity", tar, "--db", out / "fixity.sqlite", "--json")
+    assert proc.returncode == 3 and no_traceback(proc), proc.stderr
+    assert since_of(json.loads(proc.stdout), "bag1.tar")[0] == {("bag1.tar.sha256", "archive.sidecar", "new")}

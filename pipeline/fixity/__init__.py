@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence
+from typing import Callable, Container, Iterable, Iterator, Optional, Sequence
 
 from .. import __version__
 from ..errors import UsageError, path_error
@@ -61,6 +61,7 @@ class _Run:
     report: BagReport
     bag_id: int = 0
     pending: list[Check] = field(default_factory=list)
+    fresh: list[Finding] = field(default_factory=list)   # the pending checks' findings, not yet labelled
     held: Optional[list[FileTask]] = None    # the files to hash, once the plan database is closed
 
     def tasks(self) -> Iterable[FileTask]:
@@ -75,14 +76,31 @@ class _Run:
         return self
 
 
+def _since(before: Optional[Container], problem: object) -> str:
+    """An error is new or known by what the check before found ('' when there was none)."""
+    return "" if before is None else ("known" if problem in before else "new")
+
+
+def _label(run: _Run, recorded: list[tuple[str, Optional[str], str]]) -> None:
+    """File the run's hashed findings in its report, each labelled by its file's state before this
+    audit as the registry wrote it, and the files found intact again (bounded: only problems
+    and recoveries are kept, as the report holds them anyway)."""
+    before = {path: prior.split() for path, prior, state in recorded if state and prior is not None}
+    run.report.findings += [replace(f, since=_since(before.get(f.key or f.path), f.code)) if f.is_error else f
+                            for f in run.fresh]
+    run.report.recovered += [(path, prior) for path, prior, state in recorded if not state and prior]
+    run.fresh = []
+
+
 def _check_of(f: Finding) -> Check:
-    outcome = {"fixity.mismatch": "changed"}.get(f.code, f.code.split(".", 1)[1])
+    """A planning finding's row: its code's second part, or its level below error (planned_before)."""
+    outcome = f.code.split(".", 1)[1] if f.is_error else f.level
     expected = {f.algorithm: f.expected} if f.expected else None
     return Check(f.path, outcome, expected=expected, code=f.code, reason=f.reason)
 
 
 def _compare(run: _Run, task: FileTask, size: Optional[int], digests: Optional[dict], error: str) -> Check:
-    """The check of one hashed file; adds findings to the run's report."""
+    """The check of one hashed file; its findings wait in the run until it is recorded."""
     rep = run.report
     rep.files_checked += 1
     rep.bytes_checked += size or 0
@@ -91,12 +109,12 @@ def _compare(run: _Run, task: FileTask, size: Optional[int], digests: Optional[d
     key = "" if task.key == task.rel else task.key
     if error:
         f = Finding("fixity.unreadable", task.rel, f"could not be read: {error}", key=key)
-        rep.findings.append(f)
+        run.fresh.append(f)
         return Check(task.key, "unreadable", size, None, task.expected, f.code, f.reason)
     bad = [alg for alg in sorted(task.expected) if digests.get(alg) != task.expected[alg]]
     for alg in bad:
-        rep.findings.append(Finding("fixity.mismatch", task.rel, f"{alg} differs from the manifest: the file changed",
-                                    alg, task.expected[alg], digests.get(alg, ""), key=key))
+        run.fresh.append(Finding("fixity.mismatch", task.rel, f"{alg} differs from the manifest: the file changed",
+                                 alg, task.expected[alg], digests.get(alg, ""), key=key))
     seen = {alg: digests[alg] for alg in task.expected if alg in digests}
     if bad:
         return Check(task.key, "changed", size, seen, task.expected, "fixity.mismatch",
@@ -124,7 +142,7 @@ class _Recorder:
         when = stamp(self.clock())
         for run in self.runs.values():
             if run.pending:
-                self.registry.record(run.bag_id, run.report.audit_id, when, run.pending)
+                _label(run, self.registry.record(run.bag_id, run.report.audit_id, when, run.pending))
                 run.pending = []
         self.runs, self.count, self.last = {}, 0, time.monotonic()
 
@@ -211,6 +229,7 @@ def audit(paths: Iterable[Path | str] = (), *, output: Path | str = "output", db
         raise nothing
     for rep in report.bags:
         rep.findings.sort(key=lambda f: (f.path, f.code, f.algorithm))
+        rep.recovered.sort()
     report.finished = stamp(clock())
     return report
 
@@ -237,9 +256,11 @@ def _open(plan: BagPlan, report: AuditReport, registry: Registry, mode: str,
         return None
     run = _Run(plan, rep)
     run.bag_id, rep.audit_id, rep.revived = registry.begin_audit(plan.location, plan.name, mode, stamp(began),
-                                                                 plan.algorithms, AGENT)
-    registry.record(run.bag_id, rep.audit_id, stamp(began), [_check_of(f) for f in plan.findings],
-                    verification=False)
+                                                                 plan.algorithms, AGENT, map(_check_of, plan.findings))
+    # planning runs in full in every audit: its errors are compared with the audit before's (none
+    # for a new life), not with per-file states, which only hashing keeps
+    before = None if rep.revived else registry.planned_before(run.bag_id, rep.audit_id)
+    rep.findings = [replace(f, since=_since(before, (f.path, f.code))) if f.is_error else f for f in rep.findings]
     if plan.store is not None:   # a missing file counts at the size the registry or Payload-Oxum knew
         listed, payload = plan.store.listed_bytes(str(registry.path), run.bag_id)
         rep.bytes_listed = listed + max(0, (plan.oxum_bytes or 0) - payload)
@@ -254,25 +275,10 @@ def _close(run: Optional[_Run], report: AuditReport, registry: Registry, clock: 
     cutoff = stamp(now - timedelta(days=report.window_days))
     report.verified_bytes_in_window += registry.verified_bytes(run.bag_id, cutoff,
                                                                ((t.key, t.size) for t in run.tasks()))
-    _compare_with_before(run, registry)
     registry.finish_audit(rep.audit_id, stamp(now), rep.outcome, rep.files_checked, rep.bytes_checked,
                           rep.files_total, rep.bytes_total, len(rep.errors))
     run.plan.close()
     run.plan = None
-
-
-def _compare_with_before(run: _Run, registry: Registry) -> None:
-    """Mark each error new or known by the file's check before this audit, and list the files
-    found intact again (one query per batch of this bag's errors, one for the recovered)."""
-    rep = run.report
-    before = dict(registry.since(run.bag_id, {f.key or f.path for f in rep.findings if f.is_error}))
-
-    def since(f: Finding) -> str:
-        prior = before.get(f.key or f.path)
-        return "" if prior is None else ("known" if f.code in prior.split() else "new")
-
-    rep.findings = [replace(f, since=since(f)) if f.is_error else f for f in rep.findings]
-    rep.recovered = registry.recovered(run.bag_id, rep.audit_id)
 
 
 def _rehash(runs: list[_Run], registry: Registry, budget: Budget, clock: Clock, progress: Optional[Progress],

@@ -7,16 +7,22 @@ Schema (version 2; a version-1 registry is migrated when opened for writing, see
              files_total, bytes_total, problems, algorithms, agent)
              mode: full | rolling | fast; outcome: intact | problems | complete | NULL while running
              (an audit killed halfway keeps finished and outcome NULL: "interrupted")
-    checks  (audit_id, path, checked, outcome, size, seen, expected)   one row per file per audit
-             outcome: intact | changed | missing | unexpected | unreadable | special | ...
+    checks  (audit_id, path, checked, outcome, size, seen, expected, code, reason)   one row per file
+             hashed per audit (size: what was read), and one per problem its planning found (size
+             NULL: written with the audit row, in one transaction)
+             outcome: intact | changed | unreadable (hashed); missing | unexpected | special | ...
+             (the code's second part) for an error planning found, warning | info for a finding
+             below error level (a code's own severity, or the finding's: archive.py's warnings)
              seen/expected: JSON objects algorithm -> hex digest (expected only when it
              differs from what was seen: for an intact file it is the same)
     files   (bag_id, path, size, last_checked, last_outcome, last_verified)   latest state per file;
              last_verified is the last time the file was found intact (rolling audits pick the
              oldest first, never-verified first);
-             state_audit, state, prior_state: the error codes the latest audit that checked the
-             file found for it ('' none: intact), and what the audit before that one found (NULL:
-             never checked before), so a report tells new damage from known and recovered files
+             state_audit, state, prior_state: what the latest audit that hashed the file found
+             ('' intact, fixity.mismatch, fixity.unreadable), and what the hash before that one
+             found (NULL: never hashed before), so a report tells new damage from known and
+             recovered files (problems planning finds are compared with the audit before's
+             planning rows instead: planning runs in full in every audit)
     retirements (bag_id, retired, reason, revived)   a bag deliberately deleted or moved: no
              longer reported vanished; `revived` is when a bag was found again at its location
              (audited from then on as a new life: its files' latest state starts afresh); at
@@ -36,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple, Optional
 
-from ..errors import CODES, ProcessingError, UsageError, path_error
+from ..errors import ProcessingError, UsageError, path_error
 
 SCHEMA_VERSION = "2"
 BUSY_TIMEOUT_MS = 120_000
@@ -82,15 +88,6 @@ MIGRATIONS = {
           *RETIREMENTS],
 }
 
-# A file's state after a check: the previous audit's state moves to prior_state when a new audit
-# first checks the file; within one audit the error codes found accumulate ('' is intact).
-STATE_UPDATE = (
-    " prior_state = CASE WHEN files.state_audit IS excluded.state_audit THEN files.prior_state ELSE files.state END,"
-    " state = CASE WHEN files.state_audit IS NOT excluded.state_audit OR coalesce(files.state, '') = ''"
-    " THEN excluded.state WHEN excluded.state = '' OR instr(' ' || files.state || ' ', ' ' || excluded.state || ' ')"
-    " THEN files.state ELSE files.state || ' ' || excluded.state END,"
-    " state_audit = excluded.state_audit")
-
 
 def _digests_json(digests: Optional[dict]) -> str:
     """{"sha256": "hex", ...}.  Written by hand (6x faster than json.dumps, one call per file):
@@ -102,6 +99,20 @@ def _digests_json(digests: Optional[dict]) -> str:
         for alg, value in digests.items():
             return '{"%s": "%s"}' % (alg, value)
     return "{" + ", ".join('"%s": "%s"' % (alg, digests[alg]) for alg in sorted(digests)) + "}"
+
+
+def _rows_json(checks: Iterable[Check]) -> str:
+    return json.dumps([(c.path, c.outcome, c.size, _digests_json(c.seen), _digests_json(c.expected), c.code, c.reason)
+                       for c in checks], ensure_ascii=False)
+
+
+def _insert_checks(db: sqlite3.Connection, audit_id: int, checked: str, rows: str) -> None:
+    """Insert a batch of checks given as one JSON array expanded by SQL (json_each): one statement
+    step per batch instead of one per row, so the hashing threads do not convoy on the GIL, which
+    the sqlite3 module releases and takes back around every step."""
+    db.execute("INSERT INTO checks (audit_id, path, checked, outcome, size, seen, expected, code, reason)"
+               " SELECT ?, value->>0, ?, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6"
+               " FROM json_each(?)", (audit_id, checked, rows))
 
 
 class Check(NamedTuple):
@@ -243,9 +254,12 @@ class Registry:
     # -- writing --------------------------------------------------------------------------------
 
     def begin_audit(self, location: str, name: str, mode: str, started: str, algorithms: Iterable[str],
-                    agent: str) -> tuple[int, int, Optional[tuple[str, str]]]:
-        """Register the bag if new and open an audit row; returns (bag_id, audit_id, revived):
-        revived is (retired, reason) of the retirement of its location this audit ends, or None."""
+                    agent: str, planned: Iterable[Check] = ()) -> tuple[int, int, Optional[tuple[str, str]]]:
+        """Register the bag if new and open an audit row with the problems its planning found
+        (`planned`: all of them, in the same transaction, so an audit's planning rows are never
+        partial); returns (bag_id, audit_id, revived): revived is (retired, reason) of the
+        retirement of its location this audit ends, or None."""
+        rows = _rows_json(planned)
         with self.transaction() as db:
             db.execute("INSERT OR IGNORE INTO bags (location, name, first_seen) VALUES (?, ?, ?)",
                        (location, name, started))
@@ -256,37 +270,29 @@ class Registry:
                 db.execute("DELETE FROM files WHERE bag_id = ?", (bag_id,))
             cur = db.execute("INSERT INTO audits (bag_id, started, mode, algorithms, agent) VALUES (?, ?, ?, ?, ?)",
                              (bag_id, started, mode, ",".join(algorithms), agent))
+            _insert_checks(db, cur.lastrowid, started, rows)
             return bag_id, cur.lastrowid, tuple(revived[-1]) if revived else None
 
-    def record(self, bag_id: int, audit_id: int, checked: str, checks: Iterable[Check],
-               verification: bool = True) -> None:
-        """Record one batch of checks and commit it.  `verification=False` (problems found without
-        hashing) leaves each file's size and last verification untouched; its errors still make
-        the file's state (warnings do not)."""
-        # The batch goes in as one JSON array expanded by SQL (json_each): one statement step per
-        # batch instead of one per row, so the hashing threads do not convoy on the GIL, which
-        # the sqlite3 module releases and takes back around every step.
-        checks = list(checks)
-        rows = json.dumps([(c.path, c.outcome, c.size, _digests_json(c.seen), _digests_json(c.expected),
-                            c.code, c.reason) for c in checks], ensure_ascii=False)
+    def record(self, bag_id: int, audit_id: int, checked: str,
+               checks: Iterable[Check]) -> list[tuple[str, Optional[str], str]]:
+        """Record one batch of hashed files' checks and commit it; returns (path, prior state,
+        state) of each file, read as it was written (RETURNING): what the hash before this
+        audit's found ('' intact, error codes, None never hashed) is this audit's, whatever
+        another audit of the bag running at the same time records after it."""
+        rows = _rows_json(checks)
         with self.transaction() as db:
-            db.execute("INSERT INTO checks (audit_id, path, checked, outcome, size, seen, expected, code, reason)"
-                       " SELECT ?, value->>0, ?, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6"
-                       " FROM json_each(?)", (audit_id, checked, rows))
-            if verification:
-                db.execute(
-                    "INSERT INTO files (bag_id, path, size, last_checked, last_outcome, last_verified, state_audit, state)"
-                    " SELECT ?, value->>0, value->>2, ?, value->>1, CASE WHEN value->>1 = 'intact' THEN ? END, ?,"
-                    " value->>5 FROM json_each(?) WHERE true"
-                    " ON CONFLICT (bag_id, path) DO UPDATE SET size = excluded.size,"
-                    " last_checked = excluded.last_checked, last_outcome = excluded.last_outcome,"
-                    " last_verified = COALESCE(excluded.last_verified, files.last_verified)," + STATE_UPDATE,
-                    (bag_id, checked, checked, audit_id, rows))
-                return
-            errors = [(c.path, c.code) for c in checks if CODES[c.code].severity == "error"]
-            db.execute("INSERT INTO files (bag_id, path, state_audit, state) SELECT ?, value->>0, ?, value->>1"
-                       " FROM json_each(?) WHERE true ON CONFLICT (bag_id, path) DO UPDATE SET" + STATE_UPDATE,
-                       (bag_id, audit_id, json.dumps(errors, ensure_ascii=False)))
+            _insert_checks(db, audit_id, checked, rows)
+            # prior_state: the previous audit's state, kept when the same audit writes the file again
+            return db.execute(
+                "INSERT INTO files (bag_id, path, size, last_checked, last_outcome, last_verified, state_audit, state)"
+                " SELECT ?, value->>0, value->>2, ?, value->>1, CASE WHEN value->>1 = 'intact' THEN ? END, ?,"
+                " value->>5 FROM json_each(?) WHERE true"
+                " ON CONFLICT (bag_id, path) DO UPDATE SET size = excluded.size,"
+                " last_checked = excluded.last_checked, last_outcome = excluded.last_outcome,"
+                " last_verified = COALESCE(excluded.last_verified, files.last_verified),"
+                " prior_state = CASE WHEN files.state_audit IS excluded.state_audit THEN files.prior_state"
+                " ELSE files.state END, state = excluded.state, state_audit = excluded.state_audit"
+                " RETURNING path, prior_state, state", (bag_id, checked, checked, audit_id, rows)).fetchall()
 
     def finish_audit(self, audit_id: int, finished: str, outcome: str, files_checked: int, bytes_checked: int,
                      files_total: int, bytes_total: int, problems: int) -> None:
@@ -323,20 +329,15 @@ class Registry:
                            " (SELECT 1 FROM retirements r WHERE r.bag_id = bags.id AND r.revived IS NULL)"
                            " ORDER BY location", (prefix,))
 
-    def since(self, bag_id: int, paths: Iterable[str]) -> Iterator[tuple[str, Optional[str]]]:
-        """(path, what the check before this audit's found: its error codes, '' intact, None
-        never checked) of each of `paths` (batched: memory holds one batch, not the bag)."""
-        paths = iter(paths)
-        while batch := list(itertools.islice(paths, VERIFIED_BATCH)):
-            yield from self._query("SELECT value, f.prior_state FROM json_each(?) LEFT JOIN files f"
-                                   " ON f.bag_id = ? AND f.path = value",
-                                   (json.dumps(batch, ensure_ascii=False), bag_id))
-
-    def recovered(self, bag_id: int, audit_id: int) -> list[tuple[str, str]]:
-        """(path, error codes found before) of files this audit found intact after a check that
-        found them damaged."""
-        return self._query("SELECT path, prior_state FROM files WHERE bag_id = ? AND state_audit = ?"
-                           " AND state = '' AND prior_state != '' ORDER BY path", (bag_id, audit_id))
+    def planned_before(self, bag_id: int, audit_id: int) -> Optional[set[tuple[str, str]]]:
+        """(path, code) of the errors planning found in the bag's audit before `audit_id` (None:
+        no audit before).  Its rows were written with its audit row, so they are all there even
+        while it runs; read by the checks_audit index."""
+        before = self._query("SELECT max(id) FROM audits WHERE bag_id = ? AND id < ?", (bag_id, audit_id))[0][0]
+        if before is None:
+            return None
+        return set(self._query("SELECT path, code FROM checks WHERE audit_id = ? AND size IS NULL"
+                               " AND outcome NOT IN ('warning', 'info')", (before,)))
 
     def retire(self, location: str, when: str, reason: str) -> None:
         """Retire the bag at `location`; UsageError when it is retired already (the unique index
