@@ -32,7 +32,7 @@ ENV = {**os.environ, "SOURCE_DATE_EPOCH": "1600000000",
        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 PLAIN = ("0", "", "3")              # MAX_BAG_SIZE SERIALIZE ITEMS
-SPLIT_TAR = ("90000", "tar.gz", "4")  # two items per bag -> 2 bags, each with a tar.gz
+SPLIT_TAR = ("120000", "tar.gz", "4")  # two items per bag (the tar.gz bounded by the tar it holds) -> 2 bags
 
 
 def driver(output: Path, args, kill_at: int = 0, env=None, wait=True):
