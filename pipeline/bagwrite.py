@@ -48,8 +48,8 @@ def manifest_line(f: FileInfo, algorithm: str) -> str:
 
 
 def manifest_bytes(bagpath: str, algorithms: Sequence[str]) -> int:
-    """The bytes the lines of the file `bagpath` take in the payload manifests (a checksum is
-    as long as the empty input's, in hex)."""
+    """The bytes the lines of the file `bagpath` take in the manifests, one per algorithm (a
+    checksum is as long as the empty input's, in hex)."""
     return len(algorithms) * (len(encode_path(bagpath).encode("utf-8")) + 3) + _hex_width(tuple(algorithms))
 
 
@@ -66,9 +66,7 @@ def tag_bytes_bound(info: Sequence[tuple[str, str]], algorithms: Sequence[str]) 
     payload manifests) take in a bag whose bag-info is `info` but for its Payload-Oxum and
     Bag-Size (the values of another payload: INFO_SLACK covers a digit more or less)."""
     names = ["bagit.txt", "bag-info.txt"] + [f"manifest-{alg}.txt" for alg in algorithms]
-    digests = hash_bytes(b"", algorithms)
-    tag_manifests = sum(len(f"{digests[alg]}  {encode_path(name)}\n".encode("utf-8"))
-                        for alg in algorithms for name in names)
+    tag_manifests = sum(manifest_bytes(name, algorithms) for name in names)
     return len(BAGIT_TXT.encode("utf-8")) + len(tag_text(info).encode("utf-8")) + INFO_SLACK + tag_manifests
 
 

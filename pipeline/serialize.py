@@ -91,7 +91,9 @@ def _write_zip(entries, root: str, out: BinaryIO, when: datetime) -> None:
             info.external_attr = 0o100644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             size = path.stat().st_size
-            with open(path, "rb") as fin, zf.open(info, "w", force_zip64=size >= zipfile.ZIP64_LIMIT) as fout:
+            # ZIP64 sizes when the deflated data may pass 4 GiB - 1 (incompressible bytes grow)
+            zip64 = deflate_bound(size) >= zipfile.ZIP64_LIMIT
+            with open(path, "rb") as fin, zf.open(info, "w", force_zip64=zip64) as fout:
                 while chunk := fin.read(CHUNK):
                     fout.write(chunk)
 

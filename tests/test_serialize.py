@@ -134,3 +134,18 @@ def test_stage_publishes_archive_and_sidecar(tmp_path, fmt):
     out = unpack(archive, fmt, tmp_path / "x")
     assert bagit_valid(out / "coll")
     assert tree_bytes(out / "coll") == tree_bytes(ctx.output / "coll")
+
+
+def test_zip_of_incompressible_file_just_under_the_zip64_limit(tmp_path, monkeypatch):
+    """Deflate makes incompressible bytes a little larger: a file just under 4 GiB - 1 has
+    deflated data past it, which zipfile refuses (RuntimeError) unless the entry was opened
+    with ZIP64 sizes.  The limit is lowered here, as a 4 GiB file is too big for a test."""
+    import os
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 100_000)
+    out = tmp_path / "output"
+    package, ctx = build(out, originals={"noise.jpg": os.urandom(99_990)})
+    package_collection(package, ctx)
+    archive = tmp_path / "coll.zip"
+    write_archive(out / "coll", archive, "zip", WHEN)
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.read("coll/data/objects/originals/noise.jpg") == (out / "coll/data/objects/originals/noise.jpg").read_bytes()
