@@ -205,3 +205,26 @@ def test_a_schema_2_registry_without_the_open_retirement_index_gets_it_when_open
         plan = " ".join(row[-1] for row in con.execute(
             "EXPLAIN QUERY PLAN SELECT 1 FROM retirements r WHERE r.bag_id = 1 AND r.revived IS NULL"))
         assert "retirements_open" in plan     # bags_in and begin_audit no longer scan every retirement
+
+
+def test_a_registry_holding_two_open_retirements_of_one_bag_opens_audits_and_retires(tmp_path):
+    # before: SCHEMA created retirements_open at every writable open, and a registry the race of
+    # two --retire at once had left with two open rows failed it: every audit and --retire exited 1
+    out = tmp_path / "output"
+    write_bag(out / "one"), write_bag(out / "two")
+    audit(output=out, clock=lambda: DAY0)
+    shutil.rmtree(out / "two")
+    with closing(sqlite3.connect(out / "fixity.sqlite")) as con, con:   # as the race left it
+        con.execute("DROP INDEX retirements_open")
+        con.executemany("INSERT INTO retirements (bag_id, retired, reason) SELECT id, ?, ? FROM bags"
+                        " WHERE name = 'two'", [("2025-03-02T00:00:01Z", "moved too"), ("2025-03-02T00:00:00Z", "moved")])
+    proc = fixity(cwd=tmp_path)
+    assert proc.returncode == 0 and "vanished" not in proc.stdout, proc.stdout + proc.stderr
+    proc = fixity("--retire", "two", "--reason", "again", cwd=tmp_path)
+    assert proc.returncode == 2 and "already retired" in proc.stderr
+    shutil.rmtree(out / "one")
+    assert fixity("--retire", "one", "--reason", "gone", cwd=tmp_path).returncode == 0
+    with closing(sqlite3.connect(out / "fixity.sqlite")) as con:
+        assert "retirements_open" in indexes(con)
+        assert con.execute("SELECT b.name, r.reason FROM retirements r JOIN bags b ON b.id = r.bag_id"
+                           " ORDER BY r.id").fetchall() == [("two", "moved"), ("one", "gone")]   # the earliest kept

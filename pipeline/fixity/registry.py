@@ -26,7 +26,9 @@ Schema (version 2; a version-1 registry is migrated when opened for writing, see
     retirements (bag_id, retired, reason, revived)   a bag deliberately deleted or moved: no
              longer reported vanished; `revived` is when a bag was found again at its location
              (audited from then on as a new life: its files' latest state starts afresh); at
-             most one open (not revived) retirement per bag (index retirements_open)
+             most one open (not revived) retirement per bag (index retirements_open; a registry
+             that has two, left by two --retire at once before it, keeps the earliest: the later
+             one is deleted, as the index would have refused it)
 
 Times are ISO 8601 UTC with a Z.  The database runs in WAL mode with a busy timeout, and writes in
 short IMMEDIATE transactions, so two audits can run at once; each batch of results is committed as
@@ -72,9 +74,12 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS retirements (
     id INTEGER PRIMARY KEY, bag_id INTEGER NOT NULL REFERENCES bags(id), retired TEXT NOT NULL,
     reason TEXT NOT NULL, revived TEXT);
+DELETE FROM retirements WHERE revived IS NULL AND EXISTS (SELECT 1 FROM retirements r
+    WHERE r.bag_id = retirements.bag_id AND r.revived IS NULL AND (r.retired, r.id) < (retirements.retired, retirements.id));
 CREATE UNIQUE INDEX IF NOT EXISTS retirements_open ON retirements(bag_id) WHERE revived IS NULL;
 """
-# (a version-2 registry made before retirements_open gets it when opened: SCHEMA runs at every open)
+# (a version-2 registry made before retirements_open gets it when opened: SCHEMA runs at every open,
+# its duplicate open retirements deleted first, all but the earliest)
 RETIREMENTS = list(filter(str.strip, SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS retirements"):].split(";")))
 
 # version -> the statements that bring a registry of that version to the next (in one transaction)
