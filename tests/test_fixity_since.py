@@ -7,6 +7,8 @@ import hashlib
 import io
 import json
 import shutil
+import sqlite3
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -163,3 +165,34 @@ def test_an_error_after_a_warning_of_the_same_code_is_new_archive_sidecar(tmp_pa
     proc = run_cli("fixity", tar, "--db", out / "fixity.sqlite", "--json")
     assert proc.returncode == 3 and no_traceback(proc), proc.stderr
     assert since_of(json.loads(proc.stdout), "bag1.tar")[0] == {("bag1.tar.sha256", "archive.sidecar", "new")}
+
+
+
+def test_a_hashed_row_without_a_size_is_no_planning_row_fixity_unreadable(store):
+    # before: planned_before took every check without a size for a planning row, and a hashed
+    # archive entry that could not be read has none
+    from pipeline.fixity.registry import Check, Registry
+    location = str((store / "bag1").resolve())
+    with Registry(store / "fixity.sqlite") as registry:
+        bag_id, first, _ = registry.begin_audit(location, "bag1", "full", "2025-03-01T02:00:00Z", ["sha256"], "t",
+                                                [Check("data/gone.txt", "missing", code="fixity.missing")])
+        registry.record(bag_id, first, "2025-03-01T02:00:01Z", [Check(
+            "data/a.txt", "unreadable", None, None, {"sha256": "0" * 64}, "fixity.unreadable", "could not be read")])
+        _, second, _ = registry.begin_audit(location, "bag1", "full", "2025-03-02T02:00:00Z", ["sha256"], "t")
+        assert registry.planned_before(bag_id, second) == {
+            ("data/gone.txt", "fixity.missing")}
+
+
+
+def test_a_schema_2_registry_made_before_planning_rows_were_marked_opens_and_keeps_them(store):
+    # a version-2 registry of the first days: no checks.planned; its planning rows are recognised
+    (store / "bag1" / "data/notes/%percent.txt").unlink()
+    audit(output=store, clock=at(0))
+    with closing(sqlite3.connect(store / "fixity.sqlite")) as con:
+        con.execute("DROP INDEX IF EXISTS checks_planned")
+        if ("planned",) in con.execute("SELECT name FROM pragma_table_info('checks')"):
+            con.execute("ALTER TABLE checks DROP COLUMN planned")
+    proc = run_cli("fixity", "--output", store, "--json")
+    assert proc.returncode == 3 and no_traceback(proc), proc.stderr
+    assert since_of(json.loads(proc.stdout), "bag1")[0] == {
+        ("data/notes/%percent.txt", "fixity.missing", "known"), ("bag-info.txt", "fixity.oxum", "known")}

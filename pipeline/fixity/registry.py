@@ -7,9 +7,10 @@ Schema (version 2; a version-1 registry is migrated when opened for writing, see
              files_total, bytes_total, problems, algorithms, agent)
              mode: full | rolling | fast; outcome: intact | problems | complete | NULL while running
              (an audit killed halfway keeps finished and outcome NULL: "interrupted")
-    checks  (audit_id, path, checked, outcome, size, seen, expected, code, reason)   one row per file
-             hashed per audit (size: what was read), and one per problem its planning found (size
-             NULL: written with the audit row, in one transaction)
+    checks  (audit_id, path, checked, outcome, size, seen, expected, code, reason, planned)   one row
+             per file hashed per audit (size: what was read, NULL when it could not be), and one
+             per problem its planning found (planned 1: written with the audit row, in one
+             transaction; index checks_planned)
              outcome: intact | changed | unreadable (hashed); missing | unexpected | special | ...
              (the code's second part) for an error planning found, warning | info for a finding
              below error level (a code's own severity, or the finding's: archive.py's warnings)
@@ -64,8 +65,9 @@ CREATE INDEX IF NOT EXISTS audits_bag ON audits(bag_id, started);
 CREATE TABLE IF NOT EXISTS checks (
     audit_id INTEGER NOT NULL REFERENCES audits(id), path TEXT NOT NULL, checked TEXT NOT NULL,
     outcome TEXT NOT NULL, size INTEGER, seen TEXT NOT NULL DEFAULT '{}', expected TEXT NOT NULL DEFAULT '{}',
-    code TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '');
+    code TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '', planned INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS checks_audit ON checks(audit_id);
+CREATE INDEX IF NOT EXISTS checks_planned ON checks(audit_id) WHERE planned;
 CREATE TABLE IF NOT EXISTS files (
     bag_id INTEGER NOT NULL REFERENCES bags(id), path TEXT NOT NULL, size INTEGER,
     last_checked TEXT, last_outcome TEXT, last_verified TEXT,
@@ -92,6 +94,12 @@ MIGRATIONS = {
           " WHEN 'unreadable' THEN 'fixity.unreadable' END",
           *RETIREMENTS],
 }
+# a registry made before checks.planned (version 1, or a version 2 of the first days) gets it when opened
+# for writing, before SCHEMA; its planning rows were those with no size that no hash wrote (a hash that
+# could not read the file wrote unreadable, with what it expected)
+PLANNED = ["ALTER TABLE checks ADD COLUMN planned INTEGER NOT NULL DEFAULT 0",
+           "UPDATE checks SET planned = 1 WHERE size IS NULL"
+           " AND (outcome NOT IN ('intact', 'changed', 'unreadable') OR expected = '{}')"]
 
 
 def _digests_json(digests: Optional[dict]) -> str:
@@ -111,13 +119,13 @@ def _rows_json(checks: Iterable[Check]) -> str:
                        for c in checks], ensure_ascii=False)
 
 
-def _insert_checks(db: sqlite3.Connection, audit_id: int, checked: str, rows: str) -> None:
+def _insert_checks(db: sqlite3.Connection, audit_id: int, checked: str, rows: str, planned: bool = False) -> None:
     """Insert a batch of checks given as one JSON array expanded by SQL (json_each): one statement
     step per batch instead of one per row, so the hashing threads do not convoy on the GIL, which
     the sqlite3 module releases and takes back around every step."""
-    db.execute("INSERT INTO checks (audit_id, path, checked, outcome, size, seen, expected, code, reason)"
-               " SELECT ?, value->>0, ?, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6"
-               " FROM json_each(?)", (audit_id, checked, rows))
+    db.execute("INSERT INTO checks (audit_id, path, checked, outcome, size, seen, expected, code, reason, planned)"
+               " SELECT ?, value->>0, ?, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, ?"
+               " FROM json_each(?)", (audit_id, checked, planned, rows))
 
 
 class Check(NamedTuple):
@@ -210,6 +218,10 @@ class Registry:
             self.version = SCHEMA_VERSION
         if create:
             with self.transaction() as db:
+                if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'checks'").fetchone() and not db.execute(
+                        "SELECT 1 FROM pragma_table_info('checks') WHERE name = 'planned'").fetchone():
+                    for statement in PLANNED:
+                        db.execute(statement)
                 for statement in filter(str.strip, SCHEMA.split(";")):
                     db.execute(statement)
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
@@ -275,7 +287,7 @@ class Registry:
                 db.execute("DELETE FROM files WHERE bag_id = ?", (bag_id,))
             cur = db.execute("INSERT INTO audits (bag_id, started, mode, algorithms, agent) VALUES (?, ?, ?, ?, ?)",
                              (bag_id, started, mode, ",".join(algorithms), agent))
-            _insert_checks(db, cur.lastrowid, started, rows)
+            _insert_checks(db, cur.lastrowid, started, rows, planned=True)
             return bag_id, cur.lastrowid, tuple(revived[-1]) if revived else None
 
     def record(self, bag_id: int, audit_id: int, checked: str,
@@ -337,11 +349,11 @@ class Registry:
     def planned_before(self, bag_id: int, audit_id: int) -> Optional[set[tuple[str, str]]]:
         """(path, code) of the errors planning found in the bag's audit before `audit_id` (None:
         no audit before).  Its rows were written with its audit row, so they are all there even
-        while it runs; read by the checks_audit index."""
+        while it runs; read by the checks_planned index."""
         before = self._query("SELECT max(id) FROM audits WHERE bag_id = ? AND id < ?", (bag_id, audit_id))[0][0]
         if before is None:
             return None
-        return set(self._query("SELECT path, code FROM checks WHERE audit_id = ? AND size IS NULL"
+        return set(self._query("SELECT path, code FROM checks WHERE audit_id = ? AND planned"
                                " AND outcome NOT IN ('warning', 'info')", (before,)))
 
     def retire(self, location: str, when: str, reason: str) -> None:
