@@ -167,6 +167,37 @@ def test_an_error_after_a_warning_of_the_same_code_is_new_archive_sidecar(tmp_pa
     assert since_of(json.loads(proc.stdout), "bag1.tar")[0] == {("bag1.tar.sha256", "archive.sidecar", "new")}
 
 
+def test_a_full_audit_after_a_fast_one_compares_with_the_full_one_before_archive_sidecar_known(tmp_path):
+    # before: compared with the fast audit before it, which does not check the sidecar (no
+    # checksum scan), so full -> fast -> full called the same wrong sidecar "new"
+    out = tmp_path / "output"
+    tar = _tar(write_bag(tmp_path / "src" / "bag1", algorithms=("sha256",)), out / "bag1.tar", "w")
+    (out / "bag1.tar.sha256").write_text(f"{'0' * 64}  bag1.tar\n")          # wrong checksum: an error
+    db = out / "fixity.sqlite"
+    assert [f.code for f in audit([tar], db=db, clock=at(0)).bags[0].findings] == ["archive.sidecar"]
+    assert audit([tar], db=db, fast=True, clock=at(1)).bags[0].findings == []   # not checked
+    proc = run_cli("fixity", tar, "--db", db, "--json")
+    assert proc.returncode == 3 and no_traceback(proc), proc.stderr
+    assert since_of(json.loads(proc.stdout), "bag1.tar")[0] == {("bag1.tar.sha256", "archive.sidecar", "known")}
+
+
+def test_a_bag_back_after_it_vanished_compares_with_the_audit_that_found_it_fixity_missing_known(store):
+    # before: compared with the audit that found it vanished (its only row), so every problem the
+    # bag still had came back "new": an unmounted share relabelled the store's known damage
+    (store / "bag1" / "data/notes/%percent.txt").unlink()
+    write_bag(store / "bag2", algorithms=("sha256",))                        # the folder keeps a bag
+    audit(output=store, clock=at(0))                                         # fixity.missing found
+    away = store.parent / "away"
+    shutil.move(store / "bag1", away)
+    for day, since in ((1, "new"), (2, "known")):                            # vanished two nights
+        (bag1,) = [b for b in audit(output=store, clock=at(day)).bags if b.name == "bag1"]
+        assert [(f.code, f.since) for f in bag1.findings] == [("fixity.vanished", since)]
+    shutil.move(away, store / "bag1")
+    proc = run_cli("fixity", "--output", store, "--json")
+    assert proc.returncode == 3 and no_traceback(proc), proc.stderr
+    assert since_of(json.loads(proc.stdout), "bag1")[0] == {
+        ("data/notes/%percent.txt", "fixity.missing", "known"), ("bag-info.txt", "fixity.oxum", "known")}
+
 
 def test_a_hashed_row_without_a_size_is_no_planning_row_fixity_unreadable(store):
     # before: planned_before took every check without a size for a planning row, and a hashed
@@ -183,7 +214,6 @@ def test_a_hashed_row_without_a_size_is_no_planning_row_fixity_unreadable(store)
             ("data/gone.txt", "fixity.missing")}
 
 
-
 def test_a_schema_2_registry_made_before_planning_rows_were_marked_opens_and_keeps_them(store):
     # a version-2 registry of the first days: no checks.planned; its planning rows are recognised
     (store / "bag1" / "data/notes/%percent.txt").unlink()
@@ -196,3 +226,18 @@ def test_a_schema_2_registry_made_before_planning_rows_were_marked_opens_and_kee
     assert proc.returncode == 3 and no_traceback(proc), proc.stderr
     assert since_of(json.loads(proc.stdout), "bag1")[0] == {
         ("data/notes/%percent.txt", "fixity.missing", "known"), ("bag-info.txt", "fixity.oxum", "known")}
+
+
+def test_a_full_audit_of_a_new_life_never_compares_with_the_old_life_fixity_missing(store):
+    # a new life's first audit was fast: the full one after it has no full audit of its life to
+    # compare with, and skipping fast audits must not reach the old life's
+    (store / "bag1" / "data/notes/%percent.txt").unlink()
+    write_bag(store / "bag2", algorithms=("sha256",))
+    audit(output=store, clock=at(0))                                          # the old life's fixity.missing
+    shutil.move(store / "bag1", store.parent / "away")
+    assert run_cli("fixity", "--output", store, "--retire", "bag1", "--reason", "moved").returncode == 0
+    shutil.move(store.parent / "away", store / "bag1")                         # the same bag, back
+    assert audit(output=store, fast=True, clock=at(2)).bags[0].revived
+    proc = run_cli("fixity", "--output", store, "--json")
+    assert proc.returncode == 3 and no_traceback(proc), proc.stderr
+    assert {since for _, _, since in since_of(json.loads(proc.stdout), "bag1")[0]} == {None}

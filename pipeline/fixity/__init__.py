@@ -257,9 +257,10 @@ def _open(plan: BagPlan, report: AuditReport, registry: Registry, mode: str,
     run = _Run(plan, rep)
     run.bag_id, rep.audit_id, rep.revived = registry.begin_audit(plan.location, plan.name, mode, stamp(began),
                                                                  plan.algorithms, AGENT, map(_check_of, plan.findings))
-    # planning runs in full in every audit: its errors are compared with the audit before's (none
-    # for a new life), not with per-file states, which only hashing keeps
-    before = None if rep.revived else registry.planned_before(run.bag_id, rep.audit_id)
+    # planning's errors are compared with an earlier audit's that planned the bag alike (none for a
+    # new life), not with per-file states, which only hashing keeps
+    vanished = [f.code for f in plan.findings] == ["fixity.vanished"]
+    before = None if rep.revived else registry.planned_before(run.bag_id, rep.audit_id, mode == "fast", vanished)
     rep.findings = [replace(f, since=_since(before, (f.path, f.code))) if f.is_error else f for f in rep.findings]
     if plan.store is not None:   # a missing file counts at the size the registry or Payload-Oxum knew
         listed, payload = plan.store.listed_bytes(str(registry.path), run.bag_id)

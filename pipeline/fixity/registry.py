@@ -22,8 +22,8 @@ Schema (version 2; a version-1 registry is migrated when opened for writing, see
              state_audit, state, prior_state: what the latest audit that hashed the file found
              ('' intact, fixity.mismatch, fixity.unreadable), and what the hash before that one
              found (NULL: never hashed before), so a report tells new damage from known and
-             recovered files (problems planning finds are compared with the audit before's
-             planning rows instead: planning runs in full in every audit)
+             recovered files (problems planning finds are compared with planning rows instead:
+             planned_before)
     retirements (bag_id, retired, reason, revived)   a bag deliberately deleted or moved: no
              longer reported vanished; `revived` is when a bag was found again at its location
              (audited from then on as a new life: its files' latest state starts afresh); at
@@ -346,11 +346,21 @@ class Registry:
                            " (SELECT 1 FROM retirements r WHERE r.bag_id = bags.id AND r.revived IS NULL)"
                            " ORDER BY location", (prefix,))
 
-    def planned_before(self, bag_id: int, audit_id: int) -> Optional[set[tuple[str, str]]]:
-        """(path, code) of the errors planning found in the bag's audit before `audit_id` (None:
-        no audit before).  Its rows were written with its audit row, so they are all there even
-        while it runs; read by the checks_planned index."""
-        before = self._query("SELECT max(id) FROM audits WHERE bag_id = ? AND id < ?", (bag_id, audit_id))[0][0]
+    def planned_before(self, bag_id: int, audit_id: int, fast: bool = False,
+                       vanished: bool = False) -> Optional[set[tuple[str, str]]]:
+        """(path, code) of the errors planning found in the latest audit of the bag's life before
+        `audit_id` that planned it as this one did (None: no such audit).  Audits plan unlike:
+        one that found the bag vanished plans nothing else, and a fast one leaves out what needs
+        a checksum (an archive's .sha256 sidecar); so a bag found again is compared with the
+        last audit that found it, a full or rolling audit with the last full or rolling one, a
+        fast audit with any that found the bag, a vanished bag with any.  Planning rows were
+        written with their audit row, so they are all there even while it runs; read by the
+        checks_planned index."""
+        found = "NOT EXISTS (SELECT 1 FROM checks c WHERE c.audit_id = a.id AND c.planned AND c.code = 'fixity.vanished')"
+        before = self._query(
+            "SELECT max(a.id) FROM audits a WHERE a.bag_id = ?1 AND a.id < ?2"
+            " AND a.started >= coalesce((SELECT max(revived) FROM retirements WHERE bag_id = ?1), '')"
+            f" AND (?3 OR {found} AND (?4 OR a.mode != 'fast'))", (bag_id, audit_id, vanished, fast))[0][0]
         if before is None:
             return None
         return set(self._query("SELECT path, code FROM checks WHERE audit_id = ? AND planned"
