@@ -23,7 +23,7 @@ import tarfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Optional
+from typing import Callable, Iterable, Iterator, Mapping, Optional
 
 from .bag import MANIFEST_RE, Listing
 from .errors import Problem
@@ -121,6 +121,19 @@ class _HashingReader:
         while self.read(1 << 20):
             pass
         return self.h.hexdigest()
+
+
+class _Guarded:
+    """A member's stream whose read errors (a bad CRC, a cut compressed stream) are OSErrors."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.f.read(n)
+        except _ERRORS as exc:
+            raise OSError(str(exc)) from exc
 
 
 class ArchiveBag:
@@ -286,6 +299,32 @@ class ArchiveBag:
     def read(self, rel: str) -> bytes:
         """A top-level tag file's bytes (KeyError when the archive has no such file)."""
         return self._kept[rel]
+
+    def members(self, wanted: Callable[[str], bool]) -> Iterator[tuple[str, _Guarded]]:
+        """The listed files of the bag that `wanted` accepts (relpath -> bool), each as a stream
+        good until the next is asked for, in the archive's order and in one pass (a compressed
+        tar is decompressed once, up to the last one wanted).  Read errors raise OSError."""
+        try:
+            if self.kind == "zip":
+                with zipfile.ZipFile(self.path) as zf:
+                    for rel, info in self._zip_entries.items():
+                        if rel in self.listing.files and wanted(rel):
+                            with zf.open(info) as f:
+                                yield rel, _Guarded(f)
+                return
+            names = {name: rel for rel, name in self._members.items() if rel in self.listing.files and wanted(rel)}
+            if not names:
+                return
+            with open(self.path, "rb") as raw:
+                for tf, member in self._tar_members(raw, seek=True):
+                    rel = names.get(member.name)
+                    if rel is not None and member.isreg():      # a refused link of that name aside
+                        del names[member.name]
+                        yield rel, _Guarded(tf.extractfile(member))
+                        if not names:
+                            return
+        except _ERRORS as exc:
+            raise OSError(f"{self.label}: {exc}") from exc
 
     def digests(self, wanted: Mapping[str, Iterable[str]], workers: int = 1, progress=None) -> Iterator[Result]:
         """Size and digests of each wanted file (relpath -> algorithms), streamed from the archive."""

@@ -12,6 +12,10 @@
   * every ID is unique and every ADMID, DMDID and FILEID reference resolves;
   * with `schemas_dir`, the document is valid against the official schemas (errors with lines).
 
+The bag is read through a small source: `FolderSource` (a folder, lstat-like lookups, links not
+followed) or `ArchiveSource` (a tar or zip `pipeline verify` has listed: sizes from the listing,
+the METS and DC records streamed from their members, nothing extracted).
+
 The consistency pass streams (iterparse, elements cleared as they are read; for `inventory` the
 names the METS gives are kept, one string per file, for the walk of data/); schema validation
 needs the whole tree in memory, which libxml2 requires to report line numbers.
@@ -22,6 +26,7 @@ import os
 import posixpath
 import stat
 from array import array
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator, Mapping
@@ -32,7 +37,7 @@ from lxml import etree
 
 from .bag import is_inside, nfc
 from .errors import Problem
-from .hashing import hash_file
+from .hashing import hash_stream
 from .mets import METS_PATH
 from .xmlio import NS, load_schema, parse, validation_errors
 
@@ -44,10 +49,93 @@ DC_FOLDER = "data/metadata/dc"
 CLEARED = {f"{{{NS['mets']}}}{name}" for name in ("dmdSec", "amdSec", "file", "div")}  # done with once read
 
 
-def check_mets(bag_root: Path, schemas_dir: Path | None = None, rehash: bool = True,
+class FolderSource:
+    """A bag folder, as `check_mets` reads it (paths are handled as strings: this runs once per
+    file of the bag)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = str(root)
+        self._folders: dict[str, bool] = {}     # folder -> really inside the bag (no link on the way)
+
+    def is_file(self, rel: str) -> bool:
+        return os.path.isfile(os.path.join(self.root, rel))
+
+    def size(self, rel: str) -> int | None:
+        """The size of the regular file `rel` (lstat: None for a link, a folder, nothing)."""
+        try:
+            st = os.lstat(os.path.join(self.root, rel))
+        except OSError:
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def inside(self, rel: str) -> bool:
+        """Whether `rel`'s folder resolves to a place inside the bag (no linked folder on the
+        way); answered once per folder."""
+        folder = os.path.dirname(os.path.join(self.root, rel))
+        if folder not in self._folders:
+            self._folders[folder] = Path(os.path.realpath(folder)).is_relative_to(os.path.realpath(self.root))
+        return self._folders[folder]
+
+    def open(self, rel: str):
+        return open(os.path.join(self.root, rel), "rb", buffering=0)
+
+    @contextmanager
+    def xml(self, rel: str) -> Iterator[str]:
+        """What lxml parses: the file's path (libxml2 reads it itself)."""
+        yield os.path.join(self.root, rel)
+
+    def each(self, folder: str, suffix: str) -> Iterator[tuple[str, str]]:
+        """(bag path, what lxml parses) of every regular file under `folder` named *suffix,
+        links not followed."""
+        for root, dirs, names in os.walk(os.path.join(self.root, folder)):   # linked folders not walked
+            dirs.sort()
+            for name in sorted(names):
+                path = os.path.join(root, name)
+                if name.endswith(suffix) and not os.path.islink(path):
+                    yield Path(path).relative_to(self.root).as_posix(), path
+
+
+class ArchiveSource:
+    """A serialized bag (pipeline.archive.ArchiveBag), as `check_mets` reads it: sizes from the
+    archive's listing (links and devices were refused there, names climbing out too), files
+    streamed from their members, never extracted."""
+
+    def __init__(self, archive) -> None:
+        self.archive = archive
+        self.files: Mapping[str, int] = archive.listing.files
+
+    def is_file(self, rel: str) -> bool:
+        return rel in self.files
+
+    def size(self, rel: str) -> int | None:
+        return self.files.get(rel)
+
+    def inside(self, rel: str) -> bool:
+        return True
+
+    @contextmanager
+    def open(self, rel: str) -> Iterator:
+        members = self.archive.members(rel.__eq__)
+        try:
+            for _, stream in members:
+                yield stream
+                return
+            raise OSError(f"{rel}: not in the archive")
+        finally:
+            members.close()
+
+    xml = open
+
+    def each(self, folder: str, suffix: str) -> Iterator:
+        prefix = folder + "/"
+        return self.archive.members(lambda rel: rel.startswith(prefix) and rel.endswith(suffix))
+
+
+def check_mets(bag_root, schemas_dir: Path | None = None, rehash: bool = True,
                known: Mapping[str, Mapping[str, str]] | None = None,
                inventory: Iterable[str] | None = None) -> list[Problem]:
-    """Every problem of the METS of the bag at `bag_root` (empty when consistent and valid).
+    """Every problem of the METS of the bag at `bag_root` (empty when consistent and valid):
+    a folder's path, or a FolderSource or ArchiveSource.
 
     With `rehash` every file the METS names is read and its CHECKSUM compared.  Without it a
     file is checked by its SIZE on disk, and its CHECKSUM against `known` (bag path -> algorithm
@@ -58,49 +146,50 @@ def check_mets(bag_root: Path, schemas_dir: Path | None = None, rehash: bool = T
     as `pipeline verify` has listed them); one under data/ the METS does not name is a problem
     too (mets.undescribed).
     """
-    bag_root = Path(bag_root)
-    mets = bag_root / METS_PATH
-    if not mets.is_file():
+    source = bag_root if hasattr(bag_root, "each") else FolderSource(Path(bag_root))
+    if not source.is_file(METS_PATH):
         return [Problem("describe.mets_missing", METS_PATH, "the package has no METS document")]
-    problems = _consistency(bag_root, mets, rehash, known or {}, inventory)
+    problems = _consistency(source, rehash, known or {}, inventory)
     if schemas_dir is not None and not any(p.code == "describe.mets_unreadable" for p in problems):
-        problems += schema_problems(mets, Path(schemas_dir))
+        try:
+            with source.xml(METS_PATH) as doc:
+                problems += schema_problems(doc, Path(schemas_dir))
+        except OSError as exc:
+            problems.append(Problem("describe.mets_unreadable", METS_PATH, f"cannot be read: {exc}"))
     if schemas_dir is not None:
-        problems += dc_schema_problems(bag_root, Path(schemas_dir))
+        problems += dc_schema_problems(source, Path(schemas_dir))
     return problems
 
 
-def dc_schema_problems(bag_root: Path, schemas_dir: Path) -> list[Problem]:
+def dc_schema_problems(source, schemas_dir: Path) -> list[Problem]:
     """XSD errors of every Dublin Core record of the bag (data/metadata/dc/, links not followed)."""
     out: list[Problem] = []
-    folder = os.path.join(bag_root, DC_FOLDER)
-    for root, dirs, names in os.walk(folder):      # os.walk does not follow linked folders
-        dirs.sort()
-        for name in sorted(names):
-            path = Path(root, name)
-            if name.endswith(".xml") and not path.is_symlink():
-                rel = path.relative_to(bag_root).as_posix()
-                out += [replace(p, code="describe.dc_schema") for p in schema_problems(path, schemas_dir, shown_as=rel)]
+    try:
+        for rel, doc in source.each(DC_FOLDER, ".xml"):
+            out += [replace(p, code="describe.dc_schema") for p in schema_problems(doc, schemas_dir, shown_as=rel)]
+    except OSError as exc:
+        out.append(Problem("describe.mets_unreadable", DC_FOLDER, f"cannot be read: {exc}"))
     return out
 
 
-def schema_problems(path: Path, schemas_dir: Path, shown_as: str = METS_PATH) -> list[Problem]:
-    """XSD errors of one document, one Problem per error, with its line."""
+def schema_problems(document, schemas_dir: Path, shown_as: str = METS_PATH) -> list[Problem]:
+    """XSD errors of one document (a path or a binary stream), one Problem per error, with its line."""
     schema = load_schema(schemas_dir)
     try:
-        doc = parse(path)
+        doc = parse(document)
     except (etree.XMLSyntaxError, OSError) as exc:
         return [Problem("describe.mets_unreadable", shown_as, f"cannot be read as XML: {exc}")]
     return [Problem("describe.mets_schema", shown_as, msg.split(": ", 1)[1], msg.split(": ", 1)[0])
             for msg in validation_errors(doc, schema)]
 
 
-def _mets_elements(mets: Path) -> Iterator[tuple[str, etree._Element]]:
-    """The METS elements of the document with their tags, streamed: the PREMIS, DC and MIX
-    inside xmlData are parsed (and well-formed) but never reach Python; sections are cleared
-    once read."""
-    for _, el in etree.iterparse(str(mets), events=("end",), tag=f"{{{NS['mets']}}}*",
-                                 resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True):
+def _mets_elements(mets) -> Iterator[tuple[str, etree._Element]]:
+    """The METS elements of the document (a path or a binary stream) with their tags, streamed:
+    the PREMIS, DC and MIX inside xmlData are parsed (and well-formed) but never reach Python;
+    sections are cleared once read."""
+    for _, el in etree.iterparse(str(mets) if isinstance(mets, Path) else mets, events=("end",),
+                                 tag=f"{{{NS['mets']}}}*", resolve_entities=False, no_network=True,
+                                 load_dtd=False, huge_tree=True):
         tag = el.tag
         yield tag, el
         if tag in CLEARED:
@@ -125,7 +214,7 @@ def _reference_keys(el: etree._Element) -> list[int]:
     return keys
 
 
-def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping,
+def _consistency(source, rehash: bool, known: Mapping,
                  inventory: Iterable[str] | None) -> list[Problem]:
     """Files, IDs and ID references.  Memory stays flat in the size of the document: the first
     pass keeps a 64-bit key per ID and per reference (not the strings; a 100,000-photograph
@@ -136,23 +225,21 @@ def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping,
     problems: list[Problem] = []
     ids, refs = array("q"), array("q")
     base = PurePosixPath(METS_PATH).parent.as_posix()
-    root = str(bag_root)
-    folders: dict[str, bool] = {}       # folder -> really inside the bag (no link on the way)
     described: set[str] = set()         # the bag paths the METS names, NFC
     try:
-        for tag, el in _mets_elements(mets):
-            ident = el.get("ID")
-            if ident is not None:
-                ids.append(hash(ident))
-            refs.extend(_reference_keys(el))
-            if tag in LOCATED:
-                holder = el.getparent() if tag.endswith("FLocat") else el
-                href = el.get(HREF, "")
-                target = os.path.normpath(posixpath.join(base, unquote(href))) if href else ""
-                if inventory is not None:
-                    described.add(nfc(target))
-                problems += _located(bag_root, root, target, href, holder, el.sourceline or 0, rehash,
-                                     known, folders)
+        with source.xml(METS_PATH) as mets:
+            for tag, el in _mets_elements(mets):
+                ident = el.get("ID")
+                if ident is not None:
+                    ids.append(hash(ident))
+                refs.extend(_reference_keys(el))
+                if tag in LOCATED:
+                    holder = el.getparent() if tag.endswith("FLocat") else el
+                    href = el.get(HREF, "")
+                    target = os.path.normpath(posixpath.join(base, unquote(href))) if href else ""
+                    if inventory is not None:
+                        described.add(nfc(target))
+                    problems += _located(source, target, href, holder, el.sourceline or 0, rehash, known)
     except etree.XMLSyntaxError as exc:
         return problems + [Problem("describe.mets_unreadable", METS_PATH, f"not well-formed XML: {exc.msg}",
                                    f"line {exc.lineno}")]
@@ -170,13 +257,14 @@ def _consistency(bag_root: Path, mets: Path, rehash: bool, known: Mapping,
     unresolved = set(ref_keys[keys[at] != ref_keys].tolist()) if len(keys) else set(ref_keys.tolist())
     if repeated or unresolved:
         try:
-            problems += _id_problems(mets, repeated, unresolved)
+            with source.xml(METS_PATH) as mets:
+                problems += _id_problems(mets, repeated, unresolved)
         except (etree.XMLSyntaxError, OSError) as exc:     # changed since the first pass
             problems.append(Problem("describe.mets_unreadable", METS_PATH, f"cannot be read again: {exc}"))
     return problems
 
 
-def _id_problems(mets: Path, repeated: set[int], unresolved: set[int]) -> list[Problem]:
+def _id_problems(mets, repeated: set[int], unresolved: set[int]) -> list[Problem]:
     """The second pass: the IDs used more than once (keys can collide: the strings decide) and
     the references that name no ID, each at its line."""
     out, seen, dangling = [], set(), []
@@ -192,14 +280,6 @@ def _id_problems(mets: Path, repeated: set[int], unresolved: set[int]) -> list[P
                           f"line {line}") for attr, ref, line in dangling]
 
 
-def _really_inside(bag_root: Path, folder: str, folders: dict[str, bool]) -> bool:
-    """Whether `folder` resolves to a place inside the bag (no linked folder on the way);
-    answered once per folder."""
-    if folder not in folders:
-        folders[folder] = Path(os.path.realpath(folder)).is_relative_to(os.path.realpath(bag_root))
-    return folders[folder]
-
-
 def _undescribed(inventory: Iterable[str], described: set[str]) -> list[Problem]:
     """The payload files of `inventory` no FLocat or mdRef names (the METS itself aside)."""
     found = sorted(rel for rel in inventory
@@ -208,22 +288,17 @@ def _undescribed(inventory: Iterable[str], described: set[str]) -> list[Problem]
                     f"{METS_PATH}: the METS does not describe it") for rel in found]
 
 
-def _located(bag_root: Path, root: str, target: str, href: str, holder: etree._Element,
-             line: int, rehash: bool, known: Mapping, folders: dict[str, bool]) -> list[Problem]:
+def _located(source, target: str, href: str, holder: etree._Element, line: int, rehash: bool,
+             known: Mapping) -> list[Problem]:
     """The file an FLocat/mdRef points at: inside the bag, present, right size and checksum.
-    `root` is `bag_root` as a string, `target` the bag path `href` names relative to the METS's
-    folder (paths are handled as strings here: this runs once per file of the bag)."""
+    `target` is the bag path `href` names relative to the METS's folder."""
     where = f"line {line}"
-    if not href or "://" in href or not is_inside(bag_root, target) or target.startswith(".."):
+    if not href or "://" in href or not is_inside(Path(), target) or target.startswith(".."):
         return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r} does not name a file inside the bag", where)]
-    path = os.path.join(root, target)
-    try:
-        st = os.lstat(path)
-    except OSError:
-        st = None
-    if st is None or not stat.S_ISREG(st.st_mode):      # missing, a link, a folder...
+    size_now = source.size(target)
+    if size_now is None:      # missing, a link, a folder...
         return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r}: {target} does not exist", where)]
-    if not _really_inside(bag_root, os.path.dirname(path), folders):    # through a linked folder
+    if not source.inside(target):    # through a linked folder
         return [Problem("describe.mets_flocat", METS_PATH,
                         f"href {href!r}: {target} leads outside the bag (a symbolic link on the way)", where)]
     out: list[Problem] = []
@@ -234,10 +309,11 @@ def _located(bag_root: Path, root: str, target: str, href: str, holder: etree._E
         return [Problem("describe.mets_checksum", METS_PATH, f"{target}: unknown CHECKSUMTYPE {kind!r}", where)]
     try:
         if rehash:
-            actual_size, digests = hash_file(path, [algorithm] if algorithm else [])
+            with source.open(target) as f:
+                actual_size, digests = hash_stream(f, [algorithm] if algorithm else [])
         else:
             listed = known.get(target, {})
-            actual_size = st.st_size
+            actual_size = size_now
             digests = {algorithm: listed.get(algorithm, expected).lower()} if algorithm else {}
     except OSError as exc:      # this file only: the rest of the METS is still checked
         return [Problem("describe.mets_flocat", METS_PATH, f"href {href!r}: {target} cannot be read "

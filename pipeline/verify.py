@@ -533,25 +533,23 @@ def _is_ours(report: Report) -> bool:
 def _check_mets(checker: Checker, source, schemas: Optional[Path]) -> None:
     if "data/metadata/mets.xml" not in source.listing.files or not _is_ours(checker.report):
         return
-    if not isinstance(source, FolderBag):
-        checker.add("bag.unverified", "data/metadata/mets.xml",
-                    "METS consistency is checked on bag folders only, not inside archives")
-        return
     try:
-        from .metscheck import check_mets
+        from .metscheck import ArchiveSource, check_mets
     except ImportError:
         checker.add("mets.unchecked", "data/metadata/mets.xml", "pipeline.metscheck is not installed; "
                     "METS consistency not checked")
         return
-    # No file read again: sizes from disk, checksums against the manifests, which the fixity
-    # pass (unless --fast) has just checked against every file.  A file whose digests disagree
-    # with a manifest is reported as such already: its manifest lines say nothing of the METS.
+    # No file read again: sizes from the disk or the archive's listing, checksums against the
+    # manifests, which the fixity pass (unless --fast) has just checked against every file.  A
+    # file whose digests disagree with a manifest is reported as such already: its manifest
+    # lines say nothing of the METS.  In an archive the METS and DC records stream from members.
     known: dict[str, dict[str, str]] = {}
     for m in checker.manifests:
         for e in m.entries:
             if e.path not in checker.mismatched:
                 known.setdefault(e.path, {})[m.algorithm] = e.digest
-    checker.report.problems.extend(check_mets(source.path, schemas, rehash=False, known=known,
+    bag = source.path if isinstance(source, FolderBag) else ArchiveSource(source)
+    checker.report.problems.extend(check_mets(bag, schemas, rehash=False, known=known,
                                                 inventory=source.listing.files))
 
 
