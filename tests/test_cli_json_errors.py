@@ -3,6 +3,7 @@
 import fcntl
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +172,44 @@ def test_json_as_the_value_of_another_option_asks_for_no_json_report(tmp_path):
     assert proc.returncode == 2 and no_traceback(proc) and proc.stdout == ""
     assert "no such ingest folder" in proc.stderr
     one_report(run_cli("run", "--json", "--ingest", tmp_path / "none"), 2)
+
+
+def _bytes_read(pid: int) -> int:
+    """What a process and its children have read so far (/proc/PID/io rchar)."""
+    total = 0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for p in [pid, *map(int, children)]:
+            io = dict(line.split(": ") for line in Path(f"/proc/{p}/io").read_text().splitlines())
+            total += int(io["rchar"])
+    except (OSError, ValueError, KeyError):
+        pass
+    return total
+
+
+def test_ctrl_c_of_verify_says_interrupted_not_a_rerun_of_run_command_interrupted(tmp_path):
+    """The interruption's line spoke of `pipeline run`'s staging for every command."""
+    import signal
+    import subprocess
+    import sys
+
+    import helpers_stages as hs
+    bag = tmp_path / "bag"
+    (bag / "data").mkdir(parents=True)
+    with open(bag / "data" / "big.bin", "wb") as f:
+        f.truncate(3 << 30)                     # sparse: seconds to hash, no disk
+    (bag / "bagit.txt").write_text("BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
+    (bag / "manifest-sha256.txt").write_text("0" * 64 + "  data/big.bin\n")  # never reached
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "verify", "--json", "--processes", "1", bag],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert hs.wait_for(lambda: _bytes_read(proc.pid) > (200 << 20)), proc.communicate()
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in out + err, err
+    report = json.loads(out)
+    assert report["command"] == "verify" and report["error"] == "interrupted"
+    assert [p["code"] for p in report["problems"]] == ["command.interrupted"]
+    assert err.strip() == "pipeline: interrupted"

@@ -157,20 +157,30 @@ def problems_of(exc: PipelineError | click.ClickException) -> tuple[Problem, ...
     return tuple(getattr(exc, "problems", ())) or (Problem(code, "", message_of(exc)),)
 
 
+def command_of(args: list[str]) -> Optional[str]:
+    """The subcommand named on the command line: the first word that is no option (the group
+    has only flags), None when there is none or it is unknown."""
+    words = args[:args.index("--")] if "--" in args else args
+    command = next((w for w in words if not w.startswith("-")), None)
+    return command if command in NOTHING_DONE else None
+
+
 def error_json(args: list[str], state: dict, exc: PipelineError | click.ClickException) -> None:
     """With --json anywhere on the command line (before a `--`), an error that ends the command is
     also a JSON report on stdout, shaped as the command's other reports, so that a script can always
     parse stdout -- unless the command wrote its report already (`state`, see echo_json): one
     document, never two.  Whether --json was given is what the parser made of it (`state`) once
-    it got that far; before, the word on the command line (before a `--`) decides.  The command
-    is the first word that is no option: the group has only flags."""
+    it got that far; before, the word on the command line (before a `--`) decides."""
     words = args[:args.index("--")] if "--" in args else args
     if not state.get("json", "--json" in words) or state.get("reported"):
         return
-    command = next((w for w in words if not w.startswith("-")), None)
-    command = command if command in NOTHING_DONE else None
+    command = command_of(args)
     echo_json({"command": command, **NOTHING_DONE.get(command, {"ok": False}), "exit_code": exc.exit_code,
                "error": message_of(exc), "problems": [p.as_dict() for p in problems_of(exc)]})
+
+
+# What an interruption leaves, said on its error line, for the commands whose rerun resumes
+RERUN = {"run": "a rerun of pipeline run reuses the work already in staging"}
 
 
 class Interrupted(PipelineError):
@@ -186,8 +196,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         rv = cli.main(args=args, prog_name="pipeline", standalone_mode=False, obj=state)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # an Abort may say what the interruption left
         signal.signal(signal.SIGINT, signal.SIG_IGN)    # a second Ctrl-C cannot cut this line short
-        why = exc.args[0] if exc.args else "a rerun of pipeline run reuses the work already in staging"
-        interrupted = Interrupted(f"interrupted ({why})")
+        why = exc.args[0] if exc.args else RERUN.get(command_of(args), "")
+        interrupted = Interrupted(f"interrupted ({why})" if why else "interrupted")
         click.echo(f"pipeline: {interrupted}", err=True)
         error_json(args, state, interrupted)
         sys.exit(EXIT_INTERRUPTED)
