@@ -228,3 +228,21 @@ def test_a_registry_holding_two_open_retirements_of_one_bag_opens_audits_and_ret
         assert "retirements_open" in indexes(con)
         assert con.execute("SELECT b.name, r.reason FROM retirements r JOIN bags b ON b.id = r.bag_id"
                            " ORDER BY r.id").fetchall() == [("two", "moved"), ("one", "gone")]   # the earliest kept
+
+
+def test_history_and_retire_json_reports_carry_outcome_and_exit_code_and_their_own_command(tmp_path):
+    """Every --json report has its outcome and exit_code (history's and retire's had neither),
+    and the report of a usage error names the mode (it said plain 'fixity', with 'bags')."""
+    out = tmp_path / "output"
+    write_bag(out / "one")
+    audit(output=out, clock=lambda: DAY0)
+    shutil.rmtree(out / "one")
+    retired = json.loads(fixity("--retire", "one", "--reason", "gone", "--json", cwd=tmp_path).stdout)
+    assert (retired["command"], retired["ok"], retired["exit_code"]) == ("fixity retire", True, 0)
+    history = json.loads(fixity("--history", "one", "--json", cwd=tmp_path).stdout)
+    assert (history["command"], history["ok"], history["exit_code"]) == ("fixity history", True, 0)
+    for args, command in ((("--history", "nothing"), "fixity history"),
+                          (("--retire", "one", "--reason", "again"), "fixity retire")):
+        proc = fixity(*args, "--json", cwd=tmp_path)
+        report = json.loads(proc.stdout)
+        assert proc.returncode == 2 and (report["command"], report["ok"], report["exit_code"]) == (command, False, 2)

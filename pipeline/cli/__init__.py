@@ -143,7 +143,9 @@ def echo_json(data: Any) -> None:
 # its list of results empty (the rest of the report is the same for every command: see error_json).
 NOTHING_DONE = {"run": {"ok": False, "collections": []}, "validate": {"valid": False, "collections": []},
                 "convert": {"source": None, "proven": False, "masters": []},
-                "verify": {"ok": False, "bags": []}, "fixity": {"ok": False, "bags": []}}
+                "verify": {"ok": False, "bags": []}, "fixity": {"ok": False, "bags": []},
+                "fixity history": {"ok": False, "audits": [], "retirements": []}, "fixity retire": {"ok": False}}
+FIXITY_MODES = {"--history": "fixity history", "--retire": "fixity retire"}   # fixity's reports of their own
 
 
 def message_of(exc: PipelineError | click.ClickException) -> str:
@@ -162,6 +164,8 @@ def command_of(args: list[str]) -> Optional[str]:
     has only flags), None when there is none or it is unknown."""
     words = args[:args.index("--")] if "--" in args else args
     command = next((w for w in words if not w.startswith("-")), None)
+    if command == "fixity":
+        command = next((FIXITY_MODES[w.split("=")[0]] for w in words if w.split("=")[0] in FIXITY_MODES), command)
     return command if command in NOTHING_DONE else None
 
 

@@ -34,7 +34,8 @@ def _history(db: Path, bag: str, as_json: bool, premis: bool) -> int:
                                                          retirements)))
         return 0
     if as_json:
-        echo_json({"command": "fixity history", "bag": rows[0].name, "location": rows[0].location,
+        echo_json({"command": "fixity history", "ok": True, "exit_code": 0, "bag": rows[0].name,
+                   "location": rows[0].location,
                    "audits": [{**r.__dict__, "outcome": r.status,
                                "problems_found": [c._asdict() for c in problems.get(r.id, [])]} for r in rows],
                    "retirements": [{"retired": when, "reason": reason, "revived": revived}
@@ -60,8 +61,8 @@ def _history(db: Path, bag: str, as_json: bool, premis: bool) -> int:
 def _retire(db: Path, bag: str, reason: str, as_json: bool) -> int:
     location, name, when = retire(db, bag, reason)
     if as_json:
-        echo_json({"command": "fixity retire", "bag": name, "location": location, "retired": when,
-                   "reason": reason})
+        echo_json({"command": "fixity retire", "ok": True, "exit_code": 0, "bag": name, "location": location,
+                   "retired": when, "reason": reason})
     else:
         click.echo(shown(f"{name} ({location}): retired {when}: {reason}"))
     return 0
