@@ -90,7 +90,7 @@ JSON_USAGE_ERRORS = {
 # The outcome and the list of results each command's --json report has.
 REPORT_SHAPE = {"run": ("ok", "collections"), "validate": ("valid", "collections"),
                 "convert": ("proven", "masters"), "verify": ("ok", "bags"), "fixity": ("ok", "bags"),
-                None: ("ok", None)}
+                "fixity history": ("ok", "audits"), None: ("ok", None)}
 
 
 @pytest.mark.parametrize("case", JSON_USAGE_ERRORS)
@@ -101,6 +101,7 @@ def test_usage_error_with_json_is_a_json_report_too_usage_option_usage_path(case
     assert proc.returncode == 2 and no_traceback(proc), proc.stderr
     report = json.loads(proc.stdout)
     command = words[0] if words[0] in SUBCOMMANDS else None
+    command = "fixity history" if command == "fixity" and "--history" in words else command
     outcome, results = REPORT_SHAPE[command]
     assert report["command"] == command and report[outcome] is False and report["exit_code"] == 2
     assert results is None or report[results] == []
