@@ -116,3 +116,14 @@ def test_mets_undescribed_not_for_a_name_that_differs_only_by_normalization(bag)
     _rebag(bag)
     problems = [p for p in verify_bag(bag, workers=1).problems if p.is_error]
     assert [p.code for p in problems] == ["describe.mets_flocat"]
+
+
+def test_describe_mets_missing_our_bag_without_its_mets_rebagged(bag):
+    """A bag that says it is ours (our profile, our software agent) with its METS deleted and
+    re-bagged by bagit-python passed as valid, and its inventory went unchecked."""
+    (bag / "data" / "metadata" / "mets.xml").unlink()
+    _rebag(bag)
+    r = _verify(bag)
+    assert r.returncode == 1
+    assert [line for line in (r.stdout + r.stderr).splitlines() if line.endswith("]")] == [
+        f"{bag}/data/metadata/mets.xml: the package has no METS document [describe.mets_missing]"]
