@@ -169,7 +169,8 @@ def safe_relpath(name: str) -> str | None:
     """A CSV filename as a relative POSIX path inside the collection, or None when it leaves it."""
     name = name.replace("\\", "/")
     path = PurePosixPath(name)
-    if path.is_absolute() or (len(name) > 1 and name[1] == ":") or ".." in path.parts:
+    drive = len(name) > 2 and name[0].isalpha() and name[1] == ":" and name[2] == "/"   # C:\x, C:/x
+    if path.is_absolute() or drive or ".." in path.parts:
         return None
     return str(path)
 

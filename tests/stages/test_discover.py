@@ -70,12 +70,21 @@ def test_a_csv_row_is_validated_by_the_item_schema(tmp_path):
         ("record.schema", "metadata.csv", "row 2, column dc.date")]
 
 
-@pytest.mark.parametrize("name", ["../x.jpg", "/etc/hostname", "a/../../x.jpg", "C:\\x.jpg"])
+@pytest.mark.parametrize("name", ["../x.jpg", "/etc/hostname", "a/../../x.jpg", "C:\\x.jpg", "d:/x.jpg"])
 def test_csv_paths_that_leave_the_collection(tmp_path, name):
     assert safe_relpath(name) is None
     folder = make(tmp_path / "c", {"a.jpg": jpeg(), "a.json": RECORD,
                                    "metadata.csv": f"filename,dc.identifier\n\"{name}\",x\n"})
     assert [p.code for p in run_discover(folder).problems] == ["path.outside"]
+
+
+def test_csv_name_with_a_colon_is_a_file_of_the_collection_not_a_drive(tmp_path):
+    """`a:b.jpg` is a legal POSIX name; only a drive letter before a slash is a Windows path."""
+    assert safe_relpath("a:b.jpg") == "a:b.jpg"
+    folder = make(tmp_path / "c", {"a:b.jpg": jpeg(),
+                                   "metadata.csv": "filename,dc.identifier,dc.date,dc.coverage\na:b.jpg,a,1992,Az\n"})
+    package = run_discover(folder)
+    assert not package.problems and [i.relpath for i in package.items] == ["a:b.jpg"]
 
 
 def test_csv_names_in_nfd_find_the_nfc_file(tmp_path):
