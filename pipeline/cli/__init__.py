@@ -159,10 +159,15 @@ def problems_of(exc: PipelineError | click.ClickException) -> tuple[Problem, ...
     return tuple(getattr(exc, "problems", ())) or (Problem(code, "", message_of(exc)),)
 
 
+def _options_part(args: list[str]) -> list[str]:
+    """The command line before a `--` (after it, every word is an argument)."""
+    return args[:args.index("--")] if "--" in args else args
+
+
 def command_of(args: list[str]) -> Optional[str]:
     """The subcommand named on the command line: the first word that is no option (the group
     has only flags), None when there is none or it is unknown."""
-    words = args[:args.index("--")] if "--" in args else args
+    words = _options_part(args)
     command = next((w for w in words if not w.startswith("-")), None)
     if command == "fixity":
         command = next((FIXITY_MODES[w.split("=")[0]] for w in words if w.split("=")[0] in FIXITY_MODES), command)
@@ -175,8 +180,7 @@ def error_json(args: list[str], state: dict, exc: PipelineError | click.ClickExc
     parse stdout -- unless the command wrote its report already (`state`, see echo_json): one
     document, never two.  Whether --json was given is what the parser made of it (`state`) once
     it got that far; before, the word on the command line (before a `--`) decides."""
-    words = args[:args.index("--")] if "--" in args else args
-    if not state.get("json", "--json" in words) or state.get("reported"):
+    if not state.get("json", "--json" in _options_part(args)) or state.get("reported"):
         return
     command = command_of(args)
     echo_json({"command": command, **NOTHING_DONE.get(command, {"ok": False}), "exit_code": exc.exit_code,
