@@ -114,7 +114,9 @@ class ArchiveSource:
         return True
 
     @contextmanager
-    def open(self, rel: str) -> Iterator:
+    def xml(self, rel: str) -> Iterator:
+        """What lxml parses: the member's stream (no `open`: rehashing is for folders, a tar.gz
+        would be decompressed again for every file)."""
         members = self.archive.members(rel.__eq__)
         try:
             for _, stream in members:
@@ -123,8 +125,6 @@ class ArchiveSource:
             raise OSError(f"{rel}: not in the archive")
         finally:
             members.close()
-
-    xml = open
 
     def each(self, folder: str, suffix: str) -> Iterator:
         prefix = folder + "/"
@@ -137,8 +137,8 @@ def check_mets(bag_root, schemas_dir: Path | None = None, rehash: bool = True,
     """Every problem of the METS of the bag at `bag_root` (empty when consistent and valid):
     a folder's path, or a FolderSource or ArchiveSource.
 
-    With `rehash` every file the METS names is read and its CHECKSUM compared.  Without it a
-    file is checked by its SIZE on disk, and its CHECKSUM against `known` (bag path -> algorithm
+    With `rehash` (a folder only) every file the METS names is read and its CHECKSUM compared.
+    Without it a file is checked by its SIZE on disk, and its CHECKSUM against `known` (bag path -> algorithm
     -> digest) where that has it: `pipeline verify` passes the bag's manifests, whose digests its
     fixity pass has just checked against the files; the describe stage passes nothing (the
     METS's checksums are the ones computed while each file was written, and reading it back from
@@ -146,7 +146,7 @@ def check_mets(bag_root, schemas_dir: Path | None = None, rehash: bool = True,
     as `pipeline verify` has listed them); one under data/ the METS does not name is a problem
     too (mets.undescribed).
     """
-    source = bag_root if hasattr(bag_root, "each") else FolderSource(Path(bag_root))
+    source = FolderSource(Path(bag_root)) if isinstance(bag_root, (str, os.PathLike)) else bag_root
     if not source.is_file(METS_PATH):
         return [Problem("describe.mets_missing", METS_PATH, "the package has no METS document")]
     problems = _consistency(source, rehash, known or {}, inventory)
@@ -187,7 +187,7 @@ def _mets_elements(mets) -> Iterator[tuple[str, etree._Element]]:
     """The METS elements of the document (a path or a binary stream) with their tags, streamed:
     the PREMIS, DC and MIX inside xmlData are parsed (and well-formed) but never reach Python;
     sections are cleared once read."""
-    for _, el in etree.iterparse(str(mets) if isinstance(mets, Path) else mets, events=("end",),
+    for _, el in etree.iterparse(mets, events=("end",),
                                  tag=f"{{{NS['mets']}}}*", resolve_entities=False, no_network=True,
                                  load_dtd=False, huge_tree=True):
         tag = el.tag

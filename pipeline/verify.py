@@ -534,7 +534,7 @@ def _check_mets(checker: Checker, source, schemas: Optional[Path]) -> None:
     if not _is_ours(checker.report):    # ours without its METS: describe.mets_missing
         return
     try:
-        from .metscheck import ArchiveSource, check_mets
+        from .metscheck import ArchiveSource, FolderSource, check_mets
     except ImportError:
         checker.add("mets.unchecked", "data/metadata/mets.xml", "pipeline.metscheck is not installed; "
                     "METS consistency not checked")
@@ -548,7 +548,7 @@ def _check_mets(checker: Checker, source, schemas: Optional[Path]) -> None:
         for e in m.entries:
             if e.path not in checker.mismatched:
                 known.setdefault(e.path, {})[m.algorithm] = e.digest
-    bag = source.path if isinstance(source, FolderBag) else ArchiveSource(source)
+    bag = FolderSource(source.path) if isinstance(source, FolderBag) else ArchiveSource(source)
     checker.report.problems.extend(check_mets(bag, schemas, rehash=False, known=known,
                                                 inventory=source.listing.files))
 
