@@ -123,6 +123,16 @@ class _HashingReader:
         return self.h.hexdigest()
 
 
+class _Unreadable:
+    """A member that cannot be opened (a zip entry's damaged header): reading it says why."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def read(self, n: int = -1) -> bytes:
+        raise OSError(self.why)
+
+
 class _Guarded:
     """A member's stream whose read errors (a bad CRC, a cut compressed stream) are OSErrors."""
 
@@ -309,7 +319,12 @@ class ArchiveBag:
                 with zipfile.ZipFile(self.path) as zf:
                     for rel, info in self._zip_entries.items():
                         if rel in self.listing.files and wanted(rel):
-                            with zf.open(info) as f:
+                            try:
+                                f = zf.open(info)
+                            except _ERRORS as exc:      # this entry's header: the others still read
+                                yield rel, _Unreadable(f"{self.label}: {rel}: {exc}")
+                                continue
+                            with f:
                                 yield rel, _Guarded(f)
                 return
             names = {name: rel for rel, name in self._members.items() if rel in self.listing.files and wanted(rel)}

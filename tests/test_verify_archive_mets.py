@@ -112,3 +112,20 @@ def test_schemas_inside_a_tar_valid_then_describe_mets_schema_and_dc_schema(made
                                       ("describe.mets_schema", METS)]
     mets_schema = next(p for p in problems if p["code"] == "describe.mets_schema")
     assert "BOGUS" in mets_schema["reason"] and mets_schema["field"].startswith("line ")
+
+
+def test_describe_dc_schema_a_zip_entry_whose_header_is_damaged_names_that_record(made, tmp_path, xsd_dir):
+    """One DC record's local header damaged (its name no longer the directory's): the METS check
+    stopped at it and reported the whole dc folder, unchecked records after it included."""
+    archive = shutil.copy(made / "output-zip" / "coll.zip", tmp_path / "coll.zip")
+    with zipfile.ZipFile(archive) as zf:
+        dc = [i for i in zf.infolist() if i.filename.startswith("coll/data/metadata/dc/") and not i.is_dir()]
+        info = next(i for i in dc if i.filename == f"coll/{DC}")
+    raw = bytearray(archive.read_bytes())
+    raw[info.header_offset + 30 + len("coll/data/metadata/")] ^= 0x20     # 'd' of dc/ in the name
+    archive.write_bytes(bytes(raw))
+    code, problems = _verify(archive, "--fast", "--schemas", xsd_dir)
+    assert code == 1
+    assert [(p["code"], p["path"]) for p in problems if p["code"].startswith("describe.")] == [
+        ("describe.dc_schema", DC)]
+    assert len(dc) > 1, "a record after it is checked too"
